@@ -1,0 +1,6 @@
+"""Pickwise: human preferences on generated images, from prompts to a better model."""
+
+from .celery import app as celery_app
+
+__all__ = ["celery_app"]
+__version__ = "0.1.0"

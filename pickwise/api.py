@@ -1,0 +1,57 @@
+"""DRF wiring: one exception handler turning every error into {"detail", "code"} JSON."""
+
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from pickwise.errors import ApplicationError
+
+
+def _validation_detail(error: DjangoValidationError) -> tuple[str, dict]:
+    if hasattr(error, "error_dict"):
+        fields = {f: [m for e in error.error_dict[f] for m in e.messages] for f in error.error_dict}
+        first = next(iter(fields.values()))[0]
+        return first, {"fields": fields}
+    return "; ".join(error.messages), {}
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, ApplicationError):
+        body = {"detail": exc.message, "code": exc.code, **exc.extra}
+        return Response(body, status=exc.status)
+    if isinstance(exc, DjangoValidationError):
+        message, extra = _validation_detail(exc)
+        return Response(
+            {"detail": message, "code": "invalid", **extra}, status=status.HTTP_400_BAD_REQUEST
+        )
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        response.data = {"detail": _first_message(fields), "code": "invalid", "fields": fields}
+    else:
+        detail = response.data.get("detail", "") if isinstance(response.data, dict) else ""
+        code = getattr(exc, "default_code", "error")
+        if isinstance(getattr(exc, "detail", None), exceptions.ErrorDetail):
+            code = exc.detail.code
+        response.data = {"detail": str(detail), "code": code}
+    return response
+
+
+def _first_message(fields) -> str:
+    if isinstance(fields, dict):
+        for key, value in fields.items():
+            message = _first_message(value)
+            return message if key == "non_field_errors" else f"{key}: {message}"
+    if isinstance(fields, list) and fields:
+        return _first_message(fields[0])
+    return str(fields)
