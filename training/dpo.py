@@ -1,0 +1,958 @@
+"""Diffusion-DPO and MaPO fine-tuning of a Stable Diffusion UNet on Pick-a-Pic-format preferences.
+
+Usage::
+
+    python -m training.dpo --data EXPORT_DIR --pretrained MODEL_DIR --output OUT_DIR \\
+        [--split train] [--method dpo|mapo] [--mode lora|full] [--max-train-steps 2000] \\
+        [--train-batch-size 8] [--gradient-accumulation-steps 1] [--resolution 512] \\
+        [--metrics-file OUT_DIR/metrics.jsonl] [--resume auto|never|CHECKPOINT_DIR] ...
+
+    accelerate launch -m training.dpo --data ...        # several GPUs (DDP)
+    python -m training.dpo --help                       # every option, default and source
+
+``EXPORT_DIR`` is a Pickwise export (``data/{split}-*.parquet``) or any folder of parquet files
+with the Pick-a-Pic columns ``jpg_0``, ``jpg_1``, ``label_0``, ``caption``; ties are dropped.
+``MODEL_DIR`` is a diffusers Stable Diffusion pipeline folder.
+
+Outputs in ``OUT_DIR``: ``pytorch_lora_weights.safetensors`` (LoRA, loadable with
+``pipe.load_lora_weights(OUT_DIR)``) or ``unet/`` (full fine-tune), ``dpo_config.json`` (the
+resolved config), ``checkpoints/step-N/`` with a ``latest`` pointer (a rerun of the same command
+resumes from it), the feature cache ``cache/`` and ``metrics.jsonl``.
+
+Metrics file: one JSON object per line, each with ``event`` and ``step``. ``event`` is ``start``,
+``step`` (one per optimizer step: loss, implicit_acc, mse_w, mse_l, ref_mse_w, ref_mse_l,
+reward_margin, lr, grad_norm, samples_per_s (pairs per second), gpu_mem_gb or peak_rss_gb),
+``warning``, ``checkpoint`` or ``done``. On resume, lines after the resumed step are dropped.
+Bad input (no pairs, missing folders, impossible options) exits with status 2 and one
+``error: ...`` line on stderr before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import math
+import resource
+import sys
+import time
+import types
+import typing
+from collections import deque
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import torch
+
+from training.checkpoints import (
+    CheckpointError,
+    capture_rng_state,
+    resolve_resume,
+    restore_rng_state,
+    write_checkpoint,
+)
+from training.dpo_data import (
+    CachedPairDataset,
+    FeatureCache,
+    PairBatchSampler,
+    TrainerInputError,
+    build_feature_cache,
+    count_labels,
+    ensure_caption_cached,
+    find_parquet_files,
+    module_fingerprint,
+)
+from training.dpo_losses import (
+    DEFAULT_BETA,
+    MAPO_ALPHA,
+    MAPO_BETA,
+    MAPO_TEMPERATURE,
+    LossOutput,
+    diffusion_target,
+    dpo_loss,
+    mapo_loss,
+    per_sample_mse,
+)
+
+logger = logging.getLogger("training.dpo")
+
+METHODS = ("dpo", "mapo")
+MODES = ("lora", "full")
+MIXED_PRECISIONS = ("no", "bf16", "fp16")
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+# Fields that shape the trained weights: a resume with other values would load the wrong thing.
+RESUME_MUST_MATCH = ("method", "mode", "lora_rank", "lora_alpha", "lora_targets", "resolution")
+EXIT_BAD_INPUT = 2
+
+
+def _doc(text: str, *, choices: tuple[str, ...] | None = None) -> dict:
+    return {"help": text, "choices": choices}
+
+
+@dataclass
+class DPOConfig:
+    """Everything a run depends on; the resolved copy is stored in every checkpoint.
+
+    Each field's metadata ``help`` gives its meaning and where its default comes from;
+    ``python -m training.dpo --help`` prints them. Fields left at None are resolved by
+    ``resolved()`` once the device and the number of processes are known.
+    """
+
+    data: Path = field(
+        metadata=_doc("Pickwise export folder, or a folder of Pick-a-Pic-format parquet files.")
+    )
+    pretrained: Path = field(
+        metadata=_doc("Stable Diffusion pipeline folder (diffusers layout, model_index.json).")
+    )
+    output: Path = field(metadata=_doc("Folder for weights, checkpoints, cache and metrics."))
+    split: str = field(
+        default="train", metadata=_doc("Export split to train on (data/{split}-*.parquet).")
+    )
+    method: str = field(
+        default="dpo",
+        metadata=_doc(
+            "Objective: dpo (Diffusion-DPO, Wallace et al. 2023) or mapo (reference-free, "
+            "Hong et al. 2024).",
+            choices=METHODS,
+        ),
+    )
+    mode: str = field(
+        default="lora",
+        metadata=_doc(
+            "lora: train peft LoRA adapters on the UNet; full: train every UNet weight.",
+            choices=MODES,
+        ),
+    )
+    beta: float = field(
+        default=DEFAULT_BETA,
+        metadata=_doc(
+            "DPO beta; the loss uses beta/2 (official DiffusionDPO convention, 5000 for SD1.5 "
+            "and SDXL). Not comparable with language-model DPO betas (~0.1)."
+        ),
+    )
+    mapo_beta: float = field(
+        default=MAPO_BETA, metadata=_doc("MaPO weight of the margin term (mapo-t2i/mapo: 0.1).")
+    )
+    mapo_temperature: float = field(
+        default=MAPO_TEMPERATURE,
+        metadata=_doc("MaPO scale T of the score difference (mapo-t2i/mapo: 1000)."),
+    )
+    mapo_alpha: float = field(
+        default=MAPO_ALPHA, metadata=_doc("MaPO a in s(m) = a*m/(exp(a*m)-1) (mapo-t2i/mapo: 0.5).")
+    )
+    reference_model: Path | None = field(
+        default=None,
+        metadata=_doc(
+            "DPO with mode full only: a UNet folder (or pipeline folder) to use as the frozen "
+            "reference instead of the base UNet. LoRA's reference is always the base UNet."
+        ),
+    )
+    lora_rank: int | None = field(
+        default=None, metadata=_doc("LoRA rank; default 8 (diffusers DPO example). LoRA only.")
+    )
+    lora_alpha: int | None = field(
+        default=None, metadata=_doc("LoRA alpha; default = rank (diffusers DPO example).")
+    )
+    lora_targets: tuple[str, ...] = field(
+        default=LORA_TARGETS,
+        metadata=_doc("UNet modules that get LoRA adapters (diffusers DPO example)."),
+    )
+    learning_rate: float | None = field(
+        default=None,
+        metadata=_doc(
+            "Peak learning rate; default LoRA 1e-5, full 1e-8 x effective batch in pairs "
+            "(official launcher: 2.048e-5 at 2048 pairs)."
+        ),
+    )
+    lr_warmup_steps: int | None = field(
+        default=None,
+        metadata=_doc(
+            "Linear warmup steps, then constant; default LoRA 0, full 500 (official launcher)."
+        ),
+    )
+    train_batch_size: int = field(
+        default=8, metadata=_doc("Pairs per process per micro-batch (each pair is 2 images).")
+    )
+    gradient_accumulation_steps: int = field(
+        default=1, metadata=_doc("Micro-batches per optimizer step.")
+    )
+    max_train_steps: int = field(
+        default=2000, metadata=_doc("Optimizer steps in total (official SD1.5 run: 2000).")
+    )
+    resolution: int = field(
+        default=512, metadata=_doc("Training resolution in pixels, a multiple of 8 (SD1.5: 512).")
+    )
+    random_flip: bool = field(
+        default=True,
+        metadata=_doc("Flip winner and loser together at random (official code flips)."),
+    )
+    prompt_dropout: float | None = field(
+        default=None,
+        metadata=_doc(
+            "Chance of training a pair on the empty prompt; default LoRA 0, full 0.2 "
+            "(official launcher)."
+        ),
+    )
+    mixed_precision: str | None = field(
+        default=None,
+        metadata=_doc(
+            "Autocast dtype; default bf16 on CUDA, no on CPU. fp16 uses a gradient scaler "
+            "and needs CUDA.",
+            choices=MIXED_PRECISIONS,
+        ),
+    )
+    gradient_checkpointing: bool = field(
+        default=False, metadata=_doc("Recompute UNet activations in backward: less memory.")
+    )
+    use_8bit_adam: bool = field(
+        default=False, metadata=_doc("bitsandbytes AdamW8bit instead of torch AdamW.")
+    )
+    adam_beta1: float = field(default=0.9, metadata=_doc("AdamW beta1 (diffusers default)."))
+    adam_beta2: float = field(default=0.999, metadata=_doc("AdamW beta2 (diffusers default)."))
+    adam_weight_decay: float = field(
+        default=1e-2, metadata=_doc("AdamW weight decay (diffusers DPO example).")
+    )
+    adam_epsilon: float = field(default=1e-8, metadata=_doc("AdamW epsilon (diffusers default)."))
+    max_grad_norm: float = field(
+        default=1.0, metadata=_doc("Gradient clipping norm (diffusers DPO example).")
+    )
+    allow_tf32: bool = field(default=True, metadata=_doc("TF32 matmuls on Ampere or newer GPUs."))
+    seed: int = field(
+        default=0, metadata=_doc("Seed for the data order, augmentation, noise and LoRA init.")
+    )
+    checkpointing_steps: int = field(
+        default=500, metadata=_doc("Write a resumable checkpoint every N optimizer steps.")
+    )
+    checkpoints_total_limit: int | None = field(
+        default=3, metadata=_doc("Keep at most this many checkpoints (None: keep all).")
+    )
+    resume: str = field(
+        default="auto",
+        metadata=_doc(
+            "auto: continue from OUT_DIR/checkpoints/latest when present; never: start over; "
+            "or a checkpoint folder."
+        ),
+    )
+    cache_dir: Path | None = field(
+        default=None,
+        metadata=_doc(
+            "Latent and text-embedding cache, shareable across jobs; default OUT_DIR/cache."
+        ),
+    )
+    metrics_file: Path | None = field(
+        default=None, metadata=_doc("JSON-lines metrics; default OUT_DIR/metrics.jsonl.")
+    )
+    encode_batch_size: int = field(
+        default=8, metadata=_doc("Images or captions per VAE / text-encoder call when caching.")
+    )
+    dataloader_num_workers: int = field(
+        default=2, metadata=_doc("Worker processes reading cached features (0: in process).")
+    )
+    mse_warning_window: int = field(
+        default=50,
+        metadata=_doc(
+            "Warn when winner and loser MSE (relative to the reference for DPO) both grew "
+            "from one window of this many steps to the next."
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("data", "pretrained", "output", "reference_model", "cache_dir"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                setattr(self, name, Path(value))
+        if isinstance(self.metrics_file, str):
+            self.metrics_file = Path(self.metrics_file)
+        self.lora_targets = tuple(self.lora_targets)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError on any value or combination that cannot work."""
+        problems = []
+        for name, allowed in (
+            ("method", METHODS),
+            ("mode", MODES),
+            ("mixed_precision", (*MIXED_PRECISIONS, None)),
+        ):
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
+        if not Path(self.pretrained).is_dir():
+            problems.append(f"pretrained model folder not found: {self.pretrained}")
+        elif not (Path(self.pretrained) / "model_index.json").exists():
+            problems.append(
+                f"{self.pretrained} is not a diffusers pipeline folder (no model_index.json)"
+            )
+        if not Path(self.data).is_dir():
+            problems.append(f"data folder not found: {self.data}")
+        if self.method == "mapo" and self.reference_model is not None:
+            problems.append("MaPO is reference-free: drop --reference-model")
+        if self.mode == "lora" and self.reference_model is not None:
+            problems.append(
+                "--reference-model needs --mode full (LoRA's reference is the base UNet "
+                "with the adapters disabled)"
+            )
+        if self.reference_model is not None and not Path(self.reference_model).is_dir():
+            problems.append(f"reference model folder not found: {self.reference_model}")
+        if self.mode == "full" and (self.lora_rank is not None or self.lora_alpha is not None):
+            problems.append("--lora-rank and --lora-alpha apply to --mode lora, not full")
+        if self.mixed_precision == "fp16" and not torch.cuda.is_available():
+            problems.append("fp16 mixed precision needs a CUDA GPU; use no or bf16 on CPU")
+        if self.resolution <= 0 or self.resolution % 8:
+            problems.append(f"resolution must be a positive multiple of 8, not {self.resolution}")
+        positive = (
+            "train_batch_size",
+            "gradient_accumulation_steps",
+            "max_train_steps",
+            "checkpointing_steps",
+            "encode_batch_size",
+            "mse_warning_window",
+            "beta",
+            "mapo_temperature",
+            "mapo_alpha",
+            "max_grad_norm",
+        )
+        problems += [f"{name} must be > 0" for name in positive if not getattr(self, name) > 0]
+        for name in ("lora_rank", "lora_alpha", "checkpoints_total_limit", "learning_rate"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                problems.append(f"{name} must be > 0")
+        if self.lr_warmup_steps is not None and self.lr_warmup_steps < 0:
+            problems.append("lr_warmup_steps must be >= 0")
+        if self.dataloader_num_workers < 0:
+            problems.append("dataloader_num_workers must be >= 0")
+        if self.prompt_dropout is not None and not 0 <= self.prompt_dropout < 1:
+            problems.append("prompt_dropout must be in [0, 1)")
+        if not self.lora_targets:
+            problems.append("lora_targets must name at least one module")
+        if self.use_8bit_adam:
+            try:
+                import bitsandbytes  # noqa: F401
+            except ImportError:
+                problems.append("--use-8bit-adam needs the bitsandbytes package")
+        if problems:
+            raise ValueError("invalid training config: " + "; ".join(problems))
+
+    def resolved(self, *, world_size: int, cuda: bool) -> DPOConfig:
+        """Fill the mode- and device-dependent defaults (documented on each field)."""
+        lora = self.mode == "lora"
+        rank = (self.lora_rank or 8) if lora else None
+        effective_batch = self.train_batch_size * self.gradient_accumulation_steps * world_size
+        return replace(
+            self,
+            lora_rank=rank,
+            lora_alpha=(self.lora_alpha or rank) if lora else None,
+            learning_rate=self.learning_rate or (1e-5 if lora else 1e-8 * effective_batch),
+            lr_warmup_steps=(
+                self.lr_warmup_steps if self.lr_warmup_steps is not None else (0 if lora else 500)
+            ),
+            prompt_dropout=(
+                self.prompt_dropout if self.prompt_dropout is not None else (0.0 if lora else 0.2)
+            ),
+            mixed_precision=self.mixed_precision or ("bf16" if cuda else "no"),
+            cache_dir=self.cache_dir or self.output / "cache",
+            metrics_file=self.metrics_file or self.output / "metrics.jsonl",
+        )
+
+    def to_json(self) -> dict:
+        return json.loads(json.dumps(asdict(self), default=str))
+
+
+@dataclass
+class TrainResult:
+    """What a run leaves behind; the modules let in-process callers (tests) inspect them."""
+
+    config: DPOConfig
+    final_step: int
+    pairs: int
+    ties_dropped: int
+    unet: torch.nn.Module
+    vae: torch.nn.Module
+    text_encoder: torch.nn.Module
+
+
+class MseTrend:
+    """Detects the DPO failure mode where the loss falls because both errors grow.
+
+    Tracks winner and loser MSE (minus the reference's on the same noisy input when there is a
+    reference, which removes most of the timestep noise) and compares the mean of the latest
+    window with the window before it.
+    """
+
+    def __init__(self, window: int, history: list | None = None):
+        self.window = window
+        self.history: deque = deque(history or [], maxlen=2 * window)
+        self.quiet_until = 0
+
+    def add(self, step: int, winner: float, loser: float) -> str | None:
+        self.history.append((winner, loser))
+        if len(self.history) < 2 * self.window or step < self.quiet_until:
+            return None
+        items = list(self.history)
+        before, after = items[: self.window], items[self.window :]
+        grew_w = _mean(x[0] for x in after) - _mean(x[0] for x in before)
+        grew_l = _mean(x[1] for x in after) - _mean(x[1] for x in before)
+        if grew_w > 0 and grew_l > 0:
+            self.quiet_until = step + self.window
+            return (
+                f"winner and loser MSE both grew over the last {self.window} steps "
+                f"(winner {grew_w:+.3g}, loser {grew_l:+.3g}): the loss may be falling because "
+                "the model gets worse on both images; consider a larger beta or a lower "
+                "learning rate"
+            )
+        return None
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
+def compute_pair_loss(
+    *,
+    unet,
+    batch: dict[str, torch.Tensor],
+    noise_scheduler,
+    scaling_factor: float,
+    config: DPOConfig,
+    reference=None,
+) -> LossOutput:
+    """One preference loss over a batch of cached pairs: one UNet forward over 2B inputs.
+
+    ``reference(noisy, timesteps, embeddings)`` returns the frozen model's prediction; DPO needs
+    it, MaPO never calls it. Winner and loser share the timestep and the noise draw.
+    """
+    pairs = batch["mean_w"].shape[0]
+    mean = torch.cat([batch["mean_w"], batch["mean_l"]])
+    std = torch.cat([batch["std_w"], batch["std_l"]])
+    latents = (mean + std * torch.randn_like(mean)) * scaling_factor
+    noise = torch.randn_like(latents[:pairs]).repeat(2, 1, 1, 1)
+    timesteps = torch.randint(
+        0, noise_scheduler.config.num_train_timesteps, (pairs,), device=latents.device
+    ).repeat(2)
+    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+    target = diffusion_target(
+        prediction_type=noise_scheduler.config.prediction_type,
+        scheduler=noise_scheduler,
+        latents=latents,
+        noise=noise,
+        timesteps=timesteps,
+    )
+    embeddings = batch["embedding"].repeat(2, 1, 1)
+    prediction = unet(noisy, timesteps, embeddings).sample
+    model_w, model_l = per_sample_mse(prediction, target).chunk(2)
+    if config.method == "mapo":
+        return mapo_loss(
+            model_w,
+            model_l,
+            beta_mapo=config.mapo_beta,
+            temperature=config.mapo_temperature,
+            alpha=config.mapo_alpha,
+        )
+    with torch.no_grad():
+        ref_w, ref_l = per_sample_mse(reference(noisy, timesteps, embeddings), target).chunk(2)
+    return dpo_loss(model_w, model_l, ref_w, ref_l, beta=config.beta)
+
+
+def lora_reference(unet):
+    """The LoRA reference: the same UNet with its adapters switched off, without grad."""
+
+    def forward(noisy, timesteps, embeddings):
+        unet.disable_adapters()
+        try:
+            with torch.no_grad():
+                return unet(noisy, timesteps, embeddings).sample
+        finally:
+            unet.enable_adapters()
+
+    return forward
+
+
+def frozen_reference(reference_unet):
+    def forward(noisy, timesteps, embeddings):
+        with torch.no_grad():
+            return reference_unet(noisy, timesteps, embeddings).sample
+
+    return forward
+
+
+def add_lora(unet, config: DPOConfig) -> None:
+    from peft import LoraConfig
+
+    unet.add_adapter(
+        LoraConfig(
+            r=config.lora_rank,
+            lora_alpha=config.lora_alpha,
+            init_lora_weights="gaussian",
+            target_modules=list(config.lora_targets),
+        )
+    )
+
+
+def lora_state_dict_for_diffusers(unet) -> dict[str, torch.Tensor]:
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    state = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    return {k: v.detach().float().cpu().contiguous() for k, v in state.items()}
+
+
+def save_lora(unet, folder: Path) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    StableDiffusionPipeline.save_lora_weights(
+        save_directory=folder,
+        unet_lora_layers=lora_state_dict_for_diffusers(unet),
+        safe_serialization=True,
+    )
+
+
+def load_unet(folder: Path):
+    from diffusers import UNet2DConditionModel
+
+    if (Path(folder) / "unet").is_dir():
+        return UNet2DConditionModel.from_pretrained(folder, subfolder="unet")
+    return UNet2DConditionModel.from_pretrained(folder)
+
+
+class MetricsWriter:
+    """JSON lines for a parent process; only the main process writes."""
+
+    def __init__(self, path: Path, *, enabled: bool, resume_step: int | None):
+        self.path = Path(path)
+        self.enabled = enabled
+        if not enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        kept = []
+        if resume_step is not None and self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    if json.loads(line).get("step", 0) <= resume_step:
+                        kept.append(line + "\n")
+                except json.JSONDecodeError:
+                    continue
+        self.path.write_text("".join(kept), encoding="utf-8")
+
+    def write(self, event: str, step: int, **values) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"event": event, "step": step, **values}) + "\n")
+            handle.flush()
+
+
+def main(config: DPOConfig) -> TrainResult:
+    """Load, freeze, adapter, data, prepare, loop, checkpoint, save."""
+    from accelerate import Accelerator
+    from accelerate.utils import gather_object, set_seed
+    from diffusers import AutoencoderKL, DDPMScheduler
+    from diffusers.optimization import get_constant_schedule_with_warmup
+    from safetensors.torch import load_file, save_file
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    # --- Data first: bad input fails before any model is loaded.
+    files = find_parquet_files(config.data, config.split)
+    counts = count_labels(files)
+    if counts.pairs == 0:
+        raise TrainerInputError(
+            f"no preference pairs in {config.data} (split {config.split!r}): all {counts.rows} "
+            "rows are ties (label_0 == 0.5) or there are no rows; DPO needs label_0 of 1.0 or 0.0"
+        )
+    resume_from = resolve_resume(config.output, config.resume)
+
+    accelerator = Accelerator(
+        mixed_precision=config.mixed_precision or ("bf16" if torch.cuda.is_available() else "no"),
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+    )
+    cuda = accelerator.device.type == "cuda"
+    config = config.resolved(world_size=accelerator.num_processes, cuda=cuda)
+    if accelerator.is_main_process:
+        logger.info(
+            "dropped %d ties (label_0 == 0.5) of %d rows in %d file(s); %d pairs remain",
+            counts.ties,
+            counts.rows,
+            len(files),
+            counts.pairs,
+        )
+    set_seed(config.seed + accelerator.process_index)
+    if cuda and config.allow_tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    weight_dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[
+        config.mixed_precision
+    ]
+    device = accelerator.device
+
+    # --- Load and freeze. The VAE and text encoder only feed the cache, in fp32.
+    tokenizer = CLIPTokenizer.from_pretrained(config.pretrained, subfolder="tokenizer")
+    text_encoder = CLIPTextModel.from_pretrained(config.pretrained, subfolder="text_encoder")
+    vae = AutoencoderKL.from_pretrained(config.pretrained, subfolder="vae")
+    unet = load_unet(config.pretrained)
+    noise_scheduler = DDPMScheduler.from_pretrained(config.pretrained, subfolder="scheduler")
+    for module in (text_encoder, vae, unet):
+        module.requires_grad_(False)
+        module.eval()
+    downsample = 2 ** (len(vae.config.block_out_channels) - 1)
+    downsample *= 2 ** (len(unet.config.down_block_types) - 1)
+    if config.resolution % downsample:
+        raise TrainerInputError(
+            f"resolution {config.resolution} is not a multiple of {downsample}, which this "
+            "model's VAE and UNet need"
+        )
+
+    # --- Feature cache: the main process encodes, the others then find every entry cached.
+    cache = FeatureCache(
+        root=config.cache_dir,
+        vae_fingerprint=module_fingerprint(vae),
+        text_fingerprint=module_fingerprint(
+            text_encoder, json.dumps(tokenizer.get_vocab(), sort_keys=True)
+        ),
+        resolution=config.resolution,
+    )
+    vae.to(device)
+    text_encoder.to(device)
+    with accelerator.main_process_first():
+        pair_keys, cache_stats = build_feature_cache(
+            files=files,
+            cache=cache,
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            resolution=config.resolution,
+            random_flip=config.random_flip,
+            device=device,
+            dtype=torch.float32,
+            batch_size=config.encode_batch_size,
+        )
+        empty_key = ensure_caption_cached(
+            caption="", cache=cache, text_encoder=text_encoder, tokenizer=tokenizer, device=device
+        )
+    scaling_factor = vae.config.scaling_factor
+    vae.to("cpu")
+    text_encoder.to("cpu")
+    if cuda:
+        torch.cuda.empty_cache()
+    if accelerator.is_main_process:
+        logger.info(
+            "feature cache %s: encoded %d new images and %d new captions",
+            config.cache_dir,
+            cache_stats.images_encoded,
+            cache_stats.captions_encoded,
+        )
+
+    # --- Adapter or full UNet, and the reference.
+    unet.to(device)
+    if config.mode == "lora":
+        # The frozen base can live in the autocast dtype; only the adapters need fp32.
+        if weight_dtype != torch.float32:
+            unet.to(dtype=weight_dtype)
+        add_lora(unet, config)
+        for parameter in unet.parameters():
+            if parameter.requires_grad:
+                parameter.data = parameter.data.float()
+        reference = lora_reference(unet)
+    else:
+        reference = None  # MaPO is reference-free
+        if config.method == "dpo":
+            # A frozen copy in the autocast dtype on the device (never offloaded: it runs
+            # every step).
+            reference_unet = (
+                load_unet(config.reference_model) if config.reference_model else copy.deepcopy(unet)
+            )
+            reference_unet.requires_grad_(False).eval().to(device=device, dtype=weight_dtype)
+            reference = frozen_reference(reference_unet)
+        unet.requires_grad_(True)
+    if config.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    unet.train()
+    trainable = {name: p for name, p in unet.named_parameters() if p.requires_grad}
+
+    # --- Optimizer and schedule.
+    if config.use_8bit_adam:
+        import bitsandbytes
+
+        optimizer_class = bitsandbytes.optim.AdamW8bit
+    else:
+        optimizer_class = torch.optim.AdamW
+    optimizer = optimizer_class(
+        list(trainable.values()),
+        lr=config.learning_rate,
+        betas=(config.adam_beta1, config.adam_beta2),
+        weight_decay=config.adam_weight_decay,
+        eps=config.adam_epsilon,
+    )
+    lr_scheduler = get_constant_schedule_with_warmup(
+        optimizer, num_warmup_steps=config.lr_warmup_steps
+    )
+    prepared_unet, optimizer = accelerator.prepare(unet, optimizer)
+
+    # --- Resume.
+    step, micro_batch, trend_history, trend_quiet_until = 0, 0, [], 0
+    if resume_from is not None:
+        saved_config = json.loads((resume_from / "config.json").read_text(encoding="utf-8"))
+        current = config.to_json()
+        mismatched = [k for k in RESUME_MUST_MATCH if saved_config.get(k) != current[k]]
+        if mismatched:
+            raise CheckpointError(
+                f"cannot resume from {resume_from}: it was trained with other "
+                + ", ".join(f"{k} ({saved_config.get(k)!r} vs {current[k]!r})" for k in mismatched)
+            )
+        saved = load_file(resume_from / "trainable_params.safetensors")
+        missing = sorted(set(trainable) - set(saved))
+        if missing:
+            raise CheckpointError(f"{resume_from} lacks weights for {missing[:3]}")
+        with torch.no_grad():
+            for name, parameter in trainable.items():
+                parameter.copy_(saved[name].to(parameter.device, parameter.dtype))
+        optimizer.load_state_dict(torch.load(resume_from / "optimizer.pt", map_location=device))
+        lr_scheduler.load_state_dict(torch.load(resume_from / "scheduler.pt"))
+        if accelerator.scaler is not None and (resume_from / "scaler.pt").exists():
+            accelerator.scaler.load_state_dict(torch.load(resume_from / "scaler.pt"))
+        state = json.loads((resume_from / "trainer_state.json").read_text(encoding="utf-8"))
+        step, micro_batch = state["step"], state["micro_batch"]
+        trend_history = state.get("mse_history", [])
+        trend_quiet_until = state.get("mse_quiet_until", 0)
+        # Our own file: it holds numpy and python RNG states, which need full unpickling.
+        rng_states = torch.load(resume_from / "rng_states.pt", weights_only=False)
+        if len(rng_states) == accelerator.num_processes:
+            restore_rng_state(rng_states[accelerator.process_index])
+        else:
+            logger.warning("resuming with another process count: random streams are reseeded")
+            set_seed(config.seed + accelerator.process_index + step)
+        if accelerator.is_main_process:
+            logger.info("resumed from %s at step %d", resume_from, step)
+
+    # --- Data loader over cached features, starting at the saved position.
+    dataset = CachedPairDataset(
+        pairs=pair_keys,
+        cache=cache,
+        seed=config.seed,
+        random_flip=config.random_flip,
+        prompt_dropout=config.prompt_dropout,
+        empty_caption_key=empty_key,
+    )
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=PairBatchSampler(
+            batch_size=config.train_batch_size,
+            rank=accelerator.process_index,
+            world_size=accelerator.num_processes,
+            start=micro_batch,
+        ),
+        num_workers=config.dataloader_num_workers,
+        pin_memory=cuda,
+    )
+    metrics = MetricsWriter(
+        config.metrics_file,
+        enabled=accelerator.is_main_process,
+        resume_step=step if resume_from is not None else None,
+    )
+    pairs_per_step = (
+        config.train_batch_size * config.gradient_accumulation_steps * accelerator.num_processes
+    )
+    metrics.write(
+        "start",
+        step,
+        max_train_steps=config.max_train_steps,
+        rows=counts.rows,
+        ties_dropped=counts.ties,
+        pairs=counts.pairs,
+        world_size=accelerator.num_processes,
+        effective_batch=pairs_per_step,
+        resumed_from=str(resume_from) if resume_from else None,
+    )
+
+    def save_state(folder: Path, rng_states: list) -> None:
+        state = {n: p.detach().float().cpu().contiguous() for n, p in trainable.items()}
+        save_file(state, folder / "trainable_params.safetensors")
+        if config.mode == "lora":
+            save_lora(unet, folder)
+        torch.save(optimizer.state_dict(), folder / "optimizer.pt")
+        torch.save(lr_scheduler.state_dict(), folder / "scheduler.pt")
+        if accelerator.scaler is not None:
+            torch.save(accelerator.scaler.state_dict(), folder / "scaler.pt")
+        torch.save(rng_states, folder / "rng_states.pt")
+        trainer_state = {
+            "step": step,
+            "micro_batch": micro_batch,
+            "world_size": accelerator.num_processes,
+            "mse_history": list(trend.history),
+            "mse_quiet_until": trend.quiet_until,
+        }
+        (folder / "trainer_state.json").write_text(json.dumps(trainer_state), encoding="utf-8")
+        (folder / "config.json").write_text(
+            json.dumps(config.to_json(), indent=2), encoding="utf-8"
+        )
+
+    # --- Loop.
+    trend = MseTrend(config.mse_warning_window, trend_history)
+    trend.quiet_until = trend_quiet_until
+    names = ("loss", "implicit_acc", "mse_w", "mse_l", "ref_mse_w", "ref_mse_l", "reward_margin")
+    sums = torch.zeros(len(names), device=device)
+    batches = iter(loader)
+    started = time.perf_counter()
+    while step < config.max_train_steps:
+        batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
+        with accelerator.accumulate(prepared_unet):
+            with accelerator.autocast():
+                out = compute_pair_loss(
+                    unet=prepared_unet,
+                    batch=batch,
+                    noise_scheduler=noise_scheduler,
+                    scaling_factor=scaling_factor,
+                    config=config,
+                    reference=reference,
+                )
+            accelerator.backward(out.loss)
+            grad_norm = None
+            if accelerator.sync_gradients:
+                grad_norm = accelerator.clip_grad_norm_(trainable.values(), config.max_grad_norm)
+                lr = lr_scheduler.get_last_lr()[0]
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+        micro_batch += 1
+        nan = torch.tensor(float("nan"), device=device)
+        sums += torch.stack(
+            [
+                out.loss.detach(),
+                out.implicit_acc,
+                out.mse_w,
+                out.mse_l,
+                nan if out.ref_mse_w is None else out.ref_mse_w,
+                nan if out.ref_mse_l is None else out.ref_mse_l,
+                out.reward_margin,
+            ]
+        ).float()
+        if not accelerator.sync_gradients:
+            continue
+        step += 1
+        averaged = accelerator.reduce(sums / config.gradient_accumulation_steps, "mean")
+        sums.zero_()
+        values = {n: _finite_or_none(v) for n, v in zip(names, averaged.tolist(), strict=True)}
+        now = time.perf_counter()
+        values |= {
+            "lr": lr,
+            "grad_norm": _finite_or_none(float(grad_norm)),
+            "samples_per_s": pairs_per_step / (now - started),
+            **memory_metrics(cuda),
+        }
+        started = now
+        metrics.write("step", step, max_train_steps=config.max_train_steps, **values)
+        if accelerator.is_main_process:
+            logger.info(
+                "step %d/%d loss %.4f acc %.3f margin %.3g lr %.3g",
+                step,
+                config.max_train_steps,
+                _nan_if_none(values["loss"]),
+                _nan_if_none(values["implicit_acc"]),
+                _nan_if_none(values["reward_margin"]),
+                lr,
+            )
+        has_ref = values["ref_mse_w"] is not None
+        warning = trend.add(
+            step,
+            values["mse_w"] - (values["ref_mse_w"] if has_ref else 0.0),
+            values["mse_l"] - (values["ref_mse_l"] if has_ref else 0.0),
+        )
+        if warning and accelerator.is_main_process:
+            logger.warning("step %d: %s", step, warning)
+            metrics.write("warning", step, message=warning)
+        if step % config.checkpointing_steps == 0 or step == config.max_train_steps:
+            # Every rank's RNG goes into the checkpoint; gathering is collective.
+            rng_states = gather_object([capture_rng_state()])
+            if accelerator.is_main_process:
+                folder = write_checkpoint(
+                    output_dir=config.output,
+                    step=step,
+                    write=lambda tmp, states=rng_states: save_state(tmp, states),
+                    total_limit=config.checkpoints_total_limit,
+                )
+                metrics.write("checkpoint", step, path=str(folder))
+            accelerator.wait_for_everyone()
+
+    # --- Final weights.
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if config.mode == "lora":
+            save_lora(unet, config.output)
+        else:
+            unet.save_pretrained(config.output / "unet", safe_serialization=True)
+        (config.output / "dpo_config.json").write_text(
+            json.dumps(config.to_json(), indent=2), encoding="utf-8"
+        )
+        metrics.write("done", step, output=str(config.output))
+        logger.info("finished at step %d; weights in %s", step, config.output)
+    accelerator.end_training()
+    return TrainResult(
+        config=config,
+        final_step=step,
+        pairs=counts.pairs,
+        ties_dropped=counts.ties,
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+    )
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _nan_if_none(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def memory_metrics(cuda: bool) -> dict[str, float]:
+    if cuda:
+        return {"gpu_mem_gb": torch.cuda.max_memory_allocated() / 2**30}
+    # ru_maxrss is in KiB on Linux.
+    return {"peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """One option per DPOConfig field, with its help, default and choices."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training.dpo",
+        description=__doc__.split("\n", 1)[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    hints = typing.get_type_hints(DPOConfig)
+    for spec in fields(DPOConfig):
+        kind = hints[spec.name]
+        if isinstance(kind, types.UnionType):
+            kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+        kwargs: dict = {"dest": spec.name, "help": spec.metadata["help"]}
+        if spec.default is MISSING:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = spec.default
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(kind) is tuple:
+            kwargs |= {"nargs": "+", "type": str}
+        else:
+            kwargs["type"] = kind
+        if spec.metadata.get("choices"):
+            kwargs["choices"] = spec.metadata["choices"]
+        parser.add_argument("--" + spec.name.replace("_", "-"), **kwargs)
+    return parser
+
+
+def cli(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    args = build_parser().parse_args(argv)
+    try:
+        config = DPOConfig(**vars(args))
+        main(config)
+    except ValueError as error:  # TrainerInputError, CheckpointError and config errors
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
