@@ -75,7 +75,9 @@ class Campaign(models.Model):
             ),
             models.CheckConstraint(condition=Q(overlap__gte=1), name="campaign_overlap_positive"),
             models.CheckConstraint(
-                condition=Q(gold_rate__gte=0, gold_rate__lte=1, repeat_rate__gte=0, repeat_rate__lte=1)
+                condition=Q(
+                    gold_rate__gte=0, gold_rate__lte=1, repeat_rate__gte=0, repeat_rate__lte=1
+                )
                 & Q(gold_rate__lte=1 - F("repeat_rate")),
                 name="campaign_rates_in_range",
             ),
@@ -274,6 +276,9 @@ class ComparisonImage(models.Model):
             models.UniqueConstraint(fields=["comparison", "image"], name="comparison_image_once"),
         ]
 
+    def __str__(self) -> str:
+        return f"slot {self.slot} of comparison {self.comparison_id}"
+
 
 class Assignment(models.Model):
     class State(models.TextChoices):
@@ -283,9 +288,7 @@ class Assignment(models.Model):
         SKIPPED = "skipped"
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="assignments")
-    comparison = models.ForeignKey(
-        Comparison, on_delete=models.CASCADE, related_name="assignments"
-    )
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
     annotator = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
     )
@@ -321,7 +324,9 @@ class Assignment(models.Model):
                 name="assignment_open_by_annotator",
                 condition=Q(state="open"),
             ),
-            models.Index(fields=["expires_at"], name="assignment_open_expiry", condition=Q(state="open")),
+            models.Index(
+                fields=["expires_at"], name="assignment_open_expiry", condition=Q(state="open")
+            ),
         ]
 
     def __str__(self) -> str:
@@ -329,9 +334,7 @@ class Assignment(models.Model):
 
 
 class Judgment(models.Model):
-    assignment = models.OneToOneField(
-        Assignment, on_delete=models.CASCADE, related_name="judgment"
-    )
+    assignment = models.OneToOneField(Assignment, on_delete=models.CASCADE, related_name="judgment")
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="judgments")
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="judgments")
     annotator = models.ForeignKey(

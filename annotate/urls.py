@@ -1,1 +1,22 @@
-urlpatterns = []
+from django.urls import path
+
+from annotate import apis
+
+app_name = "annotate"
+urlpatterns = [
+    path("auth/token/", apis.TokenObtainApi.as_view(), name="token"),
+    path("campaigns/", apis.CampaignListCreateApi.as_view(), name="campaigns"),
+    path("campaigns/<int:campaign_id>/", apis.CampaignDetailApi.as_view(), name="campaign"),
+    path("campaigns/<int:campaign_id>/prompts/", apis.PromptsAddApi.as_view(), name="prompts"),
+    path("campaigns/<int:campaign_id>/members/", apis.MembersSetApi.as_view(), name="members"),
+    path(
+        "campaigns/<int:campaign_id>/comparisons/build/",
+        apis.ComparisonsBuildApi.as_view(),
+        name="comparisons-build",
+    ),
+    path("campaigns/<int:campaign_id>/next/", apis.AssignmentNextApi.as_view(), name="next"),
+    path(
+        "assignments/<int:assignment_id>/submit/", apis.JudgmentSubmitApi.as_view(), name="submit"
+    ),
+    path("assignments/<int:assignment_id>/skip/", apis.AssignmentSkipApi.as_view(), name="skip"),
+]

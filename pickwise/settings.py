@@ -5,6 +5,8 @@ kombu's filesystem broker in var/broker/ and media in var/media/. DATABASE_URL a
 CELERY_BROKER_URL switch to PostgreSQL and Redis.
 """
 
+import os
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,7 +19,10 @@ env = environ.Env()
 VAR_DIR = Path(env.str("PICKWISE_VAR_DIR", default=str(BASE_DIR / "var")))
 
 DEBUG = env.bool("DEBUG", default=False)
-TESTING = env.bool("PICKWISE_TESTING", default=False)
+# Under pytest the suite runs offline with a throwaway key; nothing else changes.
+TESTING = env.bool("PICKWISE_TESTING", default="pytest" in sys.modules)
+if TESTING:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 _DEV_SECRET = "django-insecure-dev-only-key-never-use-in-production"  # noqa: S105
 SECRET_KEY = env.str("SECRET_KEY", default="")
@@ -131,7 +136,9 @@ STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 STORAGES = {
-    "default": {"BACKEND": env.str("DEFAULT_STORAGE", default="django.core.files.storage.FileSystemStorage")},
+    "default": {
+        "BACKEND": env.str("DEFAULT_STORAGE", default="django.core.files.storage.FileSystemStorage")
+    },
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 if TESTING or DEBUG:

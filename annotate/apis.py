@@ -1,0 +1,342 @@
+"""The annotation REST API. Thin: parse, fetch-and-authorise, call a service, serialise."""
+
+from django.contrib.auth import authenticate, get_user_model
+from django.db import transaction
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.authtoken.models import Token
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from annotate.access import (
+    assignment_get_for_annotator,
+    campaign_get_for_annotator,
+    campaign_get_for_user,
+    user_may_create_campaigns,
+)
+from annotate.models import Campaign, Membership
+from annotate.selectors import assignment_task, campaign_list_for_user, campaign_progress
+from annotate.services.assignments import assignment_next, assignment_skip
+from annotate.services.campaigns import campaign_create, campaign_update, membership_set
+from annotate.services.comparisons import comparisons_build_for_campaign
+from annotate.services.gold import gold_build
+from annotate.services.judgments import judgment_submit
+from annotate.services.prompts import prompt_rows_from_payload, prompt_rows_parse, prompts_add
+from pickwise.errors import ApplicationError
+
+ADMIN_ONLY = (Membership.Role.ADMIN,)
+INVALID_CREDENTIALS = "Unable to log in with the given username and password."
+UPLOAD_TOO_LARGE = "The upload is {size} bytes; the limit is {limit}."
+NEEDS_PROMPTS_OR_FILE = "Send {prompts: [...]} as JSON or a txt/csv/json/jsonl file as 'file'."
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    code = serializers.CharField()
+
+
+ERRORS = {
+    400: OpenApiResponse(ErrorSerializer, "Malformed input"),
+    403: OpenApiResponse(ErrorSerializer, "Not allowed"),
+    404: OpenApiResponse(ErrorSerializer, "Not found or not visible to you"),
+}
+
+
+class TokenObtainApi(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "auth"
+
+    class InputSerializer(serializers.Serializer):
+        username = serializers.CharField(max_length=150)
+        password = serializers.CharField(max_length=128, trim_whitespace=False)
+
+    class OutputSerializer(serializers.Serializer):
+        token = serializers.CharField()
+
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, **ERRORS})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = authenticate(request, **data.validated_data)
+        if user is None:
+            raise ApplicationError(INVALID_CREDENTIALS, code="invalid_credentials", status=400)
+        token, _ = Token.objects.get_or_create(user=user)
+        return Response({"token": token.key})
+
+
+class CriterionSerializer(serializers.Serializer):
+    key = serializers.CharField(max_length=32)
+    question = serializers.CharField(max_length=300)
+    allow_tie = serializers.BooleanField(default=False)
+    allow_both_bad = serializers.BooleanField(default=False)
+
+
+class CampaignOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Campaign
+        fields = [
+            "id",
+            "slug",
+            "title",
+            "instructions",
+            "kind",
+            "k",
+            "criteria",
+            "overlap",
+            "gold_rate",
+            "repeat_rate",
+            "qualification_size",
+            "lease_seconds",
+            "pairs_per_prompt",
+            "qc_policy",
+            "status",
+            "created_at",
+        ]
+
+
+class CampaignFieldsSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200)
+    instructions = serializers.CharField(max_length=20000, allow_blank=True, required=False)
+    kind = serializers.ChoiceField(choices=Campaign.Kind.choices, required=False)
+    k = serializers.IntegerField(min_value=2, max_value=9, required=False)
+    criteria = CriterionSerializer(many=True, required=False)
+    overlap = serializers.IntegerField(min_value=1, max_value=100, required=False)
+    gold_rate = serializers.FloatField(min_value=0, max_value=1, required=False)
+    repeat_rate = serializers.FloatField(min_value=0, max_value=1, required=False)
+    qualification_size = serializers.IntegerField(min_value=0, max_value=1000, required=False)
+    lease_seconds = serializers.IntegerField(min_value=10, max_value=86400, required=False)
+    pairs_per_prompt = serializers.IntegerField(min_value=1, allow_null=True, required=False)
+    qc_policy = serializers.DictField(required=False)
+    status = serializers.ChoiceField(choices=Campaign.Status.choices, required=False)
+
+
+class CampaignListCreateApi(APIView):
+    """GET lists the campaigns you take part in; POST creates one (campaign creators only)."""
+
+    class InputSerializer(CampaignFieldsSerializer):
+        slug = serializers.SlugField(max_length=64)
+
+    @extend_schema(responses={200: CampaignOutputSerializer(many=True)})
+    def get(self, request):
+        campaigns = campaign_list_for_user(user=request.user).order_by("-created_at")[:500]
+        return Response(CampaignOutputSerializer(campaigns, many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: CampaignOutputSerializer, **ERRORS})
+    def post(self, request):
+        if not user_may_create_campaigns(request.user):
+            raise ApplicationError(
+                "You may not create campaigns.", code="permission_denied", status=403
+            )
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        campaign = campaign_create(created_by=request.user, **data.validated_data)
+        return Response(CampaignOutputSerializer(campaign).data, status=status.HTTP_201_CREATED)
+
+
+class CampaignDetailApi(APIView):
+    class InputSerializer(CampaignFieldsSerializer):
+        title = serializers.CharField(max_length=200, required=False)
+
+    class OutputSerializer(CampaignOutputSerializer):
+        progress = serializers.SerializerMethodField()
+
+        class Meta(CampaignOutputSerializer.Meta):
+            fields = [*CampaignOutputSerializer.Meta.fields, "progress"]
+
+        def get_progress(self, campaign) -> dict:
+            return campaign_progress(campaign=campaign)
+
+    @extend_schema(responses={200: OutputSerializer, **ERRORS})
+    def get(self, request, campaign_id: int):
+        campaign = campaign_get_for_user(user=request.user, campaign_id=campaign_id)
+        return Response(self.OutputSerializer(campaign).data)
+
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, **ERRORS})
+    def patch(self, request, campaign_id: int):
+        campaign = campaign_get_for_user(
+            user=request.user, campaign_id=campaign_id, roles=ADMIN_ONLY
+        )
+        data = self.InputSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        campaign = campaign_update(campaign=campaign, **data.validated_data)
+        return Response(self.OutputSerializer(campaign).data)
+
+
+class PromptsAddApi(APIView):
+    """Bulk add prompts as JSON, or upload a txt/csv/json/jsonl file as `file`."""
+
+    class InputSerializer(serializers.Serializer):
+        prompts = serializers.ListField(child=serializers.JSONField(), max_length=100_000)
+
+    @extend_schema(request=InputSerializer, responses={201: dict, **ERRORS})
+    def post(self, request, campaign_id: int):
+        campaign = campaign_get_for_user(
+            user=request.user, campaign_id=campaign_id, roles=ADMIN_ONLY
+        )
+        upload = request.FILES.get("file")
+        if upload is not None:
+            from django.conf import settings
+
+            if upload.size > settings.PICKWISE_MAX_UPLOAD_BYTES:
+                raise ApplicationError(
+                    UPLOAD_TOO_LARGE.format(
+                        size=upload.size, limit=settings.PICKWISE_MAX_UPLOAD_BYTES
+                    ),
+                    code="too_large",
+                    status=413,
+                )
+            fmt = request.data.get("format") or upload.name.rsplit(".", 1)[-1].lower()
+            rows = prompt_rows_parse(data=upload.read(), fmt=fmt)
+        elif "prompts" in request.data:
+            rows = prompt_rows_from_payload(prompts=request.data.get("prompts"))
+        else:
+            raise ApplicationError(NEEDS_PROMPTS_OR_FILE, code="invalid")
+        result = prompts_add(campaign=campaign, rows=rows)
+        return Response(result.as_dict(), status=status.HTTP_201_CREATED)
+
+
+class MembersSetApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        class MemberSerializer(serializers.Serializer):
+            username = serializers.CharField(max_length=150)
+            role = serializers.ChoiceField(choices=Membership.Role.choices)
+
+        members = MemberSerializer(many=True, max_length=10_000)
+
+    @extend_schema(request=InputSerializer, responses={200: dict, **ERRORS})
+    def post(self, request, campaign_id: int):
+        campaign = campaign_get_for_user(
+            user=request.user, campaign_id=campaign_id, roles=ADMIN_ONLY
+        )
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        members = data.validated_data["members"]
+        users = get_user_model().objects.in_bulk(
+            [m["username"] for m in members], field_name="username"
+        )
+        missing = sorted({m["username"] for m in members} - set(users))
+        if missing:
+            raise ApplicationError(
+                f"Unknown users: {', '.join(missing[:20])}.", code="unknown_users"
+            )
+        with transaction.atomic():
+            result = [
+                membership_set(campaign=campaign, user=users[m["username"]], role=m["role"])
+                for m in members
+            ]
+        return Response(
+            {
+                "members": [
+                    {"username": m.user.username, "role": m.role, "gate_state": m.gate_state}
+                    for m in result
+                ]
+            }
+        )
+
+
+class ComparisonsBuildApi(APIView):
+    """Build regular comparisons from the campaign's images, and automatic gold items."""
+
+    class InputSerializer(serializers.Serializer):
+        gold = serializers.IntegerField(min_value=0, max_value=10_000, default=0)
+
+    @extend_schema(request=InputSerializer, responses={200: dict, **ERRORS})
+    def post(self, request, campaign_id: int):
+        campaign = campaign_get_for_user(
+            user=request.user, campaign_id=campaign_id, roles=ADMIN_ONLY
+        )
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        created = comparisons_build_for_campaign(campaign=campaign)
+        gold = gold_build(campaign=campaign, count=data.validated_data["gold"])
+        return Response({"comparisons_created": created, "gold_created": len(gold)})
+
+
+class TaskImageSerializer(serializers.Serializer):
+    uid = serializers.CharField()
+    url = serializers.CharField()
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+
+
+class TaskSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+    prompt = serializers.DictField()
+    images = TaskImageSerializer(many=True)
+    criteria = CriterionSerializer(many=True)
+
+
+class AssignmentNextApi(APIView):
+    """Your next task. `exclude` lists tasks you hold already, to reserve one more ahead."""
+
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "next"
+
+    class InputSerializer(serializers.Serializer):
+        exclude = serializers.ListField(
+            child=serializers.IntegerField(min_value=1), max_length=10, default=list
+        )
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: TaskSerializer, 204: OpenApiResponse(description="Nothing left"), **ERRORS},
+    )
+    def post(self, request, campaign_id: int):
+        campaign, _ = campaign_get_for_annotator(user=request.user, campaign_id=campaign_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        assignment = assignment_next(
+            campaign=campaign,
+            annotator=request.user,
+            exclude_ids=tuple(data.validated_data["exclude"]),
+        )
+        if assignment is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        assignment.campaign = campaign
+        return Response(TaskSerializer(assignment_task(assignment=assignment)).data)
+
+
+class JudgmentSubmitApi(APIView):
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "submit"
+
+    class InputSerializer(serializers.Serializer):
+        answers = serializers.DictField(child=serializers.JSONField(), allow_empty=False)
+        duration_ms = serializers.IntegerField(
+            min_value=0, max_value=86_400_000, required=False, allow_null=True
+        )
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        assignment = serializers.IntegerField(source="assignment_id")
+        answers = serializers.DictField()
+        created_at = serializers.DateTimeField()
+
+    @extend_schema(
+        request=InputSerializer, responses={201: OutputSerializer, 200: OutputSerializer, **ERRORS}
+    )
+    def post(self, request, assignment_id: int):
+        assignment = assignment_get_for_annotator(user=request.user, assignment_id=assignment_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        judgment, created = judgment_submit(
+            assignment=assignment,
+            answers=data.validated_data["answers"],
+            duration_ms=data.validated_data.get("duration_ms"),
+        )
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(self.OutputSerializer(judgment).data, status=code)
+
+
+class AssignmentSkipApi(APIView):
+    @extend_schema(request=None, responses={200: dict, **ERRORS})
+    def post(self, request, assignment_id: int):
+        assignment = assignment_get_for_annotator(user=request.user, assignment_id=assignment_id)
+        assignment = assignment_skip(assignment=assignment)
+        return Response({"id": assignment.pk, "state": assignment.state})

@@ -1,0 +1,261 @@
+"""The assignment engine: which comparison an annotator judges next.
+
+This is the hot path. `assignment_next` runs in one transaction and takes two row locks:
+the annotator's membership (so one annotator's concurrent requests queue instead of
+double-booking) and the chosen comparison (`FOR UPDATE SKIP LOCKED`, so annotators never
+wait on each other). On SQLite, IMMEDIATE transactions serialise writers instead.
+"""
+
+import random
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Case, Exists, F, OuterRef, Value, When
+from django.db.models.lookups import GreaterThanOrEqual
+from django.utils import timezone
+
+from annotate.models import Assignment, Campaign, Comparison, ComparisonImage, Judgment, Membership
+from pickwise.errors import ApplicationError
+
+BLOCKED = "You can no longer take tasks in this campaign: {reason}"
+CAMPAIGN_NOT_ACTIVE = "This campaign is not open for annotation (status: {status})."
+TOO_MANY_OPEN = "You hold {count} open tasks already; submit or skip one first."
+NOT_OPEN = "This task is {state} and cannot be skipped."
+# A repeat looks at least this many tasks back, so the annotator does not remember it.
+REPEAT_MIN_DISTANCE = 20
+
+_rng = random.SystemRandom()
+
+
+def _ensure_may_take_tasks(*, campaign: Campaign, membership: Membership) -> None:
+    if membership.gate_state == Membership.Gate.BLOCKED:
+        reason = membership.gate_reason or "your answers did not meet the quality bar."
+        raise ApplicationError(BLOCKED.format(reason=reason), code="blocked", status=403)
+    if campaign.status != Campaign.Status.ACTIVE:
+        raise ApplicationError(
+            CAMPAIGN_NOT_ACTIVE.format(status=campaign.status),
+            code="campaign_not_active",
+            status=409,
+        )
+
+
+def comparison_release_slots(comparison_id: int, count: int) -> None:
+    """Give `count` in-flight slots back; a full comparison opens again."""
+    Comparison.objects.filter(pk=comparison_id).update(
+        in_flight=F("in_flight") - count,
+        status=Case(
+            When(status=Comparison.Status.RETIRED, then=Value(Comparison.Status.RETIRED)),
+            default=Value(Comparison.Status.OPEN),
+        ),
+    )
+
+
+def assignments_expire_overdue(
+    *, now: datetime | None = None, campaign: Campaign | None = None, limit: int = 500
+) -> int:
+    """Expire open assignments past their lease and give their slots back.
+
+    Skips rows another transaction holds (a submit in progress wins). Comparison rows are
+    updated in id order so two concurrent sweeps cannot deadlock.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        overdue = Assignment.objects.filter(state=Assignment.State.OPEN, expires_at__lte=now)
+        if campaign is not None:
+            overdue = overdue.filter(campaign=campaign)
+        rows = list(
+            overdue.select_for_update(skip_locked=True)
+            .order_by("expires_at")
+            .values_list("id", "comparison_id", "is_repeat", "is_gold")[:limit]
+        )
+        if not rows:
+            return 0
+        Assignment.objects.filter(id__in=[r[0] for r in rows]).update(
+            state=Assignment.State.EXPIRED, closed_at=now
+        )
+        released: dict[int, int] = {}
+        for _, comparison_id, is_repeat, is_gold in rows:
+            if not (is_repeat or is_gold):
+                released[comparison_id] = released.get(comparison_id, 0) + 1
+        for comparison_id in sorted(released):
+            comparison_release_slots(comparison_id, released[comparison_id])
+        return len(rows)
+
+
+def _pick_regular(*, campaign: Campaign, annotator: AbstractBaseUser) -> Comparison | None:
+    """Lock the fullest open comparison this annotator has never met, skipping locked rows."""
+    met = Assignment.objects.filter(comparison=OuterRef("pk"), annotator=annotator, is_repeat=False)
+    candidate = (
+        Comparison.objects.filter(
+            campaign=campaign, status=Comparison.Status.OPEN, role=Comparison.Role.REGULAR
+        )
+        .filter(~Exists(met))
+        .order_by((F("done") + F("in_flight")).desc(), "id")
+        .select_for_update(skip_locked=True)
+        .only("id", "prompt_id")
+        .first()
+    )
+    if candidate is None:
+        return None
+    # One more in flight; the row is locked, so the status computed from it is exact.
+    Comparison.objects.filter(pk=candidate.pk).update(
+        in_flight=F("in_flight") + 1,
+        status=Case(
+            When(
+                GreaterThanOrEqual(F("done") + F("in_flight") + 1, F("wanted")),
+                then=Value(Comparison.Status.FULL),
+            ),
+            default=Value(Comparison.Status.OPEN),
+        ),
+    )
+    return candidate
+
+
+def _pick_gold(*, campaign: Campaign, annotator: AbstractBaseUser) -> Comparison | None:
+    met = Assignment.objects.filter(comparison=OuterRef("pk"), annotator=annotator, is_repeat=False)
+    return (
+        Comparison.objects.filter(campaign=campaign, role=Comparison.Role.GOLD)
+        .exclude(status=Comparison.Status.RETIRED)
+        .filter(~Exists(met))
+        .order_by("?")
+        .only("id", "prompt_id")
+        .first()
+    )
+
+
+def _pick_repeat(*, campaign: Campaign, membership: Membership) -> Judgment | None:
+    """One of the annotator's own regular judgments, far enough back, not repeated yet."""
+    cutoff = membership.issued - REPEAT_MIN_DISTANCE
+    if cutoff < 0:
+        return None
+    return (
+        Judgment.objects.filter(
+            campaign=campaign,
+            annotator_id=membership.user_id,
+            is_gold=False,
+            is_repeat=False,
+            excluded=False,
+            assignment__sequence__lte=cutoff,
+        )
+        .filter(~Exists(Assignment.objects.filter(repeat_of=OuterRef("pk"))))
+        .order_by("?")
+        .only("id", "comparison_id", "presented")
+        .first()
+    )
+
+
+def _choose_kind(*, campaign: Campaign, membership: Membership) -> str:
+    if membership.gate_state == Membership.Gate.QUALIFYING:
+        return "gold"
+    draw = _rng.random()
+    if draw < campaign.gold_rate:
+        return "gold"
+    if draw < campaign.gold_rate + campaign.repeat_rate:
+        return "repeat"
+    return "regular"
+
+
+def _presented_order(comparison_id: int) -> list[str]:
+    uids = [
+        str(uid)
+        for uid in ComparisonImage.objects.filter(comparison_id=comparison_id)
+        .order_by("slot")
+        .values_list("image__uid", flat=True)
+    ]
+    _rng.shuffle(uids)
+    return uids
+
+
+@transaction.atomic
+def assignment_next(
+    *,
+    campaign: Campaign,
+    annotator: AbstractBaseUser,
+    exclude_ids: tuple[int, ...] = (),
+    now: datetime | None = None,
+) -> Assignment | None:
+    """The annotator's next task: their open one if any (not in `exclude_ids`), else a new one.
+
+    `exclude_ids` lets a client that shows one task reserve the next in advance. Returns
+    None when nothing is left for this annotator. Needs a transaction (takes row locks).
+    """
+    now = now or timezone.now()
+    membership = Membership.objects.select_for_update().get(campaign=campaign, user=annotator)
+    _ensure_may_take_tasks(campaign=campaign, membership=membership)
+
+    open_tasks = list(
+        Assignment.objects.filter(
+            annotator=annotator, campaign=campaign, state=Assignment.State.OPEN, expires_at__gt=now
+        ).order_by("id")
+    )
+    for assignment in open_tasks:
+        if assignment.pk not in exclude_ids:
+            return assignment
+    if len(open_tasks) >= settings.PICKWISE_MAX_OPEN_ASSIGNMENTS:
+        raise ApplicationError(
+            TOO_MANY_OPEN.format(count=len(open_tasks)), code="too_many_open", status=409
+        )
+    assignments_expire_overdue(now=now, campaign=campaign, limit=50)
+
+    kind = _choose_kind(campaign=campaign, membership=membership)
+    comparison, repeat_of = None, None
+    if kind == "gold":
+        comparison = _pick_gold(campaign=campaign, annotator=annotator)
+    elif kind == "repeat":
+        repeat_of = _pick_repeat(campaign=campaign, membership=membership)
+    if comparison is None and repeat_of is None:
+        kind = "regular"
+        comparison = _pick_regular(campaign=campaign, annotator=annotator)
+        if comparison is None:
+            return None
+
+    if repeat_of is not None:
+        # The same images with the sides swapped: a consistent rater gives the same answer.
+        comparison_id = repeat_of.comparison_id
+        presented = list(reversed(repeat_of.presented))
+    else:
+        comparison_id = comparison.pk
+        presented = _presented_order(comparison_id)
+
+    Membership.objects.filter(pk=membership.pk).update(issued=F("issued") + 1)
+    return Assignment.objects.create(
+        campaign=campaign,
+        comparison_id=comparison_id,
+        annotator=annotator,
+        presented=presented,
+        issued_at=now,
+        expires_at=now + timedelta(seconds=campaign.lease_seconds),
+        is_gold=kind == "gold",
+        is_repeat=repeat_of is not None,
+        repeat_of=repeat_of,
+        sequence=membership.issued,
+    )
+
+
+@transaction.atomic
+def assignment_expire(*, assignment: Assignment, now: datetime | None = None) -> bool:
+    """Expire one open assignment and give its slot back; False if it was not open."""
+    now = now or timezone.now()
+    updated = Assignment.objects.filter(pk=assignment.pk, state=Assignment.State.OPEN).update(
+        state=Assignment.State.EXPIRED, closed_at=now
+    )
+    if updated and not (assignment.is_gold or assignment.is_repeat):
+        comparison_release_slots(assignment.comparison_id, 1)
+    return bool(updated)
+
+
+@transaction.atomic
+def assignment_skip(*, assignment: Assignment, now: datetime | None = None) -> Assignment:
+    """Hand the task back unanswered. The annotator is not offered this comparison again."""
+    now = now or timezone.now()
+    assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
+    if assignment.state != Assignment.State.OPEN:
+        raise ApplicationError(NOT_OPEN.format(state=assignment.state), code="not_open", status=409)
+    assignment.state = Assignment.State.SKIPPED
+    assignment.closed_at = now
+    assignment.save(update_fields=["state", "closed_at"])
+    if not (assignment.is_gold or assignment.is_repeat):
+        comparison_release_slots(assignment.comparison_id, 1)
+    return assignment

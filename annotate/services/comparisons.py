@@ -1,0 +1,103 @@
+"""Building comparisons from a prompt's images, per the campaign's design."""
+
+import itertools
+import random
+from collections.abc import Iterable, Sequence
+
+from django.db import transaction
+
+from annotate.models import Campaign, Comparison, ComparisonImage, Image, Prompt
+
+
+def comparison_key(image_ids: Iterable[int]) -> str:
+    return "-".join(str(i) for i in sorted(image_ids))
+
+
+def _pairwise_groups(
+    images: Sequence[Image], pairs_per_prompt: int | None, rng: random.Random
+) -> list[tuple[Image, ...]]:
+    """Pairs across generators; when every image has one model, all pairs among them."""
+    pairs = [(a, b) for a, b in itertools.combinations(images, 2) if a.model_name != b.model_name]
+    if not pairs:
+        pairs = list(itertools.combinations(images, 2))
+    if pairs_per_prompt is not None and len(pairs) > pairs_per_prompt:
+        pairs = rng.sample(pairs, pairs_per_prompt)
+    return pairs
+
+
+def _ranking_groups(images: Sequence[Image], k: int, rng: random.Random) -> list[tuple[Image, ...]]:
+    """Disjoint groups of k (shuffled); a remainder smaller than k is left out."""
+    shuffled = list(images)
+    rng.shuffle(shuffled)
+    return [tuple(shuffled[i : i + k]) for i in range(0, len(shuffled) - k + 1, k)]
+
+
+@transaction.atomic
+def comparisons_create(
+    *,
+    campaign: Campaign,
+    prompt: Prompt,
+    groups: Iterable[Sequence[Image]],
+    role: str = Comparison.Role.REGULAR,
+    gold_answers: Sequence[dict | None] | None = None,
+    gold_kind: str = "",
+) -> list[Comparison]:
+    """Create comparisons for the image groups not yet compared; images in canonical order."""
+    groups = [sorted(group, key=lambda image: image.pk) for group in groups]
+    keys = [comparison_key(image.pk for image in group) for group in groups]
+    existing = set(
+        Comparison.objects.filter(campaign=campaign, key__in=keys).values_list("key", flat=True)
+    )
+    wanted = campaign.overlap if role == Comparison.Role.REGULAR else 0
+    new: list[Comparison] = []
+    new_groups: list[list[Image]] = []
+    for index, (key, group) in enumerate(zip(keys, groups, strict=True)):
+        if key in existing:
+            continue
+        existing.add(key)
+        answer = gold_answers[index] if gold_answers is not None else None
+        new.append(
+            Comparison(
+                campaign=campaign,
+                prompt=prompt,
+                key=key,
+                role=role,
+                gold_answer=answer,
+                gold_kind=gold_kind,
+                wanted=wanted,
+            )
+        )
+        new_groups.append(group)
+    Comparison.objects.bulk_create(new)
+    ComparisonImage.objects.bulk_create(
+        ComparisonImage(comparison=comparison, image=image, slot=slot)
+        for comparison, group in zip(new, new_groups, strict=True)
+        for slot, image in enumerate(group)
+    )
+    return new
+
+
+def comparisons_build_for_prompt(
+    *, campaign: Campaign, prompt: Prompt, rng: random.Random | None = None
+) -> list[Comparison]:
+    """Build the campaign's regular comparisons for one prompt. Idempotent.
+
+    The seed depends on the prompt, so rebuilding picks the same sampled pairs.
+    """
+    rng = rng or random.Random(f"{campaign.pk}:{prompt.pk}")
+    images = list(
+        prompt.images.exclude(source=Image.Source.DERIVED).order_by("id").only("id", "model_name")
+    )
+    if campaign.kind == Campaign.Kind.PAIRWISE:
+        groups = _pairwise_groups(images, campaign.pairs_per_prompt, rng)
+    else:
+        groups = _ranking_groups(images, campaign.k, rng)
+    return comparisons_create(campaign=campaign, prompt=prompt, groups=groups)
+
+
+def comparisons_build_for_campaign(*, campaign: Campaign) -> int:
+    """Build comparisons for every prompt of the campaign; returns how many were created."""
+    created = 0
+    for prompt in campaign.prompts.order_by("id").iterator(chunk_size=500):
+        created += len(comparisons_build_for_prompt(campaign=campaign, prompt=prompt))
+    return created
