@@ -9,6 +9,10 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("annotate.urls")),
+    path("api/", include("generation.urls")),
+    path("api/", include("exports.urls")),
+    path("api/", include("training.urls")),
+    path("", include("frontend.urls")),
 ]
 
 if settings.PICKWISE_SERVE_MEDIA:
