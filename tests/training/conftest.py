@@ -1,0 +1,52 @@
+"""Fixtures for the DPO trainer tests: a tiny model folder and Pick-a-Pic parquet exports."""
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def random_jpeg(seed: int, size: tuple[int, int] = (80, 64)) -> bytes:
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def write_export(folder: Path, labels: list[float], *, split: str = "train") -> Path:
+    """An export folder with one parquet shard of random JPEG pairs, one row per label."""
+    rows = len(labels)
+    table = pa.table(
+        {
+            "jpg_0": pa.array([random_jpeg(2 * i) for i in range(rows)], pa.binary()),
+            "jpg_1": pa.array([random_jpeg(2 * i + 1) for i in range(rows)], pa.binary()),
+            "label_0": pa.array(labels, pa.float64()),
+            "label_1": pa.array([1 - label for label in labels], pa.float64()),
+            "caption": pa.array([f"a photo of a cat number {i}" for i in range(rows)]),
+        }
+    )
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, folder / "data" / f"{split}-00000-of-00001.parquet")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir() -> Path:
+    pytest.importorskip("diffusers")
+    from generation.tiny_model import cached_tiny_pipeline_dir
+
+    return cached_tiny_pipeline_dir()
+
+
+@pytest.fixture
+def export_dir(tmp_path) -> Path:
+    # Five pairs in both orientations and one tie.
+    return write_export(tmp_path / "export", [1.0, 0.0, 0.5, 1.0, 0.0, 1.0])
