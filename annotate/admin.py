@@ -1,0 +1,102 @@
+"""Django admin for the annotation data. Writes that carry rules go through services."""
+
+from django.contrib import admin, messages
+
+from annotate.models import (
+    Assignment,
+    Campaign,
+    Comparison,
+    ComparisonImage,
+    Image,
+    Judgment,
+    Membership,
+    Prompt,
+)
+from annotate.services.comparisons import comparisons_build_for_campaign
+from annotate.services.gold import gold_build
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    list_display = ("slug", "title", "kind", "k", "overlap", "status", "created_at")
+    list_filter = ("kind", "status")
+    search_fields = ("slug", "title")
+    actions = ["build_comparisons", "build_gold"]
+
+    @admin.action(description="Build comparisons from the campaign's images")
+    def build_comparisons(self, request, queryset):
+        for campaign in queryset:
+            created = comparisons_build_for_campaign(campaign=campaign)
+            self.message_user(request, f"{campaign.slug}: {created} comparisons created.")
+
+    @admin.action(description="Make 20 automatic gold items")
+    def build_gold(self, request, queryset):
+        for campaign in queryset:
+            made = gold_build(campaign=campaign, count=20)
+            level = messages.SUCCESS if made else messages.WARNING
+            self.message_user(request, f"{campaign.slug}: {len(made)} gold items.", level)
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ("user", "campaign", "role", "gate_state", "gate_changed_at")
+    list_filter = ("role", "gate_state", "campaign")
+    search_fields = ("user__username", "campaign__slug")
+    readonly_fields = ("rater_key", "issued", "gate_changed_at")
+
+
+@admin.register(Prompt)
+class PromptAdmin(admin.ModelAdmin):
+    list_display = ("id", "campaign", "text")
+    list_filter = ("campaign",)
+    search_fields = ("text",)
+
+
+@admin.register(Image)
+class ImageAdmin(admin.ModelAdmin):
+    list_display = ("uid", "prompt", "model_name", "seed", "source", "width", "height")
+    list_filter = ("source", "model_name")
+    search_fields = ("uid", "sha256", "prompt__text")
+    readonly_fields = ("uid", "sha256", "width", "height", "file")
+    raw_id_fields = ("prompt", "derived_from", "generator")
+
+
+class ComparisonImageInline(admin.TabularInline):
+    model = ComparisonImage
+    extra = 0
+    raw_id_fields = ("image",)
+    readonly_fields = ("slot",)
+
+
+@admin.register(Comparison)
+class ComparisonAdmin(admin.ModelAdmin):
+    list_display = ("id", "campaign", "role", "gold_kind", "wanted", "done", "in_flight", "status")
+    list_filter = ("role", "status", "campaign")
+    inlines = [ComparisonImageInline]
+    raw_id_fields = ("prompt",)
+    # Counters are kept by the assignment engine; editing them by hand breaks invariants.
+    readonly_fields = ("done", "in_flight", "key")
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ("id", "campaign", "annotator", "state", "is_gold", "is_repeat", "expires_at")
+    list_filter = ("state", "is_gold", "is_repeat", "campaign")
+    raw_id_fields = ("comparison", "annotator", "repeat_of")
+    readonly_fields = ("presented", "issued_at", "sequence")
+
+
+@admin.register(Judgment)
+class JudgmentAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "campaign",
+        "annotator",
+        "is_gold",
+        "gold_correct",
+        "excluded",
+        "created_at",
+    )
+    list_filter = ("is_gold", "is_repeat", "excluded", "campaign")
+    raw_id_fields = ("assignment", "comparison", "annotator")
+    readonly_fields = ("answers", "presented", "duration_ms", "server_ms", "created_at")
