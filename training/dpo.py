@@ -742,6 +742,9 @@ def main(config: DPOConfig) -> TrainResult:
         ),
         num_workers=config.dataloader_num_workers,
         pin_memory=cuda,
+        # Its own generator: iter() draws a worker seed, which must not shift the global stream
+        # that noise and timesteps come from (a resumed run would drift otherwise).
+        generator=torch.Generator().manual_seed(config.seed),
     )
     metrics = MetricsWriter(
         config.metrics_file,

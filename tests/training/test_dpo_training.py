@@ -1,0 +1,213 @@
+"""The real trainer on the tiny pipeline at 32 px, a few steps per run (CPU)."""
+
+import json
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("peft")
+
+from safetensors.torch import load_file  # noqa: E402
+
+from training.dpo import DPOConfig, add_lora, compute_pair_loss, lora_reference, main  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def _config(tiny_model_dir, export_dir, output, **options) -> DPOConfig:
+    defaults = {
+        "resolution": 32,
+        "train_batch_size": 2,
+        "max_train_steps": 3,
+        "checkpointing_steps": 1,
+        "dataloader_num_workers": 0,
+        "encode_batch_size": 4,
+        "learning_rate": 1e-3,  # visible changes in a few steps
+    }
+    return DPOConfig(
+        data=export_dir, pretrained=tiny_model_dir, output=output, **(defaults | options)
+    )
+
+
+def _steps(output) -> list[dict]:
+    lines = (output / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if json.loads(line)["event"] == "step"]
+
+
+def _events(output) -> list[dict]:
+    return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_fresh_lora_starts_at_ln2_with_half_accuracy(tiny_model_dir, export_dir, tmp_path):
+    main(_config(tiny_model_dir, export_dir, tmp_path / "out", max_train_steps=2))
+    first, second = _steps(tmp_path / "out")
+    assert first["loss"] == pytest.approx(math.log(2), abs=1e-6)
+    assert first["implicit_acc"] == 0.5
+    assert first["reward_margin"] == 0.0
+    assert first["mse_w"] == first["ref_mse_w"]
+    # After one update the adapters are no longer a no-op.
+    assert second["loss"] != pytest.approx(math.log(2), abs=1e-7)
+    expected_keys = {"lr", "grad_norm", "samples_per_s", "peak_rss_gb", "ref_mse_l", "mse_l"}
+    assert expected_keys <= set(first)
+
+
+def test_it_logs_the_tie_count_and_every_step(tiny_model_dir, export_dir, tmp_path, caplog):
+    caplog.set_level("INFO", logger="training.dpo")
+    result = main(_config(tiny_model_dir, export_dir, tmp_path / "out", max_train_steps=2))
+    assert (result.pairs, result.ties_dropped) == (5, 1)
+    assert "dropped 1 ties (label_0 == 0.5) of 6 rows in 1 file(s); 5 pairs remain" in caplog.text
+    events = _events(tmp_path / "out")
+    assert events[0] | {"resumed_from": None} == events[0]
+    assert (events[0]["ties_dropped"], events[0]["pairs"]) == (1, 5)
+    assert [e["step"] for e in events if e["event"] == "step"] == [1, 2]
+    assert events[-1]["event"] == "done"
+
+
+def test_lora_training_changes_only_the_adapters(tiny_model_dir, export_dir, tmp_path):
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    out = tmp_path / "out"
+    result = main(_config(tiny_model_dir, export_dir, out))
+
+    early = load_file(out / "checkpoints" / "step-1" / "trainable_params.safetensors")
+    late = load_file(out / "checkpoints" / "step-3" / "trainable_params.safetensors")
+    assert early and all("lora" in name for name in early)
+    assert all(not torch.equal(early[name], late[name]) for name in early)
+    assert all(late[name].abs().sum() > 0 for name in late if "lora_B" in name)
+
+    base = UNet2DConditionModel.from_pretrained(tiny_model_dir, subfolder="unet").state_dict()
+    trained = {
+        name.replace(".base_layer", ""): tensor
+        for name, tensor in result.unet.state_dict().items()
+        if "lora_" not in name
+    }
+    assert trained.keys() == base.keys()
+    assert all(torch.equal(trained[name], base[name]) for name in base)
+    for module, loader in (
+        (result.vae, lambda: AutoencoderKL.from_pretrained(tiny_model_dir, subfolder="vae")),
+        (
+            result.text_encoder,
+            lambda: CLIPTextModel.from_pretrained(tiny_model_dir, subfolder="text_encoder"),
+        ),
+    ):
+        fresh = loader().state_dict()
+        assert all(torch.equal(t, fresh[n]) for n, t in module.state_dict().items())
+        assert not any(p.requires_grad for p in module.parameters())
+
+
+def test_a_resumed_run_follows_the_uninterrupted_trajectory(tiny_model_dir, export_dir, tmp_path):
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    cache = tmp_path / "cache"  # shared: the second job finds every feature cached
+    common = {"checkpointing_steps": 2, "cache_dir": cache, "random_flip": True}
+    main(_config(tiny_model_dir, export_dir, whole, max_train_steps=5, **common))
+    main(_config(tiny_model_dir, export_dir, parts, max_train_steps=2, **common))
+    resumed = main(_config(tiny_model_dir, export_dir, parts, max_train_steps=5, **common))
+
+    assert resumed.final_step == 5
+    whole_steps, parts_steps = _steps(whole), _steps(parts)
+    assert [s["step"] for s in parts_steps] == [1, 2, 3, 4, 5]
+    for key in ("loss", "mse_w", "mse_l", "ref_mse_w", "grad_norm", "implicit_acc"):
+        assert [s[key] for s in parts_steps] == pytest.approx(
+            [s[key] for s in whole_steps], rel=1e-6, abs=1e-9
+        )
+    final_whole = load_file(whole / "pytorch_lora_weights.safetensors")
+    final_parts = load_file(parts / "pytorch_lora_weights.safetensors")
+    assert all(torch.allclose(final_whole[k], final_parts[k], atol=1e-7) for k in final_whole)
+    starts = [e for e in _events(parts) if e["event"] == "start"]
+    assert starts[-1]["resumed_from"].endswith("checkpoints/step-2")
+
+
+def test_resuming_with_another_lora_rank_fails_clearly(tiny_model_dir, export_dir, tmp_path):
+    out = tmp_path / "out"
+    main(_config(tiny_model_dir, export_dir, out, max_train_steps=1))
+    with pytest.raises(ValueError, match=r"cannot resume .* lora_rank \(8 vs 4\)"):
+        main(_config(tiny_model_dir, export_dir, out, max_train_steps=2, lora_rank=4))
+
+
+def test_the_saved_lora_loads_into_a_pipeline_that_generates(tiny_model_dir, export_dir, tmp_path):
+    from diffusers import StableDiffusionPipeline
+
+    out = tmp_path / "out"
+    main(_config(tiny_model_dir, export_dir, out, max_train_steps=2))
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_model_dir)
+    pipe.set_progress_bar_config(disable=True)
+    generator = torch.Generator().manual_seed(0)
+    before = pipe("a cat", num_inference_steps=2, height=32, width=32, generator=generator)
+    pipe.load_lora_weights(out)
+    assert pipe.get_active_adapters()
+    generator = torch.Generator().manual_seed(0)
+    kwargs = {"num_inference_steps": 2, "height": 32, "width": 32, "output_type": "np"}
+    after = pipe("a cat", generator=generator, **kwargs)
+    assert after.images[0].shape == (32, 32, 3)
+    assert before.images[0].size == (32, 32)
+
+
+def _random_batch(pairs: int) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    latent = (pairs, 4, 8, 8)
+    return {
+        "mean_w": torch.randn(latent, generator=generator),
+        "std_w": torch.rand(latent, generator=generator) * 0.01,
+        "mean_l": torch.randn(latent, generator=generator),
+        "std_l": torch.rand(latent, generator=generator) * 0.01,
+        "embedding": torch.randn((pairs, 77, 8), generator=generator),
+    }
+
+
+@pytest.mark.parametrize(("method", "forwards"), [("mapo", 1), ("dpo", 2)])
+def test_mapo_makes_no_reference_pass_and_dpo_one(
+    tiny_model_dir, export_dir, tmp_path, method, forwards
+):
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+
+    config = _config(tiny_model_dir, export_dir, tmp_path, method=method).resolved(
+        world_size=1, cuda=False
+    )
+    unet = UNet2DConditionModel.from_pretrained(tiny_model_dir, subfolder="unet")
+    unet.requires_grad_(False)
+    add_lora(unet, config)
+    calls = []
+    unet.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
+    scheduler = DDPMScheduler.from_pretrained(tiny_model_dir, subfolder="scheduler")
+
+    out = compute_pair_loss(
+        unet=unet,
+        batch=_random_batch(3),
+        noise_scheduler=scheduler,
+        scaling_factor=0.18215,
+        config=config,
+        reference=lora_reference(unet) if method == "dpo" else None,
+    )
+    assert calls == [6] * forwards  # winners and losers in one forward of 2B
+    assert out.loss.requires_grad
+    assert (out.ref_mse_w is None) == (method == "mapo")
+
+
+def test_mapo_trains_without_a_reference(tiny_model_dir, export_dir, tmp_path):
+    main(_config(tiny_model_dir, export_dir, tmp_path / "out", method="mapo", max_train_steps=2))
+    steps = _steps(tmp_path / "out")
+    assert len(steps) == 2
+    assert steps[0]["ref_mse_w"] is None and math.isfinite(steps[0]["loss"])
+    assert (tmp_path / "out" / "pytorch_lora_weights.safetensors").exists()
+
+
+def test_a_full_fine_tune_changes_the_unet_and_saves_it(tiny_model_dir, export_dir, tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    out = tmp_path / "out"
+    result = main(
+        _config(tiny_model_dir, export_dir, out, mode="full", max_train_steps=2, prompt_dropout=0.5)
+    )
+    first = _steps(out)[0]
+    assert first["loss"] == pytest.approx(math.log(2), abs=1e-6)  # the copy equals the policy
+    base = UNet2DConditionModel.from_pretrained(tiny_model_dir, subfolder="unet").state_dict()
+    saved = UNet2DConditionModel.from_pretrained(out / "unet").state_dict()
+    trained = result.unet.state_dict()
+    changed = sum(not torch.equal(trained[name], base[name]) for name in base)
+    assert changed > 0.9 * len(base)
+    assert all(torch.equal(saved[name], trained[name]) for name in base)
+    assert (out / "checkpoints" / "step-2" / "optimizer.pt").exists()
+    config = json.loads((out / "checkpoints" / "step-2" / "config.json").read_text())
+    assert (config["mode"], config["prompt_dropout"]) == ("full", 0.5)
