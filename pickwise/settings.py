@@ -88,10 +88,19 @@ TEMPLATES = [
 
 # Database -------------------------------------------------------------------------------
 _SQLITE_PATH = VAR_DIR / "pickwise.sqlite3"
+# An empty value (a blank entry in an env file) means unset, as for the broker below.
+_DATABASE_URL = env.str("DATABASE_URL", default="") or f"sqlite:///{_SQLITE_PATH}"
 try:
-    DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{_SQLITE_PATH}")}
+    DATABASES = {"default": env.db_url_config(_DATABASE_URL)}
 except (ValueError, KeyError) as exc:  # django-environ raises these for unknown schemes
     raise ImproperlyConfigured(f"DATABASE_URL is malformed: {exc}") from exc
+# django-environ passes an unknown scheme through as the engine and drops a URL without a
+# scheme; fail at start-up, not on the first query. The URL is not echoed: it holds a password.
+if "." not in DATABASES["default"].get("ENGINE", "") or not DATABASES["default"].get("NAME"):
+    raise ImproperlyConfigured(
+        "DATABASE_URL is malformed: expected postgres://USER:PASSWORD@HOST:PORT/NAME "
+        "or sqlite:///PATH."
+    )
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE transactions take the write lock up front, so concurrent writers queue on
@@ -196,7 +205,12 @@ if env.str("CACHE_URL", default=""):
 
 # Celery -----------------------------------------------------------------------------------
 _BROKER_DIR = VAR_DIR / "broker"
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or "filesystem://"
+if "://" not in CELERY_BROKER_URL:
+    # kombu would read a bare word as an AMQP host name and retry it forever.
+    raise ImproperlyConfigured(
+        "CELERY_BROKER_URL is malformed: expected a URL such as redis://HOST:6379/0."
+    )
 if CELERY_BROKER_URL.startswith("filesystem://"):
     for _sub in ("in", "processed"):
         (_BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
