@@ -528,10 +528,12 @@ class MetricsWriter:
         if resume_step is not None and self.path.exists():
             for line in self.path.read_text(encoding="utf-8").splitlines():
                 try:
-                    if json.loads(line).get("step", 0) <= resume_step:
-                        kept.append(line + "\n")
+                    record = json.loads(line)
                 except json.JSONDecodeError:
                     continue
+                # The earlier run's "done" no longer holds once training goes on.
+                if record.get("step", 0) <= resume_step and record.get("event") != "done":
+                    kept.append(line + "\n")
         self.path.write_text("".join(kept), encoding="utf-8")
 
     def write(self, event: str, step: int, **values) -> None:
@@ -705,7 +707,7 @@ def main(config: DPOConfig) -> TrainResult:
         with torch.no_grad():
             for name, parameter in trainable.items():
                 parameter.copy_(saved[name].to(parameter.device, parameter.dtype))
-        optimizer.load_state_dict(torch.load(resume_from / "optimizer.pt", map_location=device))
+        optimizer.load_state_dict(torch.load(resume_from / "optimizer.pt", map_location="cpu"))
         lr_scheduler.load_state_dict(torch.load(resume_from / "scheduler.pt"))
         if accelerator.scaler is not None and (resume_from / "scaler.pt").exists():
             accelerator.scaler.load_state_dict(torch.load(resume_from / "scaler.pt"))
