@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The embedded default in one terminal: seeds the demo, then runs the Django dev server and
+# one Celery worker (with beat) side by side. Ctrl-C, or either process dying, stops both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN=${BIN:-.venv/bin}
+HOST=${HOST:-127.0.0.1}
+PORT=${PORT:-8000}
+WORKER_ARGS=${WORKER_ARGS:--Q default,generate,train -c 1 --pool=solo -l INFO}
+VAR_DIR=${PICKWISE_VAR_DIR:-var}
+
+if "$BIN/python" manage.py help seed_demo >/dev/null 2>&1; then
+  "$BIN/python" manage.py seed_demo
+else
+  echo "seed_demo is not available in this checkout; starting without demo data." >&2
+fi
+
+# Job control puts each child in its own process group, so one signal to the group also
+# reaches the dev server's autoreloader child, and a Ctrl-C reaches only this script.
+set -m
+"$BIN/python" manage.py runserver "$HOST:$PORT" &
+web=$!
+# shellcheck disable=SC2086  # WORKER_ARGS is a list of flags
+"$BIN/celery" -A pickwise worker -B $WORKER_ARGS --schedule "$VAR_DIR/celerybeat-schedule" &
+worker=$!
+
+stop() {
+  trap - INT TERM EXIT
+  echo "Stopping the web server and the worker..."
+  kill -TERM -- "-$web" "-$worker" 2>/dev/null || true
+  wait || true
+}
+trap stop INT TERM EXIT
+
+cat <<BANNER
+
+  Pickwise is running at http://$HOST:$PORT/
+    API docs  http://$HOST:$PORT/api/docs/
+    Admin     http://$HOST:$PORT/admin/
+  Demo logins: admin, researcher, annotator1, annotator2, annotator3
+    password: ${PICKWISE_DEMO_PASSWORD:-the one seed_demo printed above (set PICKWISE_DEMO_PASSWORD to choose it)}
+  Press Ctrl-C to stop the web server and the worker.
+
+BANNER
+
+# Returns when either process exits or a signal arrives; the EXIT trap stops the other.
+wait -n
