@@ -61,7 +61,8 @@ def assignments_expire_overdue(
     updated in id order so two concurrent sweeps cannot deadlock.
     """
     now = now or timezone.now()
-    with transaction.atomic():
+    # No savepoint when nested: on the hot path this runs inside assignment_next's transaction.
+    with transaction.atomic(savepoint=False):
         overdue = Assignment.objects.filter(state=Assignment.State.OPEN, expires_at__lte=now)
         if campaign is not None:
             overdue = overdue.filter(campaign=campaign)
