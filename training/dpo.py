@@ -408,19 +408,46 @@ def _mean(values) -> float:
     return sum(values) / len(values)
 
 
+@dataclass(frozen=True)
+class Objective:
+    """Which preference loss, with its constants; see training.dpo_losses."""
+
+    method: str = "dpo"
+    beta: float = DEFAULT_BETA
+    mapo_beta: float = MAPO_BETA
+    mapo_temperature: float = MAPO_TEMPERATURE
+    mapo_alpha: float = MAPO_ALPHA
+
+    @classmethod
+    def from_config(cls, config: DPOConfig) -> Objective:
+        return cls(
+            method=config.method,
+            beta=config.beta,
+            mapo_beta=config.mapo_beta,
+            mapo_temperature=config.mapo_temperature,
+            mapo_alpha=config.mapo_alpha,
+        )
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.method == "dpo"
+
+
 def compute_pair_loss(
     *,
     unet,
     batch: dict[str, torch.Tensor],
     noise_scheduler,
     scaling_factor: float,
-    config: DPOConfig,
+    objective: Objective,
     reference=None,
 ) -> LossOutput:
     """One preference loss over a batch of cached pairs: one UNet forward over 2B inputs.
 
-    ``reference(noisy, timesteps, embeddings)`` returns the frozen model's prediction; DPO needs
-    it, MaPO never calls it. Winner and loser share the timestep and the noise draw.
+    ``batch`` holds the cached latent mean and std of winners and losers (B, C, h, w) and the
+    caption embeddings (B, L, D). ``reference(noisy, timesteps, embeddings)`` returns the
+    frozen model's prediction; DPO needs it, MaPO never calls it. Winner and loser share the
+    timestep and the noise draw.
     """
     pairs = batch["mean_w"].shape[0]
     mean = torch.cat([batch["mean_w"], batch["mean_l"]])
@@ -441,17 +468,17 @@ def compute_pair_loss(
     embeddings = batch["embedding"].repeat(2, 1, 1)
     prediction = unet(noisy, timesteps, embeddings).sample
     model_w, model_l = per_sample_mse(prediction, target).chunk(2)
-    if config.method == "mapo":
+    if not objective.needs_reference:
         return mapo_loss(
             model_w,
             model_l,
-            beta_mapo=config.mapo_beta,
-            temperature=config.mapo_temperature,
-            alpha=config.mapo_alpha,
+            beta_mapo=objective.mapo_beta,
+            temperature=objective.mapo_temperature,
+            alpha=objective.mapo_alpha,
         )
     with torch.no_grad():
         ref_w, ref_l = per_sample_mse(reference(noisy, timesteps, embeddings), target).chunk(2)
-    return dpo_loss(model_w, model_l, ref_w, ref_l, beta=config.beta)
+    return dpo_loss(model_w, model_l, ref_w, ref_l, beta=objective.beta)
 
 
 def lora_reference(unet):
@@ -791,6 +818,7 @@ def main(config: DPOConfig) -> TrainResult:
         )
 
     # --- Loop.
+    objective = Objective.from_config(config)
     trend = MseTrend(config.mse_warning_window, trend_history)
     trend.quiet_until = trend_quiet_until
     names = ("loss", "implicit_acc", "mse_w", "mse_l", "ref_mse_w", "ref_mse_l", "reward_margin")
@@ -806,7 +834,7 @@ def main(config: DPOConfig) -> TrainResult:
                     batch=batch,
                     noise_scheduler=noise_scheduler,
                     scaling_factor=scaling_factor,
-                    config=config,
+                    objective=objective,
                     reference=reference,
                 )
             accelerator.backward(out.loss)

@@ -10,7 +10,14 @@ pytest.importorskip("peft")
 
 from safetensors.torch import load_file  # noqa: E402
 
-from training.dpo import DPOConfig, add_lora, compute_pair_loss, lora_reference, main  # noqa: E402
+from training.dpo import (  # noqa: E402
+    DPOConfig,
+    Objective,
+    add_lora,
+    compute_pair_loss,
+    lora_reference,
+    main,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -115,6 +122,8 @@ def test_a_resumed_run_follows_the_uninterrupted_trajectory(tiny_model_dir, expo
     final_whole = load_file(whole / "pytorch_lora_weights.safetensors")
     final_parts = load_file(parts / "pytorch_lora_weights.safetensors")
     assert all(torch.allclose(final_whole[k], final_parts[k], atol=1e-7) for k in final_whole)
+    events = [e["event"] for e in _events(parts)]
+    assert events.count("done") == 1 and events[-1] == "done"  # the first run's done is gone
     starts = [e for e in _events(parts) if e["event"] == "start"]
     assert starts[-1]["resumed_from"].endswith("checkpoints/step-2")
 
@@ -177,7 +186,7 @@ def test_mapo_makes_no_reference_pass_and_dpo_one(
         batch=_random_batch(3),
         noise_scheduler=scheduler,
         scaling_factor=0.18215,
-        config=config,
+        objective=Objective.from_config(config),
         reference=lora_reference(unet) if method == "dpo" else None,
     )
     assert calls == [6] * forwards  # winners and losers in one forward of 2B
