@@ -1,4 +1,35 @@
-from django.urls import path  # noqa: F401
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from frontend import views
 
 app_name = "frontend"
-urlpatterns: list = []
+urlpatterns = [
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(
+            template_name="frontend/login.html", redirect_authenticated_user=True
+        ),
+        name="login",
+    ),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", views.home, name="home"),
+    path("campaigns/<int:campaign_id>/", views.campaign_detail, name="campaign"),
+    path("campaigns/<int:campaign_id>/annotate/", views.annotate, name="annotate"),
+    path(
+        "campaigns/<int:campaign_id>/annotate/status/",
+        views.annotate_status,
+        name="annotate-status",
+    ),
+    path("campaigns/<int:campaign_id>/dashboard/", views.dashboard, name="dashboard"),
+    path(
+        "campaigns/<int:campaign_id>/dashboard/progress/",
+        views.dashboard_progress,
+        name="dashboard-progress",
+    ),
+    path(
+        "campaigns/<int:campaign_id>/raters/<int:user_id>/gate/",
+        views.rater_gate,
+        name="rater-gate",
+    ),
+]

@@ -1,0 +1,834 @@
+/* The annotate screen: show a task, take the answer by key, mouse, touch or drag, move on.
+ *
+ * No visible wait: while one task is shown the next is already reserved on the server and
+ * its images are in the browser cache. Answers go into a queue kept in localStorage and are
+ * sent in the background until the server acknowledges them, so a reload, a flaky network
+ * or an expired session loses nothing; the server's submit is idempotent, so resending is
+ * safe. Time on task runs from when every image of the task has loaded to the answer.
+ */
+(function () {
+  "use strict";
+
+  const config = JSON.parse(document.getElementById("annotate-config").textContent);
+  const t = JSON.parse(document.getElementById("annotate-i18n").textContent);
+  const $ = (id) => document.getElementById(id);
+  const QUEUE_KEY = "pickwise.queue." + config.userId;
+  const RETRY_MIN_MS = 300;
+  const RETRY_MAX_MS = 5000;
+  const LEASE_MARGIN_MS = 3000;
+  // Lease times come from the server's clock; correct for a client clock that is off.
+  const clockSkewMs = Date.parse(config.serverNow) - Date.now();
+
+  // Exposed for the browser tests: key-press-to-next-task times and the shown task.
+  const metrics = { keyToNext: [], shown: 0 };
+  window.pickwise = { metrics: metrics, queueLength: () => loadQueue().length };
+
+  let current = null; // {task, shownAt, answers, boards, undo}
+  let ahead = null; // the reserved next task, images preloaded
+  let fetching = null; // the in-flight next request
+  let waiting = false; // the annotator answered and no task is ready yet
+  let pendingKeyAt = null; // when the key that finished the last task was pressed
+  let stopped = false; // blocked, closed or done: nothing more to fetch
+  let nothingLeft = false;
+  let retryMs = RETRY_MIN_MS;
+  let tieNext = false; // ranking: "=" pressed, the next number ties
+  let leaseTimer = null;
+
+  /* ---------- the answer queue (localStorage) ---------- */
+
+  function loadQueue() {
+    try {
+      return JSON.parse(localStorage.getItem(QUEUE_KEY) || "[]");
+    } catch (error) {
+      return [];
+    }
+  }
+
+  function saveQueue(queue) {
+    localStorage.setItem(QUEUE_KEY, JSON.stringify(queue));
+    showPending(queue.length);
+  }
+
+  function enqueue(item) {
+    const queue = loadQueue();
+    if (!queue.some((q) => q.id === item.id)) queue.push(item);
+    saveQueue(queue);
+  }
+
+  function dequeue(id) {
+    saveQueue(loadQueue().filter((q) => q.id !== id));
+  }
+
+  function showPending(count) {
+    const el = $("pending");
+    el.hidden = count === 0;
+    el.textContent = count ? t.pending.replace("%(count)s", count) : "";
+  }
+
+  function csrfToken() {
+    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : document.querySelector("meta[name=csrf-token]").content;
+  }
+
+  async function post(url, body) {
+    const response = await fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken(), Accept: "application/json" },
+      body: JSON.stringify(body || {}),
+    });
+    let data = null;
+    if (response.status !== 204) {
+      try {
+        data = await response.json();
+      } catch (error) {
+        data = null;
+      }
+    }
+    return { status: response.status, data: data || {} };
+  }
+
+  function sessionLost(response) {
+    return response.status === 401 || (response.status === 403 && response.data.code !== "blocked");
+  }
+
+  function toLogin() {
+    // The queue stays in localStorage; the task page flushes it after the login.
+    stopped = true;
+    window.location.assign(config.loginUrl + "?next=" + encodeURIComponent(config.pageUrl));
+  }
+
+  let flushing = null;
+
+  function flush() {
+    if (!flushing) {
+      flushing = flushLoop().finally(() => {
+        flushing = null;
+      });
+    }
+    return flushing;
+  }
+
+  async function flushLoop() {
+    for (;;) {
+      const queue = loadQueue();
+      if (!queue.length) return;
+      const item = queue[0];
+      let response;
+      try {
+        const url = (item.type === "skip" ? config.skipUrl : config.submitUrl).replace("/0/", "/" + item.id + "/");
+        response = await post(url, item.type === "skip" ? {} : { answers: item.answers, duration_ms: item.duration_ms });
+      } catch (error) {
+        response = { status: 0, data: {} };
+      }
+      if (response.status === 200 || response.status === 201) {
+        dequeue(item.id);
+        clearOffline();
+        document.body.dispatchEvent(new CustomEvent("pickwise:acked", { detail: { id: item.id } }));
+        continue;
+      }
+      if (sessionLost(response)) return toLogin();
+      if (response.status === 0 || response.status >= 500 || response.status === 429) {
+        showOffline();
+        await sleep(backoff());
+        continue;
+      }
+      // Refused for good (expired lease, skipped, blocked, invalid, gone): drop it and say so.
+      dequeue(item.id);
+      const code = response.data.code;
+      if (code === "assignment_expired") notify(t.expired);
+      else if (code === "blocked") return showBlocked(response.data.detail);
+      else if (code === "invalid_answer") notify(response.data.detail || t.invalid);
+      else if (!(item.type === "skip" && response.status === 409)) notify(response.data.detail || t.invalid);
+    }
+  }
+
+  function backoff() {
+    const wait = retryMs;
+    retryMs = Math.min(RETRY_MAX_MS, retryMs * 2);
+    return wait;
+  }
+
+  function sleep(ms) {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+  }
+
+  function showOffline() {
+    const el = $("notice");
+    el.textContent = t.offline;
+    el.dataset.offline = "1";
+    el.hidden = false;
+  }
+
+  function clearOffline() {
+    retryMs = RETRY_MIN_MS;
+    const el = $("notice");
+    if (el.dataset.offline) {
+      delete el.dataset.offline;
+      el.textContent = "";
+    }
+  }
+
+  let noticeTimer = null;
+  function notify(text) {
+    const el = $("notice");
+    delete el.dataset.offline;
+    el.textContent = text;
+    clearTimeout(noticeTimer);
+    noticeTimer = setTimeout(() => {
+      if (el.textContent === text) el.textContent = "";
+    }, 5000);
+  }
+
+  /* ---------- reserving tasks ahead ---------- */
+
+  function heldIds() {
+    const ids = loadQueue().map((q) => q.id);
+    if (current) ids.push(current.task.id);
+    return ids;
+  }
+
+  // Reserve the next task once the queue is empty: the server lets an annotator hold two
+  // open tasks, and an unsent answer still holds one.
+  async function reserveAhead() {
+    if (stopped || ahead || fetching || nothingLeft) return;
+    if (loadQueue().length) {
+      await flush();
+      if (loadQueue().length || stopped) return;
+    }
+    if (ahead || fetching) return;
+    fetching = fetchTask().finally(() => {
+      fetching = null;
+    });
+    const task = await fetching;
+    if (!task) return;
+    if (waiting) {
+      waiting = false;
+      await show(task);
+      reserveAhead();
+    } else {
+      ahead = task;
+    }
+  }
+
+  async function fetchTask() {
+    for (;;) {
+      if (stopped) return null;
+      let response;
+      try {
+        response = await post(config.nextUrl, { exclude: heldIds() });
+      } catch (error) {
+        response = { status: 0, data: {} };
+      }
+      if (response.status === 200) {
+        clearOffline();
+        const task = response.data;
+        if (heldIds().includes(task.id)) {
+          await sleep(backoff());
+          continue;
+        }
+        await preload(task);
+        return task;
+      }
+      if (response.status === 204) {
+        nothingLeft = true;
+        if (waiting) showState("done");
+        return null;
+      }
+      if (sessionLost(response)) {
+        toLogin();
+        return null;
+      }
+      if (response.data.code === "blocked") {
+        showBlocked(response.data.detail);
+        return null;
+      }
+      if (response.data.code === "campaign_not_active") {
+        stopped = true;
+        $("closed-reason").textContent = response.data.detail || "";
+        showState("closed");
+        return null;
+      }
+      if (response.data.code === "too_many_open") {
+        await flush();
+        await sleep(backoff());
+        continue;
+      }
+      showOffline();
+      await sleep(backoff());
+    }
+  }
+
+  function preload(task) {
+    return Promise.all(
+      task.images.map(
+        (image) =>
+          new Promise((resolve) => {
+            const img = new Image();
+            img.onload = img.onerror = () => resolve();
+            img.src = image.url;
+          })
+      )
+    );
+  }
+
+  function leaseLeftMs(task) {
+    return Date.parse(task.expires_at) - (Date.now() + clockSkewMs);
+  }
+
+  /* ---------- showing a task ---------- */
+
+  function showState(name) {
+    for (const id of ["task", "state-loading", "state-blocked", "state-done", "state-closed"]) {
+      $(id).hidden = id !== (name === "task" ? "task" : "state-" + name);
+    }
+    if (name !== "task" && name !== "loading") {
+      stopped = stopped || name !== "loading";
+      current = null;
+      $("state-" + name).focus();
+    }
+  }
+
+  function showBlocked(detail) {
+    stopped = true;
+    if (detail) $("blocked-reason").textContent = detail;
+    showState("blocked");
+  }
+
+  function imageAlt(index, count) {
+    if (config.kind === "pairwise") return (index === 0 ? t.leftImage : t.rightImage) + ": " + t.generatedFor;
+    return t.imageN.replace("%(n)s", index + 1).replace("%(k)s", count) + ": " + t.generatedFor;
+  }
+
+  function buildImages(task) {
+    const box = document.createElement("div");
+    box.className = "images images-" + task.images.length;
+    task.images.forEach((image, index) => {
+      const figure = document.createElement("figure");
+      figure.className = "shot";
+      const img = document.createElement("img");
+      img.src = image.url;
+      img.width = image.width;
+      img.height = image.height;
+      img.alt = imageAlt(index, task.images.length);
+      img.dataset.uid = image.uid;
+      img.draggable = false;
+      const caption = document.createElement("figcaption");
+      caption.innerHTML =
+        config.kind === "pairwise"
+          ? "<kbd>" + (index === 0 ? "1 ←" : "2 →") + "</kbd> " + (index === 0 ? t.left : t.right)
+          : "<kbd>" + (index + 1) + "</kbd>";
+      figure.append(img, caption);
+      box.append(figure);
+    });
+    return box;
+  }
+
+  function choiceButton(criterion, value, label, key) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "choice";
+    button.dataset.criterion = criterion.key;
+    button.dataset.value = value;
+    button.setAttribute("aria-pressed", "false");
+    button.innerHTML = "<span></span> <kbd></kbd>";
+    button.firstChild.textContent = label;
+    button.lastChild.textContent = key;
+    return button;
+  }
+
+  function buildPairwiseCriteria(task) {
+    const box = document.createElement("div");
+    task.criteria.forEach((criterion, index) => {
+      const fieldset = document.createElement("fieldset");
+      fieldset.className = "criterion";
+      fieldset.dataset.key = criterion.key;
+      const legend = document.createElement("legend");
+      legend.textContent = criterion.question;
+      const row = document.createElement("div");
+      row.className = "choices";
+      row.append(choiceButton(criterion, task.images[0].uid, t.left, "1 ←"));
+      if (criterion.allow_tie) row.append(choiceButton(criterion, "tie", t.tie, "3 ↓"));
+      if (criterion.allow_both_bad) row.append(choiceButton(criterion, "both_bad", t.bothBad, "B"));
+      row.append(choiceButton(criterion, task.images[1].uid, t.right, "2 →"));
+      fieldset.append(legend, row);
+      if (index === 0) fieldset.classList.add("active");
+      box.append(fieldset);
+    });
+    return box;
+  }
+
+  function buildRankingCriteria(task) {
+    const box = document.createElement("div");
+    task.criteria.forEach((criterion, index) => {
+      const fieldset = document.createElement("fieldset");
+      fieldset.className = "criterion board";
+      fieldset.dataset.key = criterion.key;
+      const legend = document.createElement("legend");
+      legend.textContent = criterion.question;
+      const rankedLabel = document.createElement("p");
+      rankedLabel.className = "board-label";
+      rankedLabel.textContent = t.rankedLabel;
+      const ranked = document.createElement("ol");
+      ranked.className = "ranked";
+      ranked.setAttribute("aria-label", t.rankedLabel);
+      const poolLabel = document.createElement("p");
+      poolLabel.className = "board-label";
+      poolLabel.textContent = t.poolLabel;
+      const pool = document.createElement("ul");
+      pool.className = "pool";
+      pool.setAttribute("aria-label", t.poolLabel);
+      fieldset.append(legend, rankedLabel, ranked, poolLabel, pool);
+      if (index === 0) fieldset.classList.add("active");
+      box.append(fieldset);
+    });
+    return box;
+  }
+
+  function waitForImages(container) {
+    const imgs = Array.from(container.querySelectorAll("img"));
+    return Promise.all(
+      imgs.map((img) =>
+        img.complete
+          ? Promise.resolve()
+          : new Promise((resolve) => {
+              img.addEventListener("load", resolve, { once: true });
+              img.addEventListener("error", resolve, { once: true });
+            })
+      )
+    );
+  }
+
+  async function show(task) {
+    if (leaseLeftMs(task) < LEASE_MARGIN_MS) {
+      // Held too long in the background: let it go back to the pool and get a fresh one.
+      current = null;
+      waiting = true;
+      showState("loading");
+      reserveAhead();
+      return;
+    }
+    const images = buildImages(task);
+    const criteria = config.kind === "pairwise" ? buildPairwiseCriteria(task) : buildRankingCriteria(task);
+    $("prompt").textContent = task.prompt.text;
+    $("images").replaceWith(images);
+    images.id = "images";
+    $("criteria").replaceWith(criteria);
+    criteria.id = "criteria";
+    current = { task: task, shownAt: null, answers: {}, boards: {}, undo: [] };
+    tieNext = false;
+    if (config.kind === "ranking") {
+      task.criteria.forEach((c) => (current.boards[c.key] = []));
+      renderBoards();
+    }
+    updateSubmit();
+    $("task").dataset.taskId = task.id;
+    $("task").dataset.ready = "0";
+    showState("task");
+    await waitForImages(images);
+    if (!current || current.task.id !== task.id) return;
+    requestAnimationFrame(() => {
+      const now = performance.now();
+      current.shownAt = now;
+      if (pendingKeyAt !== null) {
+        metrics.keyToNext.push(now - pendingKeyAt);
+        pendingKeyAt = null;
+      }
+      metrics.shown += 1;
+      $("task").dataset.ready = "1";
+    });
+    clearTimeout(leaseTimer);
+    leaseTimer = setTimeout(() => {
+      if (current && current.task.id === task.id) {
+        notify(t.expired);
+        current = null;
+        waiting = true;
+        showState("loading");
+        reserveAhead();
+      }
+    }, Math.max(0, leaseLeftMs(task) - 1000));
+  }
+
+  // The current task is done (answered or skipped): show the next one at once if it is ready.
+  function advance(keyAt) {
+    clearTimeout(leaseTimer);
+    pendingKeyAt = keyAt;
+    current = null;
+    if (ahead) {
+      const task = ahead;
+      ahead = null;
+      show(task).then(() => reserveAhead());
+    } else if (nothingLeft) {
+      flush().then(() => showState("done"));
+    } else {
+      waiting = true;
+      showState("loading");
+      reserveAhead();
+    }
+    flush().then(() => reserveAhead());
+  }
+
+  function durationMs() {
+    return current.shownAt === null ? null : Math.max(0, Math.round(performance.now() - current.shownAt));
+  }
+
+  function submit(keyAt) {
+    if (!current || !complete()) return;
+    const answers = {};
+    for (const criterion of current.task.criteria) {
+      answers[criterion.key] = config.kind === "pairwise" ? current.answers[criterion.key] : tiers(criterion.key);
+    }
+    enqueue({ type: "submit", id: current.task.id, answers: answers, duration_ms: durationMs() });
+    advance(keyAt);
+  }
+
+  function skip(keyAt) {
+    if (!current) return;
+    enqueue({ type: "skip", id: current.task.id });
+    advance(keyAt);
+  }
+
+  /* ---------- pairwise answers ---------- */
+
+  function activeCriterion() {
+    const active = document.querySelector("#criteria .criterion.active");
+    return active ? active.dataset.key : current.task.criteria[0].key;
+  }
+
+  function setActive(key) {
+    document.querySelectorAll("#criteria .criterion").forEach((el) => el.classList.toggle("active", el.dataset.key === key));
+  }
+
+  function choose(key, value, keyAt) {
+    const criterion = current.task.criteria.find((c) => c.key === key);
+    if (!criterion) return;
+    if ((value === "tie" && !criterion.allow_tie) || (value === "both_bad" && !criterion.allow_both_bad)) return;
+    current.answers[key] = value;
+    document.querySelectorAll('#criteria .choice[data-criterion="' + key + '"]').forEach((button) => {
+      button.setAttribute("aria-pressed", button.dataset.value === value ? "true" : "false");
+    });
+    if (current.task.criteria.length === 1) return submit(keyAt);
+    const open = current.task.criteria.find((c) => !(c.key in current.answers));
+    if (open) setActive(open.key);
+    updateSubmit();
+  }
+
+  /* ---------- ranking answers ---------- */
+
+  function tiers(key) {
+    const out = [];
+    for (const entry of current.boards[key]) {
+      if (entry.tie && out.length) out[out.length - 1].push(entry.uid);
+      else out.push([entry.uid]);
+    }
+    return out;
+  }
+
+  function snapshot() {
+    current.undo.push(JSON.stringify(current.boards));
+    $("undo").hidden = false;
+  }
+
+  function undo() {
+    if (!current || !current.undo.length) return;
+    current.boards = JSON.parse(current.undo.pop());
+    $("undo").hidden = current.undo.length === 0;
+    renderBoards();
+  }
+
+  function place(key, uid, tie) {
+    const board = current.boards[key];
+    if (!board || board.some((e) => e.uid === uid)) return;
+    const criterion = current.task.criteria.find((c) => c.key === key);
+    snapshot();
+    board.push({ uid: uid, tie: Boolean(tie && criterion.allow_tie && board.length) });
+    renderBoards();
+    if (board.length === current.task.images.length) {
+      const open = current.task.criteria.find((c) => current.boards[c.key].length < current.task.images.length);
+      if (open) setActive(open.key);
+    }
+  }
+
+  function unplace(key, uid) {
+    snapshot();
+    const board = current.boards[key];
+    const index = board.findIndex((e) => e.uid === uid);
+    board.splice(index, 1);
+    if (index === 0 && board.length) board[0].tie = false;
+    renderBoards();
+  }
+
+  function toggleTie(key, uid) {
+    const board = current.boards[key];
+    const index = board.findIndex((e) => e.uid === uid);
+    if (index <= 0) return;
+    snapshot();
+    board[index].tie = !board[index].tie;
+    renderBoards();
+  }
+
+  function chip(task, uid, tag) {
+    const index = task.images.findIndex((i) => i.uid === uid);
+    const li = document.createElement("li");
+    li.className = "chip";
+    li.dataset.uid = uid;
+    const body = document.createElement(tag);
+    body.className = "chip-body";
+    const thumb = document.createElement("img");
+    thumb.src = task.images[index].url;
+    thumb.alt = "";
+    thumb.draggable = false;
+    const number = document.createElement("span");
+    number.className = "chip-number";
+    number.textContent = index + 1;
+    body.append(thumb, number);
+    li.append(body);
+    return { li: li, body: body, number: index + 1 };
+  }
+
+  // Re-rendering replaces the chips; keep keyboard focus on the same control, or close by.
+  function focusMark() {
+    const el = document.activeElement;
+    if (!el || !el.closest("#criteria")) return null;
+    const li = el.closest(".chip");
+    const board = el.closest(".board");
+    return { uid: li && li.dataset.uid, className: el.className, board: board && board.dataset.key };
+  }
+
+  function focusRestore(mark) {
+    if (!mark) return;
+    const board = document.querySelector('#criteria .board[data-key="' + mark.board + '"]');
+    const same = mark.uid && board && board.querySelector('.chip[data-uid="' + mark.uid + '"] [class="' + mark.className + '"]');
+    const next = same || (board && board.querySelector(".pool button")) || $("submit");
+    if (next && !next.disabled) next.focus();
+    else $("task").focus();
+  }
+
+  function renderBoards() {
+    const mark = focusMark();
+    renderBoardLists();
+    focusRestore(mark);
+  }
+
+  function renderBoardLists() {
+    const task = current.task;
+    for (const criterion of task.criteria) {
+      const fieldset = document.querySelector('#criteria .board[data-key="' + criterion.key + '"]');
+      const ranked = fieldset.querySelector(".ranked");
+      const pool = fieldset.querySelector(".pool");
+      ranked.replaceChildren();
+      pool.replaceChildren();
+      const board = current.boards[criterion.key];
+      let rank = 0;
+      board.forEach((entry, position) => {
+        const { li, body, number } = chip(task, entry.uid, "span");
+        if (!(entry.tie && position > 0)) rank += 1;
+        body.setAttribute("aria-label", t.rankN.replace("%(rank)s", rank).replace("%(n)s", number));
+        li.classList.toggle("tied", entry.tie && position > 0);
+        const badge = document.createElement("span");
+        badge.className = "chip-rank";
+        badge.textContent = "#" + rank;
+        li.prepend(badge);
+        if (criterion.allow_tie && position > 0) {
+          const tie = document.createElement("button");
+          tie.type = "button";
+          tie.className = "chip-action tie-toggle";
+          tie.setAttribute("aria-pressed", entry.tie ? "true" : "false");
+          tie.textContent = "=";
+          tie.title = t.tieAbove;
+          tie.setAttribute("aria-label", t.tieAbove + " (" + t.imageShort.replace("%(n)s", number) + ")");
+          tie.addEventListener("click", () => toggleTie(criterion.key, entry.uid));
+          li.append(tie);
+        }
+        const remove = document.createElement("button");
+        remove.type = "button";
+        remove.className = "chip-action";
+        remove.textContent = "↩";
+        remove.title = t.unplace;
+        remove.setAttribute("aria-label", t.unplace + " (" + t.imageShort.replace("%(n)s", number) + ")");
+        remove.addEventListener("click", () => unplace(criterion.key, entry.uid));
+        li.append(remove);
+        ranked.append(li);
+      });
+      task.images.forEach((image) => {
+        if (board.some((e) => e.uid === image.uid)) return;
+        const { li, body, number } = chip(task, image.uid, "button");
+        body.type = "button";
+        body.setAttribute("aria-label", t.placeNext.replace("%(n)s", number));
+        body.addEventListener("click", () => place(criterion.key, image.uid, false));
+        pool.append(li);
+      });
+      attachSortable(criterion.key, ranked, pool);
+    }
+    updateSubmit();
+  }
+
+  function attachSortable(key, ranked, pool) {
+    if (!window.Sortable) return;
+    for (const list of [ranked, pool]) {
+      if (list._sortable) continue;
+      list._sortable = window.Sortable.create(list, {
+        group: "board-" + key,
+        animation: 120,
+        // Mouse-event dragging behaves the same with a mouse, a finger and test drivers.
+        forceFallback: true,
+        fallbackTolerance: 4,
+        filter: ".chip-action",
+        preventOnFilter: false,
+        onStart: () => snapshot(),
+        onEnd: () => readBoard(key, ranked),
+      });
+    }
+  }
+
+  // After a drag, the ranked list's order in the page is the new ranking.
+  function readBoard(key, ranked) {
+    const old = current.boards[key];
+    const ties = Object.fromEntries(old.map((e) => [e.uid, e.tie]));
+    const uids = Array.from(ranked.querySelectorAll(".chip")).map((li) => li.dataset.uid);
+    current.boards[key] = uids.map((uid, position) => ({ uid: uid, tie: position > 0 && Boolean(ties[uid]) }));
+    if (JSON.stringify(old) === JSON.stringify(current.boards[key])) current.undo.pop();
+    $("undo").hidden = current.undo.length === 0;
+    renderBoards();
+  }
+
+  function complete() {
+    if (!current) return false;
+    if (config.kind === "pairwise") return current.task.criteria.every((c) => c.key in current.answers);
+    const k = current.task.images.length;
+    return current.task.criteria.every((c) => current.boards[c.key].length === k && tiers(c.key).length > 1);
+  }
+
+  function updateSubmit() {
+    $("submit").disabled = !complete();
+  }
+
+  /* ---------- zoom and help ---------- */
+
+  function zoom(open) {
+    const box = $("zoom");
+    if (open === undefined) open = box.hidden;
+    if (open && current) {
+      const images = $("zoom-images");
+      images.replaceChildren(...Array.from($("images").querySelectorAll("img")).map((img) => img.cloneNode()));
+    }
+    box.hidden = !open;
+  }
+
+  function help() {
+    const dialog = $("help");
+    if (dialog.open) dialog.close();
+    else dialog.showModal();
+  }
+
+  /* ---------- input ---------- */
+
+  const PAIRWISE_KEYS = { ArrowLeft: 0, Digit1: 0, Numpad1: 0, ArrowRight: 1, Digit2: 1, Numpad2: 1 };
+
+  function onKeyDown(event) {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if ($("help").open) return;
+    const target = event.target;
+    const typing = target.closest && target.closest("input, textarea, select, summary");
+    if (typing) return;
+    const keyAt = performance.now();
+    if (event.key === "?") {
+      event.preventDefault();
+      return help();
+    }
+    if (event.key === "Escape" && !$("zoom").hidden) return zoom(false);
+    if (!current) return;
+    if (event.code === "Space" || event.key === " ") {
+      if (target.closest && target.closest("button, a")) return; // Space presses a focused button
+      event.preventDefault();
+      if (!event.repeat) zoom(true);
+      return;
+    }
+    const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
+    if (key === "z") return zoom();
+    if (key === "s") {
+      event.preventDefault();
+      return skip(keyAt);
+    }
+    if (key === "Enter") {
+      if (target.closest && target.closest("button, a")) return; // Enter presses a focused button
+      event.preventDefault();
+      return submit(keyAt);
+    }
+    if (config.kind === "pairwise") {
+      const criterion = current.task.criteria.find((c) => c.key === activeCriterion());
+      if (event.code in PAIRWISE_KEYS) {
+        event.preventDefault();
+        return choose(criterion.key, current.task.images[PAIRWISE_KEYS[event.code]].uid, keyAt);
+      }
+      if (event.code === "ArrowDown" || event.code === "Digit3" || event.code === "Numpad3") {
+        event.preventDefault();
+        return choose(criterion.key, "tie", keyAt);
+      }
+      if (key === "b") {
+        event.preventDefault();
+        return choose(criterion.key, "both_bad", keyAt);
+      }
+      return;
+    }
+    if (key === "u" || key === "Backspace") {
+      event.preventDefault();
+      return undo();
+    }
+    if (key === "=" || key === "t") {
+      event.preventDefault();
+      tieNext = !tieNext;
+      return notify(tieNext ? t.tieArmed : "");
+    }
+    const digit = /^(Digit|Numpad)([1-9])$/.exec(event.code);
+    if (digit) {
+      const index = Number(digit[2]) - 1;
+      if (index >= current.task.images.length) return;
+      event.preventDefault();
+      const tie = tieNext || event.shiftKey;
+      tieNext = false;
+      place(activeCriterion(), current.task.images[index].uid, tie);
+    }
+  }
+
+  function onKeyUp(event) {
+    if ((event.code === "Space" || event.key === " ") && !$("zoom").hidden) zoom(false);
+  }
+
+  function onClick(event) {
+    const button = event.target.closest("#criteria .choice");
+    if (button && current) {
+      setActive(button.dataset.criterion);
+      choose(button.dataset.criterion, button.dataset.value, performance.now());
+    }
+    const fieldset = event.target.closest("#criteria .board");
+    if (fieldset && current) setActive(fieldset.dataset.key);
+  }
+
+  document.addEventListener("keydown", onKeyDown);
+  document.addEventListener("keyup", onKeyUp);
+  document.addEventListener("click", onClick);
+  $("answers").addEventListener("submit", (event) => {
+    event.preventDefault();
+    submit(performance.now());
+  });
+  $("skip").addEventListener("click", () => skip(performance.now()));
+  $("undo").addEventListener("click", undo);
+  $("zoom-button").addEventListener("click", () => zoom());
+  $("zoom").addEventListener("click", () => zoom(false));
+  $("help-button").addEventListener("click", help);
+  window.addEventListener("online", () => flush().then(() => reserveAhead()));
+
+  /* ---------- start ---------- */
+
+  showPending(loadQueue().length);
+  const first = config.task;
+  if (first && !loadQueue().some((q) => q.id === first.id)) {
+    show(first).then(() => reserveAhead());
+  } else if (first || loadQueue().length) {
+    // The server handed back a task whose answer is still in our queue: send it, then go on.
+    waiting = true;
+    showState("loading");
+    reserveAhead();
+  }
+})();

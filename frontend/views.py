@@ -1,0 +1,257 @@
+"""The annotator and admin pages. Thin: fetch-and-authorise, call selectors or services, render.
+
+The annotate page renders the first task on the server (no round trip before the first
+images); after that static/frontend/js/annotate.js drives the same JSON API the scripts use.
+"""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_POST
+
+from annotate.access import (
+    READERS,
+    campaign_get_for_annotator,
+    campaign_get_for_user,
+    campaign_role,
+)
+from annotate.models import Campaign, Membership
+from annotate.selectors import (
+    annotator_progress,
+    assignment_task,
+    campaign_list_for_user,
+    campaign_progress,
+)
+from annotate.services.assignments import assignment_next
+from frontend.access import rater_membership_get_for_manager
+from frontend.forms import GateOverrideForm
+from frontend.panels import (
+    agreement_series,
+    job_rows,
+    leaderboard_rows,
+    optional_callable,
+    panel,
+    rater_rows,
+)
+from pickwise.errors import ApplicationError
+
+HOME_CAMPAIGN_LIMIT = 100
+GATE_OVERRIDE_MISSING = "Gate overrides are not available yet."
+
+
+def _percent(done: int, wanted: int) -> int:
+    return min(100, round(100 * done / wanted)) if wanted else 0
+
+
+@login_required
+@require_GET
+def home(request):
+    rows = []
+    for campaign in campaign_list_for_user(user=request.user)[:HOME_CAMPAIGN_LIMIT]:
+        role = campaign_role(user=request.user, campaign=campaign)
+        row = {"campaign": campaign, "role": role}
+        if role == Membership.Role.ANNOTATOR:
+            row["mine"] = annotator_progress(campaign=campaign, user=request.user)
+        else:
+            progress = campaign_progress(campaign=campaign)
+            row["progress"] = progress
+            row["percent"] = _percent(progress["judgments_done"], progress["judgments_wanted"])
+        rows.append(row)
+    return render(request, "frontend/home.html", {"rows": rows})
+
+
+@login_required
+@require_GET
+def campaign_detail(request, campaign_id: int):
+    campaign = campaign_get_for_user(user=request.user, campaign_id=campaign_id)
+    role = campaign_role(user=request.user, campaign=campaign)
+    context = {"campaign": campaign, "role": role}
+    if role == Membership.Role.ANNOTATOR:
+        context["mine"] = annotator_progress(campaign=campaign, user=request.user)
+    return render(request, "frontend/campaign.html", context)
+
+
+def _first_task(
+    *, campaign: Campaign, membership: Membership, user
+) -> tuple[str, dict | None, str]:
+    """(state, task, message) for the page: task, blocked, done or closed."""
+    if membership.gate_state == Membership.Gate.BLOCKED:
+        return "blocked", None, membership.gate_reason
+    try:
+        assignment = assignment_next(campaign=campaign, annotator=user)
+    except ApplicationError as error:
+        if error.code == "blocked":
+            return "blocked", None, membership.gate_reason or error.message
+        return "closed", None, error.message
+    if assignment is None:
+        return "done", None, ""
+    assignment.campaign = campaign
+    task = assignment_task(assignment=assignment)
+    task["expires_at"] = task["expires_at"].isoformat()
+    return "task", task, ""
+
+
+def _status_context(*, campaign: Campaign, user) -> dict:
+    mine = annotator_progress(campaign=campaign, user=user)
+    qualifying = mine["gate_state"] == Membership.Gate.QUALIFYING
+    return {
+        "campaign": campaign,
+        "mine": mine,
+        "qualifying": qualifying and campaign.qualification_size > 0,
+        # Counted against the campaign's size, never per item: which items are gold stays secret.
+        "qualification_done": min(mine["judged"], campaign.qualification_size),
+    }
+
+
+def _annotate_strings() -> dict[str, str]:
+    """The words annotate.js shows, translated here so the script needs no catalogue."""
+    return {
+        "left": _("Left"),
+        "right": _("Right"),
+        "tie": _("Tie"),
+        "bothBad": _("Both bad"),
+        "leftImage": _("Left image"),
+        "rightImage": _("Right image"),
+        "imageN": _("Image %(n)s of %(k)s"),
+        "imageShort": _("image %(n)s"),
+        "generatedFor": _("generated for the prompt above"),
+        "rankedLabel": _("Your ranking, best first"),
+        "poolLabel": _("Not placed yet (drag, tap or press the number)"),
+        "rankN": _("Rank %(rank)s: image %(n)s"),
+        "placeNext": _("Place image %(n)s next"),
+        "tieAbove": _("Tie with the image above"),
+        "tieArmed": _("The next number ties with the image placed last."),
+        "unplace": _("Take back"),
+        "pending": _("%(count)s answers waiting to be sent"),
+        "offline": _("Connection lost. Your answers are kept and sent once it is back."),
+        "expired": _("Time ran out on a task, so it went back to the pool; here is a fresh one."),
+        "invalid": _("The server could not accept an answer; it was dropped."),
+    }
+
+
+@login_required
+@require_GET
+def annotate(request, campaign_id: int):
+    campaign, membership = campaign_get_for_annotator(user=request.user, campaign_id=campaign_id)
+    state, task, message = _first_task(campaign=campaign, membership=membership, user=request.user)
+    config = {
+        "campaignId": campaign.pk,
+        "userId": request.user.pk,
+        "kind": campaign.kind,
+        "nextUrl": reverse("annotate:next", args=[campaign.pk]),
+        "submitUrl": reverse("annotate:submit", args=[0]),
+        "skipUrl": reverse("annotate:skip", args=[0]),
+        "loginUrl": reverse("frontend:login"),
+        "pageUrl": request.get_full_path(),
+        "task": task,
+        "serverNow": timezone.now().isoformat(),
+    }
+    context = {
+        **_status_context(campaign=campaign, user=request.user),
+        "state": state,
+        "message": message,
+        "config": config,
+        "i18n": _annotate_strings(),
+    }
+    return render(request, "frontend/annotate.html", context)
+
+
+@login_required
+@require_GET
+def annotate_status(request, campaign_id: int):
+    """The progress banner, re-fetched by htmx after each acknowledged answer."""
+    campaign, _membership = campaign_get_for_annotator(user=request.user, campaign_id=campaign_id)
+    return render(
+        request,
+        "frontend/partials/annotate_status.html",
+        _status_context(campaign=campaign, user=request.user),
+    )
+
+
+def _progress_context(campaign: Campaign) -> dict:
+    progress = campaign_progress(campaign=campaign)
+    return {
+        "campaign": campaign,
+        "progress": progress,
+        "percent": _percent(progress["judgments_done"], progress["judgments_wanted"]),
+    }
+
+
+@login_required
+@require_GET
+def dashboard(request, campaign_id: int):
+    campaign = campaign_get_for_user(user=request.user, campaign_id=campaign_id, roles=READERS)
+    role = campaign_role(user=request.user, campaign=campaign)
+    raters = panel("annotate.quality.selectors", "rater_table", campaign=campaign)
+    agreement = panel("annotate.quality.selectors", "agreement_timeline", campaign=campaign)
+    leaderboard = panel("annotate.quality.selectors", "model_leaderboard", campaign=campaign)
+    jobs = {
+        "generation": panel("generation.selectors", "generation_job_list", campaign=campaign),
+        "exports": panel("exports.selectors", "export_list", campaign=campaign),
+        "training": panel("training.selectors", "training_job_list", campaign=campaign),
+    }
+    series = agreement_series(agreement["data"]) if agreement["available"] else []
+    context = {
+        **_progress_context(campaign),
+        "role": role,
+        "may_manage": role == Membership.Role.ADMIN,
+        "raters": {**raters, "rows": rater_rows(raters["data"])},
+        "agreement": {**agreement, "series": series},
+        "leaderboard": {**leaderboard, "rows": leaderboard_rows(leaderboard["data"])},
+        "jobs": [
+            {"key": key, "available": job["available"], "rows": job_rows(job["data"])}
+            for key, job in jobs.items()
+        ],
+    }
+    return render(request, "frontend/dashboard.html", context)
+
+
+@login_required
+@require_GET
+def dashboard_progress(request, campaign_id: int):
+    """The progress panel alone, polled by htmx so the bars move while people work."""
+    campaign = campaign_get_for_user(user=request.user, campaign_id=campaign_id, roles=READERS)
+    return render(request, "frontend/partials/progress.html", _progress_context(campaign))
+
+
+@login_required
+@require_POST
+def rater_gate(request, campaign_id: int, user_id: int):
+    membership = rater_membership_get_for_manager(
+        user=request.user, campaign_id=campaign_id, rater_id=user_id
+    )
+    dashboard_url = reverse("frontend:dashboard", args=[campaign_id]) + "#raters"
+    form = GateOverrideForm(request.POST)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, error)
+        return redirect(dashboard_url)
+    override = optional_callable("annotate.quality.services", "rater_gate_override")
+    if override is None:
+        messages.error(request, _(GATE_OVERRIDE_MISSING))
+        return redirect(dashboard_url)
+    state = (
+        Membership.Gate.BLOCKED
+        if form.cleaned_data["action"] == "block"
+        else Membership.Gate.ACTIVE
+    )
+    try:
+        override(
+            membership=membership,
+            state=state,
+            reason=form.cleaned_data["reason"],
+            actor=request.user,
+        )
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(
+            request,
+            _("%(user)s is now %(state)s.")
+            % {"user": membership.user.get_username(), "state": state},
+        )
+    return redirect(dashboard_url)

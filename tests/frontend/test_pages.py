@@ -1,0 +1,182 @@
+"""The pages' access rules and what each shows, through Django's test client."""
+
+import json
+
+import pytest
+from django.urls import reverse
+
+from annotate.models import Assignment, Membership
+from annotate.services.campaigns import membership_set
+from tests.factories import UserFactory, annotator, campaign_with_comparisons
+
+pytestmark = pytest.mark.django_db
+
+
+def _member(campaign, role):
+    user = UserFactory()
+    membership_set(campaign=campaign, user=user, role=role)
+    return user
+
+
+def _config(response) -> dict:
+    html = response.content.decode()
+    start = html.index('<script id="annotate-config" type="application/json">') + len(
+        '<script id="annotate-config" type="application/json">'
+    )
+    return json.loads(html[start : html.index("</script>", start)])
+
+
+PAGES = ["frontend:campaign", "frontend:annotate", "frontend:dashboard"]
+
+
+@pytest.mark.parametrize("name", ["frontend:home", *PAGES])
+def test_anonymous_visitors_are_sent_to_log_in(client, name):
+    campaign = campaign_with_comparisons(prompts=1)
+    args = [] if name == "frontend:home" else [campaign.pk]
+    url = reverse(name, args=args)
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"] == f"{reverse('frontend:login')}?next={url}"
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_non_members_get_404(client, name):
+    campaign = campaign_with_comparisons(prompts=1)
+    client.force_login(UserFactory())
+    assert client.get(reverse(name, args=[campaign.pk])).status_code == 404
+
+
+def test_a_missing_campaign_is_404(client):
+    client.force_login(UserFactory(is_superuser=True))
+    assert client.get(reverse("frontend:dashboard", args=[999999])).status_code == 404
+
+
+def test_annotators_may_not_open_the_dashboard(client):
+    campaign = campaign_with_comparisons(prompts=1)
+    client.force_login(annotator(campaign))
+    assert client.get(reverse("frontend:dashboard", args=[campaign.pk])).status_code == 403
+    assert client.get(reverse("frontend:dashboard-progress", args=[campaign.pk])).status_code == 403
+
+
+@pytest.mark.parametrize("role", [Membership.Role.ADMIN, Membership.Role.RESEARCHER])
+def test_admins_and_researchers_see_the_dashboard_with_progress(client, role):
+    campaign = campaign_with_comparisons(prompts=2, overlap=3)
+    client.force_login(_member(campaign, role))
+    response = client.get(reverse("frontend:dashboard", args=[campaign.pk]))
+    assert response.status_code == 200
+    assert response.context["progress"]["judgments_wanted"] == 6
+    assert b'data-figure="judgments_done">0<' in response.content
+
+
+def test_researchers_may_not_open_the_annotate_screen(client):
+    campaign = campaign_with_comparisons(prompts=1)
+    client.force_login(_member(campaign, Membership.Role.RESEARCHER))
+    assert client.get(reverse("frontend:annotate", args=[campaign.pk])).status_code == 403
+
+
+def test_the_annotate_page_embeds_the_first_task_without_gold_or_model_names(client):
+    campaign = campaign_with_comparisons(prompts=2, models=("secret-model-a", "secret-model-b"))
+    user = annotator(campaign)
+    client.force_login(user)
+    response = client.get(reverse("frontend:annotate", args=[campaign.pk]))
+    assert response.status_code == 200
+    task = _config(response)["task"]
+    assignment = Assignment.objects.get(annotator=user)
+    assert task["id"] == assignment.pk
+    assert [image["uid"] for image in task["images"]] == assignment.presented
+    assert b"secret-model" not in response.content
+    assert b"gold" not in json.dumps(task).encode()
+
+
+def test_reloading_the_annotate_page_keeps_the_same_task(client):
+    campaign = campaign_with_comparisons(prompts=3)
+    client.force_login(annotator(campaign))
+    url = reverse("frontend:annotate", args=[campaign.pk])
+    first = _config(client.get(url))["task"]["id"]
+    assert _config(client.get(url))["task"]["id"] == first
+    assert Assignment.objects.count() == 1
+
+
+def test_a_blocked_annotator_sees_the_reason_and_no_task(client):
+    campaign = campaign_with_comparisons(prompts=1)
+    user = annotator(campaign)
+    Membership.objects.filter(user=user).update(
+        gate_state=Membership.Gate.BLOCKED, gate_reason="Too many wrong answers."
+    )
+    client.force_login(user)
+    response = client.get(reverse("frontend:annotate", args=[campaign.pk]))
+    assert response.context["state"] == "blocked"
+    assert _config(response)["task"] is None
+    assert b"Too many wrong answers." in response.content
+    assert not Assignment.objects.exists()
+
+
+def test_an_annotator_with_nothing_left_is_told_so(client):
+    campaign = campaign_with_comparisons(prompts=1, overlap=1)
+    client.force_login(annotator(campaign))
+    other = annotator(campaign)
+    client.force_login(other)
+    client.get(reverse("frontend:annotate", args=[campaign.pk]))  # takes the only slot
+    client.force_login(annotator(campaign))
+    response = client.get(reverse("frontend:annotate", args=[campaign.pk]))
+    assert response.context["state"] == "done"
+
+
+def test_a_paused_campaign_says_it_is_not_open(client):
+    campaign = campaign_with_comparisons(prompts=1, status="paused")
+    client.force_login(annotator(campaign))
+    response = client.get(reverse("frontend:annotate", args=[campaign.pk]))
+    assert response.context["state"] == "closed"
+    assert b"not open for annotation" in response.content
+
+
+def test_the_qualifying_banner_counts_items_against_the_size_only(client):
+    campaign = campaign_with_comparisons(prompts=2, qualification_size=15)
+    client.force_login(annotator(campaign, gate_state=Membership.Gate.QUALIFYING))
+    response = client.get(reverse("frontend:annotate-status", args=[campaign.pk]))
+    assert response.status_code == 200
+    assert b"0 of 15 practice items done" in response.content
+    assert b"gold" not in response.content.lower()
+
+
+def test_home_lists_my_campaigns_with_my_progress(client):
+    campaign = campaign_with_comparisons(prompts=3, title="Sunsets")
+    campaign_with_comparisons(prompts=1, title="Not mine")
+    client.force_login(annotator(campaign))
+    response = client.get(reverse("frontend:home"))
+    assert b"Sunsets" in response.content
+    assert b"Not mine" not in response.content
+    assert response.context["rows"][0]["mine"]["available"] == 3
+
+
+def test_instructions_render_markdown_without_script(client):
+    campaign = campaign_with_comparisons(
+        prompts=1,
+        instructions=(
+            "**Look closely.**\n\n<script>window.pwned = 1</script>\n\n"
+            '<img src=x onerror="window.pwned = 2">\n\n[link](javascript:alert(1))'
+        ),
+    )
+    client.force_login(annotator(campaign))
+    for name in ("frontend:campaign", "frontend:annotate"):
+        html = client.get(reverse(name, args=[campaign.pk])).content.decode()
+        assert "<strong>Look closely.</strong>" in html
+        assert "window.pwned" not in html
+        assert "onerror" not in html
+        assert "javascript:alert" not in html
+
+
+def test_login_page_logs_in_and_goes_home(client):
+    UserFactory(username="ada")
+    page = client.get(reverse("frontend:login"))
+    assert page.status_code == 200
+    response = client.post(
+        reverse("frontend:login"), {"username": "ada", "password": "pw-for-tests-1"}
+    )
+    assert response.status_code == 302 and response["Location"] == reverse("frontend:home")
+
+
+def test_logout_needs_a_post(client):
+    client.force_login(UserFactory())
+    assert client.get(reverse("frontend:logout")).status_code == 405
+    assert client.post(reverse("frontend:logout")).status_code == 302
