@@ -252,4 +252,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
 
+
+# Image imports ----------------------------------------------------------------------------
+# Rows (manifest lines or parquet rows) per import: every row is checked before any is written.
+PICKWISE_MAX_IMPORT_ROWS = env.int("PICKWISE_MAX_IMPORT_ROWS", default=100_000)
+
 VAR_DIR.mkdir(parents=True, exist_ok=True)

@@ -81,3 +81,90 @@ def annotator(campaign: Campaign, username: str | None = None, **kwargs) -> "get
     user = UserFactory(username=username) if username else UserFactory()
     membership_set(campaign=campaign, user=user, role=Membership.Role.ANNOTATOR, **kwargs)
     return user
+
+
+# Image imports: zip archives with a manifest, and Pick-a-Pic parquet files. ---------------
+
+
+def manifest_csv(rows: list[dict], *, columns: tuple[str, ...] | None = None) -> bytes:
+    import csv
+
+    columns = columns or ("prompt", "file", "model_name", "seed")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue().encode()
+
+
+def zip_bytes(files: dict[str, bytes]) -> bytes:
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def manifest_zip(*, prompts: int = 2, models: tuple[str, ...] = ("model-a", "model-b")) -> bytes:
+    """A zip with manifest.csv and one PNG per prompt and model."""
+    files, rows = {}, []
+    for p in range(prompts):
+        for m, model in enumerate(models):
+            name = f"images/{p}-{m}.png"
+            files[name] = png_bytes()
+            rows.append({"prompt": f"prompt {p}", "file": name, "model_name": model, "seed": m})
+    return zip_bytes({"manifest.csv": manifest_csv(rows), **files})
+
+
+def pickapic_row(caption: str = "a red cube", **fields) -> dict:
+    """One Pick-a-Pic row; image 0 preferred unless labels say otherwise."""
+    import uuid
+    from datetime import datetime
+
+    row = {
+        "caption": caption,
+        "jpg_0": png_bytes(),
+        "jpg_1": png_bytes(),
+        "model_0": "model-a",
+        "model_1": "model-b",
+        "image_0_uid": str(uuid.uuid4()),
+        "image_1_uid": str(uuid.uuid4()),
+        "label_0": 1.0,
+        "label_1": 0.0,
+        "user_id": 7,
+        "created_at": datetime(2023, 5, 1, 12, 30),
+    }
+    row.update(fields)
+    if "best_image_uid" not in fields:
+        label_0 = row["label_0"]
+        row["best_image_uid"] = {1.0: row["image_0_uid"], 0.0: row["image_1_uid"]}.get(
+            label_0, "none"
+        )
+    return row
+
+
+def pickapic_parquet(rows: list[dict], *, drop: tuple[str, ...] = ()) -> bytes:
+    """A parquet file with Pick-a-Pic's column names and types."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    types = {
+        "caption": pa.string(),
+        "jpg_0": pa.binary(),
+        "jpg_1": pa.binary(),
+        "model_0": pa.string(),
+        "model_1": pa.string(),
+        "image_0_uid": pa.string(),
+        "image_1_uid": pa.string(),
+        "label_0": pa.float64(),
+        "label_1": pa.float64(),
+        "best_image_uid": pa.string(),
+        "user_id": pa.int64(),
+        "created_at": pa.timestamp("ns"),
+    }
+    columns = {c: pa.array([r[c] for r in rows], type=t) for c, t in types.items() if c not in drop}
+    buffer = io.BytesIO()
+    pq.write_table(pa.table(columns), buffer, row_group_size=64)
+    return buffer.getvalue()
