@@ -10,8 +10,12 @@ PORT=${PORT:-8000}
 WORKER_ARGS=${WORKER_ARGS:--Q default,generate,train -c 1 --pool=solo -l INFO}
 VAR_DIR=${PICKWISE_VAR_DIR:-var}
 
+logins="see manage.py seed_demo"
 if "$BIN/python" manage.py help seed_demo >/dev/null 2>&1; then
-  "$BIN/python" manage.py seed_demo
+  # Shown as it runs (tee), kept for the banner.
+  seeded=$(PYTHONUNBUFFERED=1 "$BIN/python" manage.py seed_demo | tee /dev/stderr)
+  # seed_demo knows the password (PICKWISE_DEMO_PASSWORD or its default): repeat its line.
+  logins=$(grep -m 1 "Demo logins" <<<"$seeded" || echo "$logins")
 else
   echo "seed_demo is not available in this checkout; starting without demo data." >&2
 fi
@@ -38,8 +42,7 @@ cat <<BANNER
   Pickwise is running at http://$HOST:$PORT/
     API docs  http://$HOST:$PORT/api/docs/
     Admin     http://$HOST:$PORT/admin/
-  Demo logins: admin, researcher, annotator1, annotator2, annotator3
-    password: ${PICKWISE_DEMO_PASSWORD:-the one seed_demo printed above (set PICKWISE_DEMO_PASSWORD to choose it)}
+  $logins
   Press Ctrl-C to stop the web server and the worker.
 
 BANNER
