@@ -1,10 +1,12 @@
 """The annotation REST API. Thin: parse, fetch-and-authorise, call a service, serialise."""
 
+from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from django.db import transaction
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
+from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
@@ -22,6 +24,7 @@ from annotate.services.assignments import assignment_next, assignment_skip
 from annotate.services.campaigns import campaign_create, campaign_update, membership_set
 from annotate.services.comparisons import comparisons_build_for_campaign
 from annotate.services.gold import gold_build
+from annotate.services.image_imports import images_import
 from annotate.services.judgments import judgment_submit
 from annotate.services.prompts import prompt_rows_from_payload, prompt_rows_parse, prompts_add
 from pickwise.errors import ApplicationError
@@ -340,3 +343,70 @@ class AssignmentSkipApi(APIView):
         assignment = assignment_get_for_annotator(user=request.user, assignment_id=assignment_id)
         assignment = assignment_skip(assignment=assignment)
         return Response({"id": assignment.pk, "state": assignment.state})
+
+
+class ImagesImportApi(APIView):
+    """Import images: a zip with manifest.csv, or a Pick-a-Pic parquet file, as `file`.
+
+    manifest.csv has the columns prompt, file (a path in the zip), model_name and optionally
+    seed. `with_labels` turns a parquet file's labels into judgments by imported raters.
+    Everything is checked first; bad rows come back together and nothing is imported.
+    """
+
+    parser_classes = [MultiPartParser]
+    # Multipart boundaries and the small fields around the file.
+    MULTIPART_OVERHEAD = 64 * 1024
+
+    class InputSerializer(serializers.Serializer):
+        file = serializers.FileField()
+        with_labels = serializers.BooleanField(default=False)
+        build = serializers.BooleanField(default=True)
+
+    class OutputSerializer(serializers.Serializer):
+        prompts_created = serializers.IntegerField()
+        prompts_existing = serializers.IntegerField()
+        images_created = serializers.IntegerField()
+        images_existing = serializers.IntegerField()
+        raters_created = serializers.IntegerField()
+        judgments_created = serializers.IntegerField()
+        judgments_existing = serializers.IntegerField()
+        comparisons_created = serializers.IntegerField()
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: OutputSerializer,
+            413: OpenApiResponse(ErrorSerializer, "Upload too large"),
+            **ERRORS,
+        },
+    )
+    def post(self, request, campaign_id: int):
+        campaign = campaign_get_for_user(
+            user=request.user, campaign_id=campaign_id, roles=ADMIN_ONLY
+        )
+        limit = settings.PICKWISE_MAX_UPLOAD_BYTES
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = 0
+        # Refuse from the header, before the body is parsed and spooled to disk.
+        if declared > limit + self.MULTIPART_OVERHEAD:
+            raise _upload_too_large(declared, limit)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data["file"]
+        if upload.size > limit:
+            raise _upload_too_large(upload.size, limit)
+        result = images_import(
+            campaign=campaign,
+            source=upload.file,
+            with_labels=data.validated_data["with_labels"],
+            build=data.validated_data["build"],
+        )
+        return Response(self.OutputSerializer(result).data, status=status.HTTP_201_CREATED)
+
+
+def _upload_too_large(size: int, limit: int) -> ApplicationError:
+    return ApplicationError(
+        UPLOAD_TOO_LARGE.format(size=size, limit=limit), code="too_large", status=413
+    )

@@ -8,6 +8,7 @@ urlpatterns = [
     path("campaigns/", apis.CampaignListCreateApi.as_view(), name="campaigns"),
     path("campaigns/<int:campaign_id>/", apis.CampaignDetailApi.as_view(), name="campaign"),
     path("campaigns/<int:campaign_id>/prompts/", apis.PromptsAddApi.as_view(), name="prompts"),
+    path("campaigns/<int:campaign_id>/images/", apis.ImagesImportApi.as_view(), name="images"),
     path("campaigns/<int:campaign_id>/members/", apis.MembersSetApi.as_view(), name="members"),
     path(
         "campaigns/<int:campaign_id>/comparisons/build/",
