@@ -662,6 +662,8 @@ def main(config: DPOConfig) -> TrainResult:
     text_encoder.to("cpu")
     if cuda:
         torch.cuda.empty_cache()
+        # gpu_mem_gb should report training, not the one-off encoding pass.
+        torch.cuda.reset_peak_memory_stats()
     if accelerator.is_main_process:
         logger.info(
             "feature cache %s: encoded %d new images and %d new captions",
@@ -904,6 +906,7 @@ def main(config: DPOConfig) -> TrainResult:
                 )
                 metrics.write("checkpoint", step, path=str(folder))
             accelerator.wait_for_everyone()
+            started = time.perf_counter()  # samples_per_s measures training, not saving
 
     # --- Final weights.
     accelerator.wait_for_everyone()

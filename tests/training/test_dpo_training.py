@@ -12,6 +12,7 @@ from safetensors.torch import load_file  # noqa: E402
 
 from training.dpo import (  # noqa: E402
     DPOConfig,
+    MseTrend,
     Objective,
     add_lora,
     compute_pair_loss,
@@ -194,12 +195,33 @@ def test_mapo_makes_no_reference_pass_and_dpo_one(
     assert (out.ref_mse_w is None) == (method == "mapo")
 
 
-def test_mapo_trains_without_a_reference(tiny_model_dir, export_dir, tmp_path):
-    main(_config(tiny_model_dir, export_dir, tmp_path / "out", method="mapo", max_train_steps=2))
-    steps = _steps(tmp_path / "out")
-    assert len(steps) == 2
+def test_mapo_trains_without_a_reference_with_gradient_accumulation(
+    tiny_model_dir, export_dir, tmp_path
+):
+    out = tmp_path / "out"
+    config = _config(
+        tiny_model_dir, export_dir, out, method="mapo", max_train_steps=2,
+        gradient_accumulation_steps=2,
+    )  # fmt: skip
+    main(config)
+    steps = _steps(out)
+    assert [s["step"] for s in steps] == [1, 2]
     assert steps[0]["ref_mse_w"] is None and math.isfinite(steps[0]["loss"])
-    assert (tmp_path / "out" / "pytorch_lora_weights.safetensors").exists()
+    assert (out / "pytorch_lora_weights.safetensors").exists()
+    state = json.loads((out / "checkpoints" / "step-2" / "trainer_state.json").read_text())
+    assert (state["step"], state["micro_batch"]) == (2, 4)
+
+
+def test_it_warns_once_per_window_when_both_errors_grow():
+    trend = MseTrend(window=3)
+    rising = [trend.add(step, 0.1 * step, 0.2 * step) for step in range(1, 10)]
+    assert rising[:5] == [None] * 5
+    assert "winner and loser MSE both grew over the last 3 steps" in rising[5]
+    assert rising[6:8] == [None, None]  # quiet for one window
+    assert rising[8] is not None
+    diverging = MseTrend(window=3)
+    # The loser error grows and the winner error falls: what DPO should do.
+    assert all(diverging.add(s, -0.1 * s, 0.1 * s) is None for s in range(1, 10))
 
 
 def test_a_full_fine_tune_changes_the_unet_and_saves_it(tiny_model_dir, export_dir, tmp_path):
