@@ -1,4 +1,17 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from generation import apis
 
 app_name = "generation"
-urlpatterns: list = []
+urlpatterns = [
+    path("generators/", apis.GeneratorListApi.as_view(), name="generators"),
+    path(
+        "campaigns/<int:campaign_id>/generate/", apis.GenerationJobsApi.as_view(), name="generate"
+    ),
+    path("generation-jobs/<int:job_id>/", apis.GenerationJobDetailApi.as_view(), name="job"),
+    path(
+        "generation-jobs/<int:job_id>/cancel/",
+        apis.GenerationJobCancelApi.as_view(),
+        name="job-cancel",
+    ),
+]

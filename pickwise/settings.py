@@ -257,4 +257,26 @@ LOGGING = {
 # Rows (manifest lines or parquet rows) per import: every row is checked before any is written.
 PICKWISE_MAX_IMPORT_ROWS = env.int("PICKWISE_MAX_IMPORT_ROWS", default=100_000)
 
+# Generation -------------------------------------------------------------------------------
+# Items per generate task (one pipeline call per batch, chunked by the worker's max batch size).
+PICKWISE_GENERATION_BATCH_SIZE = env.int("PICKWISE_GENERATION_BATCH_SIZE", default=8)
+# A running item not finished after this many seconds is taken to be lost and claimed again.
+PICKWISE_GENERATION_CLAIM_TIMEOUT = env.int("PICKWISE_GENERATION_CLAIM_TIMEOUT", default=3600)
+# An item whose worker died this many times is failed instead of retried once more.
+PICKWISE_GENERATION_MAX_ATTEMPTS = env.int("PICKWISE_GENERATION_MAX_ATTEMPTS", default=5)
+# A local PickScore (CLIP) folder; when set, generate workers store Image.score. Off by default.
+PICKWISE_REWARD_MODEL_DIR = env.str("PICKWISE_REWARD_MODEL_DIR", default="")
+if PICKWISE_GENERATION_BATCH_SIZE < 1 or PICKWISE_GENERATION_CLAIM_TIMEOUT < 1:
+    raise ImproperlyConfigured(
+        "PICKWISE_GENERATION_BATCH_SIZE and PICKWISE_GENERATION_CLAIM_TIMEOUT must be positive."
+    )
+CELERY_BEAT_SCHEDULE["generation.recover_stalled"] = {
+    "task": "generation.recover_stalled",
+    "schedule": timedelta(minutes=5),
+}
+
+# Image imports ----------------------------------------------------------------------------
+# Rows (manifest lines or parquet rows) per import: every row is checked before any is written.
+PICKWISE_MAX_IMPORT_ROWS = env.int("PICKWISE_MAX_IMPORT_ROWS", default=100_000)
+
 VAR_DIR.mkdir(parents=True, exist_ok=True)

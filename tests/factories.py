@@ -168,3 +168,24 @@ def pickapic_parquet(rows: list[dict], *, drop: tuple[str, ...] = ()) -> bytes:
     buffer = io.BytesIO()
     pq.write_table(pa.table(columns), buffer, row_group_size=64)
     return buffer.getvalue()
+
+
+# Generation ---------------------------------------------------------------------------------
+class GeneratorFactory(factory.django.DjangoModelFactory):
+    """A generator on the tiny offline pipeline (written once per process, on first use)."""
+
+    class Meta:
+        model = "generation.Generator"
+
+    name = factory.Sequence(lambda n: f"tiny-{n}")
+    source = factory.LazyFunction(lambda: str(_tiny_pipeline_dir()))
+    steps = 2
+    width = 32
+    height = 32
+    dtype = "float32"
+
+
+def _tiny_pipeline_dir():
+    from generation.tiny_model import cached_tiny_pipeline_dir
+
+    return cached_tiny_pipeline_dir()

@@ -1,0 +1,81 @@
+"""Generate-queue tasks (routed by name: generation.* -> generate). Thin: ids in, one service.
+
+acks_late with prefetch 1 (settings): a message is acknowledged after its batch, so a worker
+that dies holding it does not lose it on brokers that redeliver; on those that do not, and
+before Redis's visibility timeout, the restarted worker recovers its items (worker_ready).
+"""
+
+import logging
+
+from celery import shared_task
+from celery.contrib.django.task import DjangoTask
+from celery.signals import worker_ready
+from django.db import InterfaceError, OperationalError, connections
+
+from generation.services.batches import (
+    TransientGenerationError,
+    generation_batch_run,
+    generation_items_fail,
+)
+from generation.services.recovery import generation_items_recover
+
+logger = logging.getLogger(__name__)
+
+GENERATE_QUEUE = "generate"
+RETRYABLE = (TransientGenerationError, OperationalError, InterfaceError)
+
+
+class BatchTask(DjangoTask):
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        # Retries are spent (or the error was a bug): record it on the items, not only in logs.
+        job_id, _generator_id, item_ids = args
+        generation_items_fail(
+            job_id=job_id,
+            item_ids=item_ids,
+            error=f"Failed after {self.request.retries} retries: {exc}",
+            worker=self.request.hostname or "",
+        )
+
+
+@shared_task(
+    base=BatchTask,
+    bind=True,
+    name="generation.run_batch",
+    acks_late=True,
+    autoretry_for=RETRYABLE,
+    retry_backoff=10,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    max_retries=5,
+    ignore_result=True,
+)
+def generation_batch_task(self, job_id: int, generator_id: int, item_ids: list[int]) -> dict:
+    result = generation_batch_run(
+        job_id=job_id,
+        generator_id=generator_id,
+        item_ids=item_ids,
+        worker=self.request.hostname or "",
+    )
+    return {"claimed": result.claimed, "generated": result.generated, "failed": result.failed}
+
+
+@shared_task(name="generation.recover_stalled", ignore_result=True)
+def generation_recover_task(worker: str | None = None, resend_pending: bool = False) -> dict:
+    return generation_items_recover(worker=worker, resend_pending=resend_pending)
+
+
+@worker_ready.connect
+def _recover_after_restart(sender=None, **kwargs) -> None:
+    """A generate worker that starts holds nothing: give back what its previous life held."""
+    app = sender.app if sender is not None else None
+    if app is None or GENERATE_QUEUE not in app.amqp.queues.consume_from:
+        return
+    hostname = getattr(sender, "hostname", "") or ""
+    try:
+        counts = generation_items_recover(worker=hostname, resend_pending=True)
+        logger.info("generation recovery on start of %s: %s", hostname, counts)
+    except Exception:
+        logger.exception("generation recovery on start of %s failed", hostname)
+    finally:
+        # The prefork pool's children must not share the parent's database connection.
+        connections.close_all()
