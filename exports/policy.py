@@ -1,0 +1,90 @@
+"""Which judgments an export keeps, and why it leaves the others out.
+
+Reasons are checked in a fixed order, so each left-out judgment is counted once, under the
+first reason that applies: a blocked rater's judgment counts as `blocked_rater` even when it
+is also flagged, gold or a repeat.
+"""
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from annotate.models import Membership
+from pickwise.errors import ApplicationError
+
+BLOCKED_RATER = "blocked_rater"
+EXCLUDED_FLAG = "excluded_flag"
+STATE_NOT_INCLUDED = "state_not_included"
+GOLD = "gold"
+REPEAT = "repeat"
+BOTH_BAD = "both_bad"
+NO_ANSWER = "no_answer"
+REASONS = (BLOCKED_RATER, EXCLUDED_FLAG, STATE_NOT_INCLUDED, GOLD, REPEAT, BOTH_BAD, NO_ANSWER)
+
+INCLUDABLE_STATES = (
+    Membership.Gate.QUALIFYING,
+    Membership.Gate.ACTIVE,
+    Membership.Gate.WARNED,
+)
+POLICY_NOT_AN_OBJECT = "policy must be an object with states, exclude_gold and exclude_repeats."
+POLICY_UNKNOWN_KEYS = "policy has unknown keys: {keys}."
+POLICY_BAD_STATES = (
+    "policy.states must be a non-empty list of rater states from: qualifying, active, warned "
+    "(blocked raters are never exported)."
+)
+POLICY_BAD_FLAG = "policy.{key} must be true or false."
+
+
+@dataclass(frozen=True)
+class Policy:
+    states: tuple[str, ...] = (Membership.Gate.ACTIVE, Membership.Gate.WARNED)
+    exclude_gold: bool = True
+    exclude_repeats: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["states"] = list(self.states)
+        return data
+
+
+def policy_from_dict(data: Any, *, training_format: bool) -> Policy:
+    """Validate a requested policy; training formats always leave gold and repeats out."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ApplicationError(POLICY_NOT_AN_OBJECT, code="invalid")
+    unknown = sorted(set(data) - {"states", "exclude_gold", "exclude_repeats"})
+    if unknown:
+        raise ApplicationError(POLICY_UNKNOWN_KEYS.format(keys=", ".join(unknown)), code="invalid")
+    states = data.get("states", list(Policy.states))
+    if (
+        not isinstance(states, list | tuple)
+        or not states
+        or not all(isinstance(s, str) and s in INCLUDABLE_STATES for s in states)
+    ):
+        raise ApplicationError(POLICY_BAD_STATES, code="invalid")
+    flags = {}
+    for key in ("exclude_gold", "exclude_repeats"):
+        value = data.get(key, True)
+        if not isinstance(value, bool):
+            raise ApplicationError(POLICY_BAD_FLAG.format(key=key), code="invalid")
+        flags[key] = value or training_format
+    # Sorted and deduplicated, so the same policy is always recorded the same way.
+    ordered = tuple(s for s in INCLUDABLE_STATES if s in set(states))
+    return Policy(states=ordered, **flags)
+
+
+def exclusion_reason(
+    *, gate_state: str | None, excluded: bool, is_gold: bool, is_repeat: bool, policy: Policy
+) -> str | None:
+    """Why a judgment is left out before its answer is read, or None when it is kept."""
+    if gate_state == Membership.Gate.BLOCKED:
+        return BLOCKED_RATER
+    if excluded:
+        return EXCLUDED_FLAG
+    if gate_state not in policy.states:
+        return STATE_NOT_INCLUDED
+    if is_gold and policy.exclude_gold:
+        return GOLD
+    if is_repeat and policy.exclude_repeats:
+        return REPEAT
+    return None

@@ -1,0 +1,332 @@
+"""Creating and building export snapshots.
+
+`export_create` records the request and enqueues the build on commit; `export_build` runs
+it (in the Celery task, or synchronously from the command): claim the row, write every file
+into a hidden work folder beside the final one, hash them into the manifest, make them
+read-only and move the folder into place in one rename. A finished export never changes.
+"""
+
+import logging
+import os
+import secrets
+import shutil
+import stat
+import time
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from annotate.models import Campaign
+from exports.context import BuildContext, FormatResult
+from exports.models import Export
+from exports.policy import policy_from_dict
+from exports.scan import DataChanged
+from exports.selectors import (
+    campaign_raters,
+    campaign_summary,
+    export_next_version,
+    judgment_count,
+    judgment_count_under_policy,
+    judgment_last_id,
+)
+from exports.splits import splits_from_dict
+from exports.writers.card import card_write
+from exports.writers.images import JpegEncoder
+from exports.writers.manifest import folder_files, manifest_write
+from pickwise.errors import ApplicationError
+
+logger = logging.getLogger(__name__)
+
+UNKNOWN_FORMAT = "Unknown export format {format!r}; choose one of: pickapic, ranked, trl, jsonl."
+UNKNOWN_CRITERION = "Campaign {slug!r} has no criterion {criterion!r}; it has: {keys}."
+BAD_SEED = "seed must be a whole number from 0 to 2**63 - 1."
+EMPTY_BEFORE_START = (
+    "Nothing to export: no judgment of campaign {slug!r} is left after the policy "
+    "(rater states {states}, gold and repeats left out). Include more rater states, or wait "
+    "for judgments."
+)
+FOLDER_NOT_EMPTY = "The output folder {folder} exists and is not empty; choose a new folder."
+FOLDER_UNWRITABLE = "Cannot write exports under {folder}: {reason}. Choose a writable folder."
+NOT_PENDING = "Export {id} is {status}; only a pending export can be built."
+DATA_KEPT_CHANGING = "The judgments kept changing while the export was written; try again."
+TRAINING_FORMATS = (Export.Format.PICKAPIC, Export.Format.RANKED, Export.Format.TRL)
+BUILD_ATTEMPTS = 3
+PROGRESS_EVERY_SECONDS = 1.0
+
+
+def _app_version() -> str:
+    try:
+        with (Path(settings.BASE_DIR) / "pyproject.toml").open("rb") as handle:
+            return tomllib.load(handle)["project"]["version"]
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return "unknown"
+
+
+def export_folder_for(*, export: Export) -> Path:
+    return Path(settings.EXPORT_ROOT) / f"{export.pk}-v{export.version}"
+
+
+@transaction.atomic
+def export_create(
+    *,
+    requested_by: AbstractBaseUser | None,
+    campaign: Campaign,
+    format: str,
+    criterion: str | None = None,
+    seed: Any = None,
+    policy: Any = None,
+    splits: Any = None,
+    include_images: bool = True,
+    enqueue: bool = True,
+) -> Export:
+    """Record an export request as a new version and enqueue its build once committed."""
+    if format not in Export.Format.values:
+        raise ApplicationError(UNKNOWN_FORMAT.format(format=format), code="unknown_format")
+    keys = [c["key"] for c in campaign.criteria]
+    criterion = criterion or ("overall" if "overall" in keys else keys[0])
+    if criterion not in keys:
+        raise ApplicationError(
+            UNKNOWN_CRITERION.format(slug=campaign.slug, criterion=criterion, keys=", ".join(keys)),
+            code="unknown_criterion",
+        )
+    if seed is None:
+        seed = 0
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ApplicationError(BAD_SEED, code="invalid")
+    checked_policy = policy_from_dict(policy, training_format=format in TRAINING_FORMATS)
+    checked_splits = splits_from_dict(splits)
+    if format != Export.Format.JSONL and not judgment_count_under_policy(
+        campaign=campaign,
+        states=list(checked_policy.states),
+        gold=not checked_policy.exclude_gold,
+        repeats=not checked_policy.exclude_repeats,
+    ):
+        raise ApplicationError(
+            EMPTY_BEFORE_START.format(slug=campaign.slug, states=", ".join(checked_policy.states)),
+            code="empty",
+        )
+    # The campaign row lock serialises version numbers per campaign.
+    Campaign.objects.select_for_update().filter(pk=campaign.pk).first()
+    export = Export(
+        campaign=campaign,
+        requested_by=requested_by,
+        version=export_next_version(campaign=campaign, format=format),
+        format=format,
+        criterion=criterion,
+        policy=checked_policy.as_dict(),
+        splits=checked_splits,
+        seed=seed,
+        include_images=include_images,
+    )
+    export.full_clean()
+    export.save()
+    if enqueue:
+        from exports.tasks import export_build_task
+
+        export_id = export.pk
+        transaction.on_commit(lambda: export_build_task.delay(export_id))
+    return export
+
+
+def _writer(format: str) -> Callable[[BuildContext], FormatResult]:
+    from exports.writers.jsonl import write_jsonl
+    from exports.writers.pickapic import write_pickapic
+    from exports.writers.ranked import write_ranked
+    from exports.writers.trl import write_trl
+
+    return {
+        Export.Format.PICKAPIC: write_pickapic,
+        Export.Format.RANKED: write_ranked,
+        Export.Format.TRL: write_trl,
+        Export.Format.JSONL: write_jsonl,
+    }[format]
+
+
+def _prepare_folder(final: Path) -> Path:
+    """The hidden work folder beside `final`; refuses a used or unwritable destination."""
+    if final.exists() and (not final.is_dir() or any(final.iterdir())):
+        raise ApplicationError(FOLDER_NOT_EMPTY.format(folder=final), code="folder_not_empty")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        work = final.parent / f".{final.name}.building-{secrets.token_hex(4)}"
+        work.mkdir()
+    except OSError as error:
+        raise ApplicationError(
+            FOLDER_UNWRITABLE.format(folder=final.parent, reason=error.strerror or error),
+            code="folder_unwritable",
+        ) from None
+    return work
+
+
+def _make_read_only(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            path.chmod(stat.S_IRUSR | stat.S_IRGRP)
+
+
+class _Progress:
+    """Counts judgments read and writes the figure to the row at most once a second."""
+
+    def __init__(self, *, export: Export, total: int, callback: Callable | None) -> None:
+        self.export_id = export.pk
+        self.total = total
+        self.done = 0
+        self.callback = callback
+        self._last = 0.0
+        Export.objects.filter(pk=export.pk).update(progress_done=0, progress_total=total)
+
+    def __call__(self, rows: int) -> None:
+        self.done = min(self.total, self.done + rows)
+        if self.callback is not None:
+            self.callback(self.done, self.total)
+        now = time.monotonic()
+        if now - self._last >= PROGRESS_EVERY_SECONDS or self.done == self.total:
+            self._last = now
+            Export.objects.filter(pk=self.export_id).update(progress_done=self.done)
+
+
+def export_build(
+    *,
+    export: Export,
+    folder: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Export:
+    """Build a pending export. Returns it finished, or failed with `error` saying why.
+
+    Claims the row with a conditional update, so two workers never build the same export.
+    """
+    claimed = Export.objects.filter(pk=export.pk, status=Export.Status.PENDING).update(
+        status=Export.Status.RUNNING, started_at=timezone.now()
+    )
+    export.refresh_from_db()
+    if not claimed:
+        raise ApplicationError(
+            NOT_PENDING.format(id=export.pk, status=export.status), code="not_pending", status=409
+        )
+    final = Path(folder) if folder is not None else export_folder_for(export=export)
+    work = None
+    try:
+        work = _prepare_folder(final)
+        manifest = _build_with_retries(export=export, work=work, progress=progress)
+        _make_read_only(work)
+        if final.exists():
+            final.rmdir()  # empty (checked above); rename cannot replace it on every system
+        os.rename(work, final)
+    except Exception as error:  # the row must say what went wrong, whatever it was
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+        message = error.message if isinstance(error, ApplicationError) else f"{error}"
+        if not isinstance(error, ApplicationError):
+            logger.exception("export %s failed", export.pk)
+            message = f"{type(error).__name__}: {message}"
+        Export.objects.filter(pk=export.pk).update(
+            status=Export.Status.FAILED, error=message, finished_at=timezone.now()
+        )
+        export.refresh_from_db()
+        return export
+    Export.objects.filter(pk=export.pk).update(
+        status=Export.Status.FINISHED,
+        folder=str(final.resolve()),
+        manifest=manifest,
+        finished_at=timezone.now(),
+    )
+    export.refresh_from_db()
+    return export
+
+
+def _build_with_retries(
+    *, export: Export, work: Path, progress: Callable[[int, int], None] | None
+) -> dict:
+    for _attempt in range(BUILD_ATTEMPTS):
+        try:
+            return _build_once(export=export, work=work, progress=progress)
+        except DataChanged:
+            for child in work.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+    raise ApplicationError(DATA_KEPT_CHANGING, code="data_changed", status=409)
+
+
+def _build_once(*, export: Export, work: Path, progress: Callable[[int, int], None] | None) -> dict:
+    campaign = export.campaign
+    policy = policy_from_dict(export.policy, training_format=export.format in TRAINING_FORMATS)
+    last_id = judgment_last_id(campaign=campaign)
+    considered = judgment_count(campaign=campaign, last_id=last_id)
+    passes = 1 if export.format == Export.Format.JSONL else 2
+    ctx = BuildContext(
+        campaign=campaign,
+        criterion=export.criterion,
+        policy=policy,
+        seed=export.seed,
+        split_settings=export.splits,
+        folder=work,
+        last_id=last_id,
+        raters=campaign_raters(campaign=campaign),
+        batch_rows=settings.EXPORT_BATCH_ROWS,
+        shard_max_bytes=settings.EXPORT_SHARD_MAX_BYTES,
+        encoder=JpegEncoder(
+            quality=settings.EXPORT_JPEG_QUALITY,
+            cache_bytes=settings.EXPORT_IMAGE_CACHE_BYTES,
+            enabled=export.include_images,
+        ),
+        public_base_url=settings.PUBLIC_BASE_URL,
+        progress=_Progress(export=export, total=considered * passes, callback=progress),
+    )
+    result = _writer(export.format)(ctx)
+    tally = result.tally
+    counts = {
+        "judgments_considered": tally.considered,
+        "judgments_included": tally.included,
+        "excluded": dict(sorted(tally.excluded.items())),
+        "rows": result.rows,
+        **result.extra_counts,
+    }
+    summary = {
+        "campaign": campaign.slug,
+        "format": export.format,
+        "criterion": export.criterion,
+        "policy": policy.as_dict(),
+        "seed": export.seed,
+        "counts": counts,
+    }
+    if result.configs:
+        card_write(
+            folder=work,
+            result=result,
+            title=f"Pickwise: {campaign.title}",
+            format=export.format,
+            summary=summary,
+        )
+    manifest = {
+        "export": {
+            "id": export.pk,
+            "version": export.version,
+            "format": export.format,
+            "created_at": export.created_at.isoformat(),
+            "requested_by": export.requested_by.get_username() if export.requested_by else None,
+        },
+        "app": {"name": "pickwise", "version": _app_version(), "pyarrow": pa.__version__},
+        "campaigns": [campaign_summary(campaign=campaign)],
+        "criterion": export.criterion,
+        "policy": {**policy.as_dict(), "qc_policy": campaign.qc_policy},
+        "splits": export.splits,
+        "seeds": {
+            "seed": export.seed,
+            "splits": "captions sorted, shuffled with random.Random(f'pickwise-splits:{seed}')",
+            "image_order": "image 0 and 1 swap when splitmix64(seed, ranking_id) is odd",
+        },
+        "snapshot": {"last_judgment_id": last_id},
+        "include_images": export.include_images,
+        "images_encoded": ctx.encoder.encoded,
+        "counts": counts,
+        "configs": result.configs,
+        "files": folder_files(work),
+    }
+    manifest_write(folder=work, manifest=manifest)
+    return manifest

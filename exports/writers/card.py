@@ -1,0 +1,89 @@
+"""The dataset card README.md: `configs:` (data files per split) and an exact
+`dataset_info:` (features, rows and Arrow bytes per split), so `load_dataset(EXPORT_DIR)`
+finds the custom split names and checks the sizes.
+
+Written by hand (JSON strings are valid YAML scalars), so the web image needs no YAML
+library. Nothing time- or id-dependent goes in: the same data gives the same card.
+"""
+
+import json
+from pathlib import Path
+
+from exports.context import FormatResult
+from exports.writers.table import features_of
+
+
+def _yaml_feature(name: str, feature: dict, indent: str) -> list[str]:
+    if feature["_type"] == "List":
+        return [f"{indent}- name: {name}", f"{indent}  list: {feature['feature']['dtype']}"]
+    return [f"{indent}- name: {name}", f"{indent}  dtype: {feature['dtype']}"]
+
+
+def card_text(*, result: FormatResult, title: str, format: str, summary: dict) -> str:
+    lines = ["---", f"pretty_name: {json.dumps(title)}", "tags:", "- pickwise", "- preferences"]
+    lines.append("configs:")
+    for position, (config, splits) in enumerate(result.configs.items()):
+        if not splits:
+            continue
+        lines.append(f"- config_name: {config}")
+        if position == 0:
+            lines.append("  default: true")
+        lines.append("  data_files:")
+        for split, files in splits.items():
+            lines.append(f"  - split: {split}")
+            lines.append("    path:")
+            lines.extend(f"    - {json.dumps(name)}" for name in files)
+    if result.dataset_info:
+        lines.append("dataset_info:")
+        for config, info in result.dataset_info.items():
+            if not info["splits"]:
+                continue
+            lines.append(f"- config_name: {config}")
+            lines.append("  features:")
+            for name, feature in features_of(info["schema"]).items():
+                lines.extend(_yaml_feature(name, feature, "  "))
+            lines.append("  splits:")
+            for split in info["splits"]:
+                lines.append(f"  - name: {split['name']}")
+                lines.append(f"    num_bytes: {split['num_bytes']}")
+                lines.append(f"    num_examples: {split['num_examples']}")
+            lines.append(f"  download_size: {info['download_size']}")
+            lines.append(f"  dataset_size: {sum(s['num_bytes'] for s in info['splits'])}")
+    lines.append("---")
+    lines.append("")
+    lines.append(f"# {title}")
+    lines.append("")
+    lines.append(
+        f"Human preference data exported from Pickwise in the `{format}` format. "
+        "`manifest.json` beside this card records the export id and version, the quality "
+        "policy, every count (judgments considered and left out, and why) and the sha256 "
+        "of every file."
+    )
+    lines.append("")
+    lines.append("## Summary")
+    lines.append("")
+    lines.append("```json")
+    lines.append(json.dumps(summary, indent=2, sort_keys=True))
+    lines.append("```")
+    lines.append("")
+    lines.append("## Loading")
+    lines.append("")
+    lines.append("```python")
+    lines.append("from datasets import load_dataset")
+    lines.append('data = load_dataset("path/to/this/folder")')
+    if "dpo" in result.configs and result.configs["dpo"]:
+        lines.append('pairs = load_dataset("path/to/this/folder", "dpo")  # no ties')
+    lines.append("```")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def card_write(*, folder: Path, result: FormatResult, title: str, format: str, summary: dict):
+    for config, info in result.dataset_info.items():
+        info["download_size"] = sum(
+            (folder / name).stat().st_size
+            for files in result.configs[config].values()
+            for name in files
+        )
+    text = card_text(result=result, title=title, format=format, summary=summary)
+    (folder / "README.md").write_text(text, encoding="utf-8")

@@ -1,0 +1,68 @@
+"""The audit format: every judgment in the snapshot, one JSON object per line, no image
+bytes. Nothing is left out; each line says whether this export's policy keeps it and, if
+not, why (both_bad answers are kept: they are not preferences but they are answers).
+"""
+
+import json
+
+from exports.context import BuildContext, FormatResult
+from exports.scan import Tally, decisions, empty_result_message
+from exports.selectors import comparison_images, prompt_texts
+from pickwise.errors import ApplicationError
+
+FILE_NAME = "judgments.jsonl"
+
+
+def write_jsonl(ctx: BuildContext) -> FormatResult:
+    tally = Tally()
+    path = ctx.folder / FILE_NAME
+    with path.open("w", encoding="utf-8") as handle:
+        for decided in decisions(
+            batches=ctx.batches(),
+            raters=ctx.raters,
+            policy=ctx.policy,
+            criterion=ctx.criterion,
+            tally=tally,
+            progress=ctx.progress,
+        ):
+            images_of = comparison_images(
+                comparison_ids=sorted({d.row.comparison_id for d in decided})
+            )
+            urls = ctx.image_urls([image for images in images_of.values() for image in images])
+            captions = prompt_texts(prompt_ids=sorted({d.row.prompt_id for d in decided}))
+            lines = []
+            for decision in decided:
+                row = decision.row
+                images = images_of.get(row.comparison_id, [])
+                rater = decision.rater
+                record = {
+                    "judgment_id": row.id,
+                    "comparison_id": row.comparison_id,
+                    "prompt_id": row.prompt_id,
+                    "prompt": captions.get(row.prompt_id),
+                    "answers": row.answers,
+                    "presented": row.presented,
+                    "image_uids": [image.uid for image in images],
+                    "image_urls": [urls[image.id] for image in images],
+                    "models": [image.model_name for image in images],
+                    "created_at": row.created_at.isoformat(),
+                    "duration_ms": row.duration_ms,
+                    "server_ms": row.server_ms,
+                    "user_id": rater.rater_key if rater else None,
+                    "gate_state": rater.gate_state if rater else None,
+                    "is_gold": row.is_gold,
+                    "is_repeat": row.is_repeat,
+                    "gold_correct": row.gold_correct,
+                    "excluded": row.excluded,
+                    "included": decision.reason is None,
+                    "exclusion_reason": decision.reason,
+                }
+                lines.append(json.dumps(record, sort_keys=True, ensure_ascii=False))
+            handle.write("\n".join(lines) + "\n")
+    if tally.considered == 0:
+        raise ApplicationError(empty_result_message(tally), code="empty", status=400)
+    return FormatResult(
+        tally=tally,
+        rows={"default": {"judgments": tally.considered}},
+        configs={},
+    )

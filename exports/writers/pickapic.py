@@ -1,0 +1,148 @@
+"""The Pick-a-Pic format: one row per pairwise preference, 19 columns, five splits, and a
+tie-free `dpo` config beside the default one (specs/pickapic_export.md).
+
+Two passes over the judgments: the counting pass (exports.scan) fixes each prompt's split,
+its row count and its representative for the `*_unique` splits; the writing pass builds the
+rows, re-encodes images once each (exports.writers.images) and streams them into shards.
+"""
+
+import pyarrow as pa
+
+from exports.context import BuildContext, FormatResult
+from exports.pairs import PAIR_ID_STRIDE, coin, rank_pairs
+from exports.scan import Tally, run_counting_pass
+from exports.splits import TEST, TRAIN, VALIDATION
+from exports.writers.plan import SplitPlan, kept_rows, naive_utc, plan_splits
+from exports.writers.table import RowBuffer, close_buffers
+
+DEFAULT, DPO = "default", "dpo"
+CONFIG_FOLDERS = {DEFAULT: "data", DPO: "dpo"}
+VALIDATION_UNIQUE, TEST_UNIQUE = "validation_unique", "test_unique"
+SPLITS = (TRAIN, VALIDATION, TEST, VALIDATION_UNIQUE, TEST_UNIQUE)
+UNIQUE_OF = {VALIDATION: VALIDATION_UNIQUE, TEST: TEST_UNIQUE}
+
+SCHEMA = pa.schema(
+    [
+        ("are_different", pa.bool_()),
+        ("best_image_uid", pa.string()),
+        ("caption", pa.string()),
+        ("created_at", pa.timestamp("ns")),
+        ("has_label", pa.bool_()),
+        ("image_0_uid", pa.string()),
+        ("image_0_url", pa.string()),
+        ("image_1_uid", pa.string()),
+        ("image_1_url", pa.string()),
+        ("jpg_0", pa.binary()),
+        ("jpg_1", pa.binary()),
+        ("label_0", pa.float64()),
+        ("label_1", pa.float64()),
+        ("model_0", pa.string()),
+        ("model_1", pa.string()),
+        ("ranking_id", pa.int64()),
+        ("user_id", pa.int64()),
+        ("num_example_per_prompt", pa.int64()),
+        ("__index_level_0__", pa.int64()),
+    ]
+)
+
+
+def write_pickapic(ctx: BuildContext) -> FormatResult:
+    counted = run_counting_pass(ctx)
+    plan = plan_splits(ctx=ctx, tally=counted)
+    buffers = {
+        (config, split): RowBuffer(
+            folder=ctx.folder / CONFIG_FOLDERS[config],
+            split=split,
+            schema=SCHEMA,
+            batch_rows=ctx.batch_rows,
+            max_bytes=ctx.shard_max_bytes,
+        )
+        for config in (DEFAULT, DPO)
+        for split in SPLITS
+    }
+    try:
+        ties = _writing_pass(ctx=ctx, counted=counted, plan=plan, buffers=buffers)
+    except BaseException:
+        for buffer in buffers.values():
+            buffer.abort()
+        raise
+    rows, configs, info = close_buffers(folder=ctx.folder, buffers=buffers)
+    return FormatResult(
+        tally=counted,
+        rows=rows,
+        configs=configs,
+        dataset_info=info,
+        extra_counts={
+            "ties": ties,
+            "ties_dropped_for_dpo": ties,
+            "prompts": plan.prompts_per_split(),
+        },
+    )
+
+
+def _writing_pass(*, ctx: BuildContext, counted: Tally, plan: SplitPlan, buffers: dict) -> int:
+    """Write every row; returns the number of tied rows (label 0.5) in the default splits."""
+    ties = 0
+    seed = ctx.seed
+    jpeg = ctx.encoder.jpeg
+    for kept in kept_rows(ctx=ctx, counted=counted, plan=plan):
+        row, prompt, split, images, urls = (
+            kept.decision.row,
+            kept.prompt,
+            kept.split,
+            kept.images,
+            kept.urls,
+        )
+        created = naive_utc(row.created_at)
+        user_id = kept.decision.rater.rater_key
+        default_buffer = buffers[(DEFAULT, split)]
+        dpo_buffer = buffers[(DPO, split)]
+        unique = UNIQUE_OF.get(split)
+        # The prompt's representative in *_unique: its first judgment with a preference
+        # (else its first judgment), and in that judgment the first pair with one.
+        pick = unique is not None and row.id == (
+            prompt.first_labelled_judgment or prompt.first_judgment
+        )
+        labelled_pick = pick and row.id == prompt.first_labelled_judgment
+        for index, a, b, label in rank_pairs(kept.ranks):
+            ranking_id = row.id * PAIR_ID_STRIDE + index
+            if coin(seed, ranking_id):
+                a, b, label = b, a, 1.0 - label
+            first, second = images[a], images[b]
+            jpg_0 = jpeg(image_id=first.id, file=first.file)
+            jpg_1 = jpeg(image_id=second.id, file=second.file)
+            has_label = label != 0.5
+            if has_label:
+                best = first.uid if label == 1.0 else second.uid
+            else:
+                best = "none"
+                ties += 1
+            values = (
+                first.model_name != second.model_name,
+                best,
+                kept.caption,
+                created,
+                has_label,
+                first.uid,
+                urls[first.id],
+                second.uid,
+                urls[second.id],
+                jpg_0,
+                jpg_1,
+                label,
+                1.0 - label,
+                first.model_name,
+                second.model_name,
+                ranking_id,
+                user_id,
+            )
+            nbytes = len(jpg_0) + len(jpg_1)
+            default_buffer.add((*values, prompt.pairs), nbytes)
+            if has_label:
+                dpo_buffer.add((*values, prompt.labelled_pairs), nbytes)
+            if pick and (has_label or not labelled_pick):
+                buffers[(DEFAULT, unique)].add((*values, 1), nbytes)
+                if has_label:
+                    buffers[(DPO, unique)].add((*values, 1), nbytes)
+                pick = False
+    return ties

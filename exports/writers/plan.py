@@ -1,0 +1,92 @@
+"""Each prompt's caption and split, decided once from the counting pass."""
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from exports.context import BuildContext
+from exports.pairs import answer_ranks
+from exports.scan import DataChanged, Decision, PromptTally, Tally, decisions, empty_result_message
+from exports.selectors import ImageRow, comparison_images, prompt_texts
+from exports.splits import caption_splits
+from pickwise.errors import ApplicationError
+
+
+@dataclass
+class SplitPlan:
+    caption_of_prompt: dict[int, str]
+    split_of_prompt: dict[int, str]
+
+    def prompts_per_split(self) -> dict[str, int]:
+        return dict(sorted(Counter(self.split_of_prompt.values()).items()))
+
+
+def plan_splits(*, ctx: BuildContext, tally: Tally) -> SplitPlan:
+    """Raises ApplicationError (code "empty") when the policy leaves nothing to export."""
+    if not tally.prompts:
+        raise ApplicationError(empty_result_message(tally), code="empty", status=400)
+    captions = prompt_texts(prompt_ids=sorted(tally.prompts))
+    split_of_caption = caption_splits(
+        captions=captions.values(), seed=ctx.seed, settings=ctx.split_settings
+    )
+    return SplitPlan(
+        caption_of_prompt=captions,
+        split_of_prompt={p: split_of_caption[captions[p]] for p in tally.prompts},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class KeptRow:
+    decision: Decision
+    prompt: PromptTally
+    split: str
+    caption: str
+    images: list[ImageRow]
+    urls: dict[int, str]
+    ranks: list[int]
+
+
+ANSWER_NOT_ABOUT_IMAGES = (
+    "Judgment {id} answers about images that are not its comparison's; the data is inconsistent."
+)
+
+
+def kept_rows(*, ctx: BuildContext, counted: Tally, plan: SplitPlan) -> Iterator[KeptRow]:
+    """The writing pass: every kept judgment with its images, split and ranks.
+
+    Tallies again as it reads and raises DataChanged at the end when the judgments are not
+    what the counting pass saw.
+    """
+    tally = Tally()
+    for decided in decisions(
+        batches=ctx.batches(),
+        raters=ctx.raters,
+        policy=ctx.policy,
+        criterion=ctx.criterion,
+        tally=tally,
+        progress=ctx.progress,
+    ):
+        kept = [d for d in decided if d.reason is None]
+        images_of = comparison_images(comparison_ids=sorted({d.row.comparison_id for d in kept}))
+        urls = ctx.image_urls([image for images in images_of.values() for image in images])
+        for decision in kept:
+            row = decision.row
+            prompt = counted.prompts.get(row.prompt_id)
+            split = plan.split_of_prompt.get(row.prompt_id)
+            if prompt is None or split is None:
+                raise DataChanged
+            images = images_of.get(row.comparison_id, [])
+            ranks = answer_ranks(answer=decision.answer, uids=[image.uid for image in images])
+            if ranks is None:
+                raise ValueError(ANSWER_NOT_ABOUT_IMAGES.format(id=row.id))
+            yield KeptRow(
+                decision, prompt, split, plan.caption_of_prompt[row.prompt_id], images, urls, ranks
+            )
+    if tally.fingerprint() != counted.fingerprint():
+        raise DataChanged
+
+
+def naive_utc(moment: datetime) -> datetime:
+    """timestamp[ns] without a zone holds UTC wall time."""
+    return moment.astimezone(UTC).replace(tzinfo=None)

@@ -1,0 +1,85 @@
+"""The ranked format: one row per ranking (a pairwise judgment is a ranking of two).
+
+`ranking` holds each image's rank, 1 = best, equal ranks = ties (the ImageReward / HPDv2
+convention: lower is better). Images are in a seeded random order per row. Campaigns with
+several criteria get a `ranking_<criterion>` column per criterion (null where that answer
+is not a preference). Splits by prompt: train, validation, test.
+"""
+
+import pyarrow as pa
+
+from exports.context import BuildContext, FormatResult
+from exports.pairs import answer_ranks, seeded_order
+from exports.scan import run_counting_pass
+from exports.splits import TEST, TRAIN, VALIDATION
+from exports.writers.plan import kept_rows, naive_utc, plan_splits
+from exports.writers.table import RowBuffer, close_buffers
+
+SPLITS = (TRAIN, VALIDATION, TEST)
+BASE_FIELDS = [
+    ("prompt", pa.string()),
+    ("images", pa.list_(pa.binary())),
+    ("image_uids", pa.list_(pa.string())),
+    ("models", pa.list_(pa.string())),
+    ("ranking", pa.list_(pa.int64())),
+    ("user_id", pa.int64()),
+    ("created_at", pa.timestamp("ns")),
+]
+
+
+def ranked_schema(criteria_keys: list[str]) -> pa.Schema:
+    fields = list(BASE_FIELDS)
+    if len(criteria_keys) > 1:
+        fields += [(f"ranking_{key}", pa.list_(pa.int64())) for key in criteria_keys]
+    return pa.schema(fields)
+
+
+def write_ranked(ctx: BuildContext) -> FormatResult:
+    counted = run_counting_pass(ctx)
+    plan = plan_splits(ctx=ctx, tally=counted)
+    keys = [c["key"] for c in ctx.campaign.criteria]
+    per_criterion = len(keys) > 1
+    schema = ranked_schema(keys)
+    buffers = {
+        ("default", split): RowBuffer(
+            folder=ctx.folder / "data",
+            split=split,
+            schema=schema,
+            batch_rows=ctx.batch_rows,
+            max_bytes=ctx.shard_max_bytes,
+        )
+        for split in SPLITS
+    }
+    try:
+        for kept in kept_rows(ctx=ctx, counted=counted, plan=plan):
+            row = kept.decision.row
+            order = seeded_order(ctx.seed, row.id, len(kept.images))
+            images = [kept.images[i] for i in order]
+            jpegs = [ctx.encoder.jpeg(image_id=image.id, file=image.file) for image in images]
+            values = [
+                kept.caption,
+                jpegs,
+                [image.uid for image in images],
+                [image.model_name for image in images],
+                [kept.ranks[i] for i in order],
+                kept.decision.rater.rater_key,
+                naive_utc(row.created_at),
+            ]
+            if per_criterion:
+                uids = [image.uid for image in kept.images]
+                for key in keys:
+                    ranks = answer_ranks(answer=row.answers.get(key), uids=uids)
+                    values.append(None if ranks is None else [ranks[i] for i in order])
+            buffers[("default", kept.split)].add(values, sum(len(j) for j in jpegs))
+    except BaseException:
+        for buffer in buffers.values():
+            buffer.abort()
+        raise
+    rows, configs, info = close_buffers(folder=ctx.folder, buffers=buffers)
+    return FormatResult(
+        tally=counted,
+        rows=rows,
+        configs=configs,
+        dataset_info=info,
+        extra_counts={"prompts": plan.prompts_per_split()},
+    )
