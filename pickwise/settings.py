@@ -279,4 +279,13 @@ CELERY_BEAT_SCHEDULE["generation.recover_stalled"] = {
 # Rows (manifest lines or parquet rows) per import: every row is checked before any is written.
 PICKWISE_MAX_IMPORT_ROWS = env.int("PICKWISE_MAX_IMPORT_ROWS", default=100_000)
 
+# Exports ----------------------------------------------------------------------------------
+# Export folders live outside MEDIA_ROOT: media is served without authentication, and exports
+# are for researchers only (downloads go through /api/exports/{id}/files/{name}).
+EXPORT_ROOT = Path(env.str("EXPORT_ROOT", default=str(VAR_DIR / "exports")))
+EXPORT_SHARD_MAX_BYTES = env.int("EXPORT_SHARD_MAX_BYTES", default=500 * 1024 * 1024)
+EXPORT_BATCH_ROWS = env.int("EXPORT_BATCH_ROWS", default=2000)
+EXPORT_JPEG_QUALITY = env.int("EXPORT_JPEG_QUALITY", default=95)
+EXPORT_IMAGE_CACHE_BYTES = env.int("EXPORT_IMAGE_CACHE_BYTES", default=128 * 1024 * 1024)
+
 VAR_DIR.mkdir(parents=True, exist_ok=True)
