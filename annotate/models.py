@@ -360,3 +360,8 @@ class Judgment(models.Model):
 
     def __str__(self) -> str:
         return f"judgment {self.pk}"
+
+
+# Quality tables live in their own package; imported here so the app registry sees them.
+from annotate.quality.models import *  # noqa: E402,F401,F403
+from annotate.quality import tasks as _quality_tasks  # noqa: E402,F401  (registers the tasks)

@@ -1,0 +1,367 @@
+"""Gating: the rules of specs/quality.md, the state machine and what a block does.
+
+States: qualifying -> active (gold SPRT passed) -> warned (a warn flag; still counted) ->
+blocked (a block rule or an admin). Block rules use only taste-independent evidence (gold,
+chance-level agreement, position bias, tie spam, self-consistency); agreement with the
+crowd only warns, because that is where a minority taste shows.
+
+Lock order everywhere: membership, then comparisons (in id order), then stats rows.
+"""
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Case, F, Value, When
+from django.db.models.lookups import GreaterThanOrEqual
+from django.utils import timezone
+
+from annotate.models import Assignment, Campaign, Comparison, Judgment, Membership
+from annotate.quality.encoding import speed_median_ms
+from annotate.quality.models import GateEvent, RaterStats, Rating
+
+DEFAULT_POLICY: dict[str, Any] = {
+    # Gold SPRT: H0 p = 0.6 correct vs H1 p = 0.9; bounds ln(19) = 2.944 (5% errors).
+    "sprt_p0": 0.6,
+    "sprt_p1": 0.9,
+    "sprt_bound": math.log(19),
+    # Chance-level agreement with co-raters.
+    "chance_min": 30,
+    "chance_z": 3.09,
+    "chance_margin": 0.05,
+    # Position bias.
+    "position_z": 4.4,
+    "position_effect": 0.15,
+    # Tie spam.
+    "tie_min": 30,
+    "tie_z": 3.09,
+    "tie_rate": 0.5,
+    # Self-consistency on side-swapped repeats.
+    "repeat_min": 8,
+    "repeat_z": 1.96,
+    "repeat_rate": 0.6,
+    # Speed: warn below this share of the campaign median; block only with a suspicion.
+    "speed_ratio": 0.35,
+    "speed_min": 20,
+    # A suspicion: a block rule's test at this laxer z; it turns a speed warning into a block.
+    "suspicion_z": 1.96,
+    # Agreement with the crowd (Cohen's kappa vs the leave-one-out majority): warn only.
+    "kappa_warn": 0.1,
+    "kappa_min": 30,
+    # Dataset-level alpha.
+    "alpha_min_units": 200,
+    "alpha_window_units": 200,
+    "alpha_drop": 0.05,
+    "alpha_trailing_windows": 5,
+    "bootstrap_replicates": 1000,
+    # Heavier rules run in a task after every this many counted judgments.
+    "evaluate_every": 5,
+}
+
+BLOCK_RULES = ("gold_sprt", "chance_agreement", "position_bias", "tie_spam", "self_consistency")
+REASONS = {
+    "gold_sprt": "Too many wrong answers on items with a known answer.",
+    "chance_agreement": "Answers agree with other raters no more than chance would.",
+    "position_bias": "Answers follow the screen position rather than the images.",
+    "tie_spam": "Most answers are ties.",
+    "self_consistency": "Answers change when the same pair is shown again.",
+    "speed": "Answers come much faster than the campaign's usual pace.",
+    "speed_with_suspicion": "Very fast answers that also look careless.",
+    "crowd_kappa": "Answers often differ from the majority; worth a review (taste may differ).",
+}
+QUALIFIED = "Passed the qualification items."
+CLEARED = "No warning applies any more."
+
+
+def policy_for(campaign: Campaign) -> dict[str, Any]:
+    """The defaults, overridden by the campaign's qc_policy."""
+    return {**DEFAULT_POLICY, **(campaign.qc_policy or {})}
+
+
+def wilson(successes: float, n: float, z: float) -> tuple[float, float]:
+    """Wilson score interval for a proportion; (0, 1) when n is 0."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = min(max(successes / n, 0.0), 1.0)
+    centre = p + z * z / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    denominator = 1 + z * z / n
+    return (centre - spread) / denominator, (centre + spread) / denominator
+
+
+def gold_llr(*, correct: int, wrong: int, p0: float = 0.6, p1: float = 0.9) -> float:
+    """LLR = k ln(p1/p0) + (n-k) ln((1-p1)/(1-p0)): +0.405 per right, -1.386 per wrong."""
+    return correct * math.log(p1 / p0) + wrong * math.log((1 - p1) / (1 - p0))
+
+
+@dataclass
+class Verdict:
+    block: list[str] = field(default_factory=list)
+    warn: list[str] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def flags(self) -> list[str]:
+        return self.block + self.warn
+
+
+def chance_level(
+    stats: RaterStats, policy: dict, *, p_e: float | None, z: float, minimum: int
+) -> bool:
+    if p_e is None or stats.co_rated < minimum or stats.co_pairs == 0:
+        return False
+    rate = stats.co_agree / stats.co_pairs
+    _, upper = wilson(rate * stats.co_rated, stats.co_rated, z)
+    return upper < p_e + policy["chance_margin"]
+
+
+def position_biased(stats: RaterStats, policy: dict, *, z: float) -> bool:
+    if stats.pos_sumsq == 0 or stats.pos_pairs == 0:
+        return False
+    score = stats.pos_sum / math.sqrt(stats.pos_sumsq)
+    effect = stats.pos_sum / stats.pos_pairs / 2  # = L/N - 1/2 for pairs
+    return abs(score) > z and abs(effect) > policy["position_effect"]
+
+
+def tie_spamming(stats: RaterStats, policy: dict, *, z: float, minimum: int) -> bool:
+    if stats.judgments < minimum:
+        return False
+    lower, _ = wilson(stats.tie_judgments, stats.judgments, z)
+    return lower > policy["tie_rate"]
+
+
+def inconsistent(stats: RaterStats, policy: dict, *, z: float, minimum: int) -> bool:
+    if stats.repeats < minimum:
+        return False
+    _, upper = wilson(stats.repeats_same, stats.repeats, z)
+    return upper < policy["repeat_rate"]
+
+
+def rules_evaluate(
+    *,
+    stats: RaterStats,
+    policy: dict,
+    p_e: float | None,
+    campaign_median_ms: float | None,
+) -> Verdict:
+    """Which block and warn rules fire on these counters (gold SPRT is decided on submit)."""
+    verdict = Verdict()
+    llr = gold_llr(
+        correct=stats.gold_correct,
+        wrong=stats.gold_wrong,
+        p0=policy["sprt_p0"],
+        p1=policy["sprt_p1"],
+    )
+    if llr <= -policy["sprt_bound"]:
+        verdict.block.append("gold_sprt")
+    if chance_level(stats, policy, p_e=p_e, z=policy["chance_z"], minimum=policy["chance_min"]):
+        verdict.block.append("chance_agreement")
+    if position_biased(stats, policy, z=policy["position_z"]):
+        verdict.block.append("position_bias")
+    if tie_spamming(stats, policy, z=policy["tie_z"], minimum=policy["tie_min"]):
+        verdict.block.append("tie_spam")
+    if inconsistent(stats, policy, z=policy["repeat_z"], minimum=policy["repeat_min"]):
+        verdict.block.append("self_consistency")
+
+    rater_median = speed_median_ms(list(stats.speed_hist or []))
+    fast = (
+        stats.judgments >= policy["speed_min"]
+        and rater_median is not None
+        and campaign_median_ms
+        and rater_median < policy["speed_ratio"] * campaign_median_ms
+    )
+    if fast:
+        lax = policy["suspicion_z"]
+        suspicious = (
+            chance_level(stats, policy, p_e=p_e, z=lax, minimum=policy["chance_min"] // 2)
+            or position_biased(stats, policy, z=lax)
+            or tie_spamming(stats, policy, z=lax, minimum=policy["tie_min"] // 2)
+            or inconsistent(stats, policy, z=lax, minimum=policy["repeat_min"] // 2)
+        )
+        (verdict.block if suspicious else verdict.warn).append(
+            "speed_with_suspicion" if suspicious else "speed"
+        )
+    if (
+        stats.kappa is not None
+        and stats.kappa_n >= policy["kappa_min"]
+        and stats.kappa < policy["kappa_warn"]
+    ):
+        verdict.warn.append("crowd_kappa")
+    verdict.figures = stats_figures(stats, p_e=p_e, campaign_median_ms=campaign_median_ms, llr=llr)
+    verdict.figures["rater_median_ms"] = rater_median
+    return verdict
+
+
+def stats_figures(
+    stats: RaterStats, *, p_e: float | None = None, campaign_median_ms=None, llr=None
+) -> dict[str, Any]:
+    """The counters that justify a decision, as written into a GateEvent."""
+    if llr is None:
+        llr = gold_llr(correct=stats.gold_correct, wrong=stats.gold_wrong)
+    return {
+        "judgments": stats.judgments,
+        "gold_correct": stats.gold_correct,
+        "gold_wrong": stats.gold_wrong,
+        "gold_llr": round(llr, 4),
+        "co_rated": stats.co_rated,
+        "co_pairs": stats.co_pairs,
+        "co_agree": stats.co_agree,
+        "chance_p_e": p_e,
+        "pos_n": stats.pos_n,
+        "pos_sum": stats.pos_sum,
+        "pos_sumsq": stats.pos_sumsq,
+        "tie_judgments": stats.tie_judgments,
+        "repeats": stats.repeats,
+        "repeats_same": stats.repeats_same,
+        "kappa": stats.kappa,
+        "campaign_median_ms": campaign_median_ms,
+    }
+
+
+# -- transitions ----------------------------------------------------------------------------
+
+
+def gate_transition(
+    *,
+    membership: Membership,
+    to_state: str,
+    rule: str,
+    reason: str,
+    figures: dict[str, Any],
+    by: AbstractBaseUser | None = None,
+) -> GateEvent | None:
+    """Move the rater to `to_state`, log it, exclude or restore their judgments.
+
+    Needs a transaction with the membership row locked. A block reopens the rater's
+    counted comparisons; an unblock restores what still fits (see judgments_restore).
+    """
+    from_state = membership.gate_state
+    if from_state == to_state:
+        return None
+    figures = dict(figures)
+    if to_state == Membership.Gate.BLOCKED:
+        figures["exclusion"] = judgments_exclude(membership=membership)
+    elif from_state == Membership.Gate.BLOCKED:
+        figures["restore"] = judgments_restore(membership=membership)
+    membership.gate_state = to_state
+    membership.gate_reason = reason[:500]
+    membership.gate_changed_at = timezone.now()
+    membership.save(update_fields=["gate_state", "gate_reason", "gate_changed_at"])
+    event = GateEvent.objects.create(
+        campaign_id=membership.campaign_id,
+        annotator_id=membership.user_id,
+        from_state=from_state,
+        to_state=to_state,
+        rule=rule,
+        reason=reason[:500],
+        by=by,
+        figures=figures,
+    )
+    if "exclusion" in figures or "restore" in figures:
+        # Others' co-rater counters included (or lacked) this rater's ratings: rebuild them.
+        from annotate.quality.tasks import quality_recompute_task
+
+        campaign_id = membership.campaign_id
+        transaction.on_commit(lambda: quality_recompute_task.delay(campaign_id))
+    return event
+
+
+def _counted(membership: Membership):
+    return Judgment.objects.filter(
+        campaign_id=membership.campaign_id,
+        annotator_id=membership.user_id,
+        is_gold=False,
+        is_repeat=False,
+    )
+
+
+def _lock_comparisons(ids: list[int]) -> list[Comparison]:
+    return list(
+        Comparison.objects.select_for_update()
+        .filter(id__in=ids)
+        .order_by("id")
+        .only("id", "done", "in_flight", "wanted", "status")
+    )
+
+
+def judgments_exclude(*, membership: Membership) -> dict[str, int]:
+    """Exclude all the rater's judgments and reopen their comparisons. Needs a transaction.
+
+    Each counted judgment gives its slot back (done -= 1, status open unless retired), so
+    overlap is met by others. The rater's open assignments expire and release theirs.
+    """
+    from annotate.services.assignments import assignment_expire
+
+    counted = list(
+        _counted(membership).filter(excluded=False).values_list("comparison_id", flat=True)
+    )
+    _lock_comparisons(counted)
+    reopened = Comparison.objects.filter(id__in=counted).update(
+        done=F("done") - 1,
+        status=Case(
+            When(status=Comparison.Status.RETIRED, then=Value(Comparison.Status.RETIRED)),
+            default=Value(Comparison.Status.OPEN),
+        ),
+    )
+    mine = Judgment.objects.filter(
+        campaign_id=membership.campaign_id, annotator_id=membership.user_id
+    )
+    excluded = mine.filter(excluded=False).update(excluded=True)
+    Rating.objects.filter(
+        campaign_id=membership.campaign_id, annotator_id=membership.user_id
+    ).update(excluded=True)
+    expired = 0
+    for assignment in Assignment.objects.filter(
+        campaign_id=membership.campaign_id,
+        annotator_id=membership.user_id,
+        state=Assignment.State.OPEN,
+    ):
+        expired += int(assignment_expire(assignment=assignment))
+    return {
+        "judgments_excluded": excluded,
+        "comparisons_reopened": reopened,
+        "assignments_expired": expired,
+    }
+
+
+def judgments_restore(*, membership: Membership) -> dict[str, int]:
+    """Count the rater's judgments again after an unblock. Needs a transaction.
+
+    A regular judgment comes back only where its comparison still has a free slot
+    (done + in_flight < wanted). Where others filled the slots meanwhile, it stays excluded:
+    overlap is the campaign's budget per comparison and the labels that filled it were
+    collected in good faith, so we neither exceed it nor raise `wanted` behind the
+    campaign's back. Gold and repeat judgments always come back (they hold no slot).
+    """
+    rows = list(_counted(membership).filter(excluded=True).values_list("id", "comparison_id"))
+    free = {
+        c.pk
+        for c in _lock_comparisons([comparison_id for _, comparison_id in rows])
+        if c.done + c.in_flight < c.wanted
+    }
+    restored = [judgment_id for judgment_id, comparison_id in rows if comparison_id in free]
+    Comparison.objects.filter(id__in=free).update(
+        done=F("done") + 1,
+        status=Case(
+            When(status=Comparison.Status.RETIRED, then=Value(Comparison.Status.RETIRED)),
+            When(
+                GreaterThanOrEqual(F("done") + F("in_flight") + 1, F("wanted")),
+                then=Value(Comparison.Status.FULL),
+            ),
+            default=Value(Comparison.Status.OPEN),
+        ),
+    )
+    mine = Judgment.objects.filter(
+        campaign_id=membership.campaign_id, annotator_id=membership.user_id
+    )
+    Judgment.objects.filter(id__in=restored).update(excluded=False)
+    others = (
+        mine.filter(excluded=True).exclude(is_gold=False, is_repeat=False).update(excluded=False)
+    )
+    Rating.objects.filter(judgment_id__in=restored).update(excluded=False)
+    return {
+        "judgments_restored": len(restored) + others,
+        "judgments_kept_excluded": len(rows) - len(restored),
+    }

@@ -1,0 +1,458 @@
+"""Per-rater counters: kept incrementally in the submit transaction, rebuilt by a recompute.
+
+Both paths define every counter the same way, on the campaign's first criterion:
+- own labels, ties, both-bad, position and speed from the rater's own first judgments;
+- co-rater pairs and agreements with the non-excluded ratings of others on the same unit
+  (pairs for pairwise campaigns, derived pairs for rankings), counted for both raters of a
+  pair, so a rater's figures keep growing as later raters meet their units;
+- gold and repeat counters from the gold and repeat judgments.
+The incremental path never scans a rater's history: one query for the unit's other
+ratings, one ordered lock of the involved stats rows, two updates.
+"""
+
+from collections import defaultdict
+from typing import Any
+
+from django.db import connection
+from django.db.models import Case, Count, F, IntegerField, Q, Value, When
+
+from annotate.models import Campaign, ComparisonImage, Judgment
+from annotate.quality.encoding import (
+    BOTH_BAD_VALUE,
+    DERIVED,
+    PAIR,
+    SPEED_EDGES_MS,
+    TIE_VALUE,
+    Unit,
+    encode_answer,
+    judgment_ms,
+    mid_ranks,
+    position_score,
+    speed_bucket,
+)
+from annotate.quality.models import RaterStats, Rating
+
+SPEED_BUCKETS = len(SPEED_EDGES_MS) + 1
+COUNTERS = (
+    "judgments",
+    "n_lo",
+    "n_tie",
+    "n_hi",
+    "both_bad",
+    "tie_judgments",
+    "co_rated",
+    "co_pairs",
+    "co_agree",
+    "pos_n",
+    "pos_pairs",
+    "pos_sum",
+    "pos_sumsq",
+    "gold_correct",
+    "gold_wrong",
+    "repeats",
+    "repeats_same",
+)
+
+
+def primary_criterion(campaign: Campaign) -> str:
+    return campaign.criteria[0]["key"]
+
+
+def _is_pairish(unit: Unit) -> bool:
+    return unit.kind in (PAIR, DERIVED)
+
+
+def own_increments(units: list[Unit], *, milliseconds: int) -> dict[str, Any]:
+    """What one judgment adds to its rater's own counters (first criterion's units)."""
+    pairs = [u for u in units if _is_pairish(u)]
+    values = [u.value for u in pairs]
+    ties = values.count(TIE_VALUE)
+    both_bad = values.count(BOTH_BAD_VALUE)
+    non_tie = len(values) - ties - both_bad
+    score = position_score(pairs)
+    return {
+        "judgments": 1,
+        "n_lo": values.count(0),
+        "n_tie": ties,
+        "n_hi": values.count(2),
+        "both_bad": both_bad,
+        "tie_judgments": int(2 * ties > len(values)),
+        "pos_n": int(non_tie > 0),
+        "pos_pairs": non_tie,
+        "pos_sum": score,
+        "pos_sumsq": score * score,
+        "bucket": speed_bucket(milliseconds),
+    }
+
+
+def canonical_images(comparison_id: int) -> list[tuple[int, str]]:
+    """(image id, uid) in canonical order: ascending image id."""
+    return [
+        (image_id, str(uid))
+        for image_id, uid in ComparisonImage.objects.filter(comparison_id=comparison_id)
+        .order_by("image_id")
+        .values_list("image_id", "image__uid")
+    ]
+
+
+def ratings_store(*, judgment: Judgment, campaign: Campaign) -> list[Unit]:
+    """Encode and store a regular judgment's ratings; returns the first criterion's units."""
+    images = canonical_images(judgment.comparison_id)
+    rows, primary_units = [], []
+    primary = primary_criterion(campaign)
+    for criterion in campaign.criteria:
+        key = criterion["key"]
+        units = encode_answer(
+            answer=judgment.answers[key], images=images, presented=judgment.presented
+        )
+        if key == primary:
+            primary_units = units
+        rows.extend(
+            Rating(
+                campaign_id=campaign.pk,
+                comparison_id=judgment.comparison_id,
+                judgment_id=judgment.pk,
+                annotator_id=judgment.annotator_id,
+                criterion=key,
+                kind=u.kind,
+                image_lo_id=u.lo,
+                image_hi_id=u.hi,
+                value=u.value,
+                side=u.side,
+                created_at=judgment.created_at,
+            )
+            for u in units
+        )
+    Rating.objects.bulk_create(rows)
+    return primary_units
+
+
+def co_rater_updates(
+    mine: list[Unit], others: list[tuple[int, int, int, int, bool]]
+) -> tuple[dict[str, int], dict[int, dict[str, int]]]:
+    """Pair counters for the new rating and for each earlier rater of the same units.
+
+    `others` = (annotator, lo, hi, value, excluded) of the unit's other ratings. Excluded
+    ratings never count as a co-rater for anyone; their raters still count pairs with the
+    new, non-excluded rating, exactly as the recompute does.
+    """
+    my_values = {
+        (u.lo, u.hi): u.value for u in mine if _is_pairish(u) and u.value != BOTH_BAD_VALUE
+    }
+    own = {"co_rated": 0, "co_pairs": 0, "co_agree": 0}
+    if not my_values:
+        return own, {}
+    per_rater: dict[int, dict[str, int]] = defaultdict(lambda: {"pairs": 0, "agree": 0})
+    excluded: dict[int, bool] = {}
+    for annotator_id, lo, hi, value, is_excluded in others:
+        mine_value = my_values.get((lo, hi))
+        if mine_value is None:
+            continue
+        per_rater[annotator_id]["pairs"] += 1
+        per_rater[annotator_id]["agree"] += int(value == mine_value)
+        excluded[annotator_id] = is_excluded
+    counted = [a for a in per_rater if not excluded[a]]
+    for annotator_id in counted:
+        own["co_pairs"] += per_rater[annotator_id]["pairs"]
+        own["co_agree"] += per_rater[annotator_id]["agree"]
+    own["co_rated"] = int(bool(counted))
+    theirs = {}
+    for annotator_id, figures in per_rater.items():
+        # Their judgment gains its first co-rater when nobody else counted before this one.
+        before = len(counted) - (0 if excluded[annotator_id] else 1)
+        theirs[annotator_id] = {
+            "co_pairs": figures["pairs"],
+            "co_agree": figures["agree"],
+            "co_rated": int(before == 0),
+        }
+    return own, theirs
+
+
+def stats_on_regular(*, judgment: Judgment, campaign: Campaign) -> RaterStats:
+    """Store the ratings and move every affected counter. Needs the submit's transaction.
+
+    Runs after the submit updated the comparison row, so concurrent submits on the same
+    comparison are serialised by that row lock: each sees the ratings committed before it,
+    and no co-rater pair is missed or counted twice. Stats rows are locked in id order, so
+    two submits that touch the same raters cannot deadlock.
+    """
+    units = ratings_store(judgment=judgment, campaign=campaign)
+    others = list(
+        Rating.objects.filter(
+            comparison_id=judgment.comparison_id,
+            criterion=primary_criterion(campaign),
+            kind__in=(PAIR, DERIVED),
+            value__lt=BOTH_BAD_VALUE,
+        )
+        .exclude(judgment_id=judgment.pk)
+        .values_list("annotator_id", "image_lo_id", "image_hi_id", "value", "excluded")
+    )
+    own_pairs, theirs = co_rater_updates(units, others)
+    locked = {
+        s.annotator_id: s
+        for s in RaterStats.objects.select_for_update()
+        .filter(campaign=campaign, annotator_id__in=[judgment.annotator_id, *theirs])
+        .order_by("id")
+    }
+    stats = locked.get(judgment.annotator_id)
+    if stats is None:
+        stats = RaterStats.objects.create(
+            campaign=campaign, annotator_id=judgment.annotator_id, speed_hist=[0] * SPEED_BUCKETS
+        )
+    increments = own_increments(
+        units,
+        milliseconds=judgment_ms(duration_ms=judgment.duration_ms, server_ms=judgment.server_ms),
+    )
+    bucket = increments.pop("bucket")
+    increments.update(own_pairs)
+    for name, step in increments.items():
+        setattr(stats, name, getattr(stats, name) + step)
+    hist = list(stats.speed_hist) or [0] * SPEED_BUCKETS
+    hist[bucket] += 1
+    stats.speed_hist = hist
+    stats.save(update_fields=[*increments, "speed_hist"])
+    if theirs:
+        _add_per_rater(campaign=campaign, increments=theirs)
+    return stats
+
+
+def _add_per_rater(*, campaign: Campaign, increments: dict[int, dict[str, int]]) -> None:
+    updates = {}
+    for field in ("co_pairs", "co_agree", "co_rated"):
+        updates[field] = F(field) + Case(
+            *[When(annotator_id=a, then=Value(inc[field])) for a, inc in increments.items()],
+            default=Value(0),
+            output_field=IntegerField(),
+        )
+    RaterStats.objects.filter(campaign=campaign, annotator_id__in=list(increments)).update(
+        **updates
+    )
+
+
+def stats_for_update_free(*, campaign: Campaign, annotator_id: int) -> RaterStats:
+    """The rater's stats row, created if missing, read without a row lock."""
+    stats, _ = RaterStats.objects.get_or_create(
+        campaign=campaign, annotator_id=annotator_id, defaults={"speed_hist": [0] * SPEED_BUCKETS}
+    )
+    return stats
+
+
+def stats_add(*, stats: RaterStats, **increments: int) -> None:
+    RaterStats.objects.filter(pk=stats.pk).update(
+        **{name: F(name) + step for name, step in increments.items()}
+    )
+    for name, step in increments.items():
+        setattr(stats, name, getattr(stats, name) + step)
+
+
+def same_answer(first: Any, second: Any) -> bool:
+    """Pairwise: the same image (or tie); ranking: the same ranks, tier order aside."""
+    if isinstance(first, list) and isinstance(second, list):
+        return mid_ranks(first) == mid_ranks(second)
+    return first == second
+
+
+# -- full recompute -------------------------------------------------------------------------
+
+_OWN_SQL = """
+SELECT annotator_id, COUNT(*), SUM(lo), SUM(tie), SUM(hi), SUM(bb),
+       SUM(CASE WHEN 2 * tie > pairs THEN 1 ELSE 0 END),
+       SUM(CASE WHEN pairs - tie - bb > 0 THEN 1 ELSE 0 END),
+       SUM(pairs - tie - bb), SUM(s), SUM(s * s)
+FROM (
+    SELECT annotator_id, judgment_id, COUNT(*) AS pairs,
+           SUM(CASE WHEN value = 0 THEN 1 ELSE 0 END) AS lo,
+           SUM(CASE WHEN value = 1 THEN 1 ELSE 0 END) AS tie,
+           SUM(CASE WHEN value = 2 THEN 1 ELSE 0 END) AS hi,
+           SUM(CASE WHEN value = 3 THEN 1 ELSE 0 END) AS bb,
+           SUM(CASE WHEN value < 3 THEN side * (1 - value) ELSE 0 END) AS s
+    FROM {table}
+    WHERE campaign_id = %s AND criterion = %s AND kind IN (0, 2)
+    GROUP BY annotator_id, judgment_id
+) AS per_judgment
+GROUP BY annotator_id
+"""
+
+_CO_SQL = """
+SELECT r.annotator_id, r.value,
+       t.n0 - CASE WHEN NOT r.excluded AND r.value = 0 THEN 1 ELSE 0 END,
+       t.n1 - CASE WHEN NOT r.excluded AND r.value = 1 THEN 1 ELSE 0 END,
+       t.n2 - CASE WHEN NOT r.excluded AND r.value = 2 THEN 1 ELSE 0 END,
+       COUNT(*)
+FROM {table} AS r
+JOIN (
+    SELECT comparison_id, image_lo_id, image_hi_id,
+           SUM(CASE WHEN value = 0 THEN 1 ELSE 0 END) AS n0,
+           SUM(CASE WHEN value = 1 THEN 1 ELSE 0 END) AS n1,
+           SUM(CASE WHEN value = 2 THEN 1 ELSE 0 END) AS n2
+    FROM {table}
+    WHERE campaign_id = %s AND criterion = %s AND kind IN (0, 2) AND NOT excluded AND value < 3
+    GROUP BY comparison_id, image_lo_id, image_hi_id
+) AS t ON t.comparison_id = r.comparison_id AND t.image_lo_id = r.image_lo_id
+      AND t.image_hi_id = r.image_hi_id
+WHERE r.campaign_id = %s AND r.criterion = %s AND r.kind IN (0, 2) AND r.value < 3
+GROUP BY 1, 2, 3, 4, 5
+"""
+
+
+def _speed_sql() -> str:
+    ms = (
+        "CASE WHEN duration_ms IS NOT NULL AND duration_ms < server_ms "
+        "THEN duration_ms ELSE server_ms END"
+    )
+    ladder = " ".join(
+        f"WHEN {ms} < {edge} THEN {index}" for index, edge in enumerate(SPEED_EDGES_MS)
+    )
+    bucket = f"CASE {ladder} ELSE {len(SPEED_EDGES_MS)} END"
+    return (
+        f"SELECT annotator_id, {bucket} AS bucket, COUNT(*) FROM {Judgment._meta.db_table} "  # noqa: S608
+        "WHERE campaign_id = %s AND NOT is_gold AND NOT is_repeat GROUP BY 1, 2"
+    )
+
+
+def kappa(confusion: dict[tuple[int, int], int]) -> tuple[float | None, int]:
+    """Cohen's kappa between a rater's labels and the leave-one-out majority."""
+    n = sum(confusion.values())
+    if n == 0:
+        return None, 0
+    observed = sum(c for (a, b), c in confusion.items() if a == b) / n
+    rows = defaultdict(int)
+    cols = defaultdict(int)
+    for (a, b), c in confusion.items():
+        rows[a] += c
+        cols[b] += c
+    expected = sum(rows[v] * cols[v] for v in rows) / (n * n)
+    if expected >= 1:
+        return None, n
+    return (observed - expected) / (1 - expected), n
+
+
+def stats_compute(*, campaign: Campaign) -> dict[int, dict[str, Any]]:
+    """Every rater's counters rebuilt from the ratings and judgments; nothing is written."""
+    table = Rating._meta.db_table
+    primary = primary_criterion(campaign)
+    pairs_per_judgment = (
+        1 if campaign.kind == Campaign.Kind.PAIRWISE else campaign.k * (campaign.k - 1) // 2
+    )
+    result: dict[int, dict[str, Any]] = defaultdict(
+        lambda: {
+            **dict.fromkeys(COUNTERS, 0),
+            "speed_hist": [0] * SPEED_BUCKETS,
+            "kappa": None,
+            "kappa_n": 0,
+        }
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(_OWN_SQL.format(table=table), [campaign.pk, primary])
+        for row in cursor.fetchall():
+            figures = result[row[0]]
+            for name, value in zip(
+                (
+                    "judgments",
+                    "n_lo",
+                    "n_tie",
+                    "n_hi",
+                    "both_bad",
+                    "tie_judgments",
+                    "pos_n",
+                    "pos_pairs",
+                    "pos_sum",
+                    "pos_sumsq",
+                ),
+                row[1:],
+                strict=True,
+            ):
+                figures[name] = int(value or 0)
+        cursor.execute(_CO_SQL.format(table=table), [campaign.pk, primary, campaign.pk, primary])
+        confusions: dict[int, dict[tuple[int, int], int]] = defaultdict(lambda: defaultdict(int))
+        co_rows: dict[int, int] = defaultdict(int)
+        for annotator_id, value, o0, o1, o2, count in cursor.fetchall():
+            others = (o0, o1, o2)
+            total = sum(others)
+            if total == 0:
+                continue
+            figures = result[annotator_id]
+            figures["co_pairs"] += total * count
+            figures["co_agree"] += others[value] * count
+            co_rows[annotator_id] += count
+            top = max(others)
+            if others.count(top) == 1:
+                confusions[annotator_id][(value, others.index(top))] += count
+        for annotator_id, rows in co_rows.items():
+            result[annotator_id]["co_rated"] = rows // pairs_per_judgment
+        for annotator_id, confusion in confusions.items():
+            result[annotator_id]["kappa"], result[annotator_id]["kappa_n"] = kappa(confusion)
+        cursor.execute(_speed_sql(), [campaign.pk])
+        for annotator_id, bucket, count in cursor.fetchall():
+            result[annotator_id]["speed_hist"][bucket] = count
+    gold = (
+        Judgment.objects.filter(campaign=campaign, is_gold=True)
+        .values("annotator_id")
+        .annotate(
+            correct=_count(Q(gold_correct=True)),
+            wrong=_count(Q(gold_correct=False)),
+        )
+    )
+    for row in gold:
+        result[row["annotator_id"]]["gold_correct"] = row["correct"]
+        result[row["annotator_id"]]["gold_wrong"] = row["wrong"]
+    repeats = Judgment.objects.filter(campaign=campaign, is_repeat=True).values_list(
+        "annotator_id", "answers", "assignment__repeat_of__answers"
+    )
+    for annotator_id, answers, original in repeats.iterator(chunk_size=2000):
+        result[annotator_id]["repeats"] += 1
+        result[annotator_id]["repeats_same"] += int(
+            same_answer(answers.get(primary), (original or {}).get(primary))
+        )
+    return dict(result)
+
+
+def _count(condition: Q) -> Count:
+    return Count("id", filter=condition)
+
+
+def stats_write(*, campaign: Campaign, computed: dict[int, dict[str, Any]], now) -> int:
+    """Overwrite the stored counters with recomputed ones. Needs a transaction.
+
+    Locks the campaign's stats rows in id order first (the order submits use), so a submit
+    that is waiting applies its increment after this write, on top of exact numbers.
+    """
+    existing = {
+        s.annotator_id: s
+        for s in RaterStats.objects.select_for_update().filter(campaign=campaign).order_by("id")
+    }
+    fields = [*COUNTERS, "speed_hist", "kappa", "kappa_n", "recomputed_at"]
+    changed, created = [], []
+    for annotator_id, figures in computed.items():
+        stats = existing.pop(annotator_id, None)
+        if stats is None:
+            stats = RaterStats(campaign=campaign, annotator_id=annotator_id)
+            created.append(stats)
+        else:
+            changed.append(stats)
+        for name in fields[:-1]:
+            setattr(stats, name, figures[name])
+        stats.recomputed_at = now
+    for stats in existing.values():  # raters with no judgments left
+        for name in COUNTERS:
+            setattr(stats, name, 0)
+        stats.speed_hist, stats.kappa, stats.kappa_n, stats.recomputed_at = (
+            [0] * SPEED_BUCKETS,
+            None,
+            0,
+            now,
+        )
+        changed.append(stats)
+    RaterStats.objects.bulk_update(changed, fields, batch_size=500)
+    RaterStats.objects.bulk_create(created, batch_size=500)
+    return len(changed) + len(created)
+
+
+def stored_counters(*, campaign: Campaign) -> dict[int, dict[str, Any]]:
+    """The counters as stored, in the shape of stats_compute (for checks and tests)."""
+    return {
+        row["annotator_id"]: row
+        for row in RaterStats.objects.filter(campaign=campaign).values(
+            "annotator_id", *COUNTERS, "speed_hist"
+        )
+    }
