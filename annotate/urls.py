@@ -1,6 +1,7 @@
 from django.urls import path
 
 from annotate import apis
+from annotate.quality import apis as quality_apis
 
 app_name = "annotate"
 urlpatterns = [
@@ -20,4 +21,15 @@ urlpatterns = [
         "assignments/<int:assignment_id>/submit/", apis.JudgmentSubmitApi.as_view(), name="submit"
     ),
     path("assignments/<int:assignment_id>/skip/", apis.AssignmentSkipApi.as_view(), name="skip"),
+    # Quality: the report, and an admin's gate override for one rater.
+    path(
+        "campaigns/<int:campaign_id>/quality/",
+        quality_apis.QualitySummaryApi.as_view(),
+        name="quality",
+    ),
+    path(
+        "campaigns/<int:campaign_id>/raters/<int:user_id>/gate/",
+        quality_apis.RaterGateOverrideApi.as_view(),
+        name="rater-gate",
+    ),
 ]
