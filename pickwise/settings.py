@@ -288,4 +288,11 @@ EXPORT_BATCH_ROWS = env.int("EXPORT_BATCH_ROWS", default=2000)
 EXPORT_JPEG_QUALITY = env.int("EXPORT_JPEG_QUALITY", default=95)
 EXPORT_IMAGE_CACHE_BYTES = env.int("EXPORT_IMAGE_CACHE_BYTES", default=128 * 1024 * 1024)
 
+# Quality ----------------------------------------------------------------------------------
+# Full recompute of rater counters and agreement; submits keep the counters current between.
+CELERY_BEAT_SCHEDULE["quality.recompute_all"] = {
+    "task": "quality.recompute_all",
+    "schedule": timedelta(minutes=15),
+}
+
 VAR_DIR.mkdir(parents=True, exist_ok=True)
