@@ -280,7 +280,7 @@ def _zip_reader(archive: zipfile.ZipFile, base: str) -> Callable[[str], bytes]:
     def read(name: str) -> bytes:
         # Members are looked up by exact name and read in memory: nothing touches the disk,
         # so "../" in a name can only fail to match.
-        info = files.get(base + name)
+        info = files.get(base + name.removeprefix("./"))
         if info is None:
             raise LookupError(MISSING_MEMBER.format(name=name))
         with archive.open(info) as member:
@@ -392,6 +392,13 @@ def _label_winner(record: dict, uids: tuple[Any, Any]) -> int | None | str:
     return winner
 
 
+def _cell_bytes(value: Any) -> bytes:
+    # Binary as in Pick-a-Pic, or the `datasets` Image struct {bytes, path}.
+    if isinstance(value, dict):
+        value = value.get("bytes")
+    return value if isinstance(value, bytes) else b""
+
+
 def _user_id(value: Any) -> str | None:
     if isinstance(value, bool):
         return None
@@ -480,9 +487,8 @@ def _plan_parquet(
                 if not isinstance(model_name, str) or len(model_name) > 200:
                     errors.add(row, BAD_MODEL_NAME)
                     continue
-                data = record[f"jpg_{side}"]
                 try:
-                    image = check_image_bytes(data if isinstance(data, bytes) else b"")
+                    image = check_image_bytes(_cell_bytes(record[f"jpg_{side}"]))
                 except ApplicationError as exc:
                     errors.add(row, f"jpg_{side}: {exc.message}")
                     continue
@@ -519,7 +525,7 @@ def _plan_parquet(
                 for side in (0, 1):
                     key = by_ref.get((row, side))
                     if key is not None:
-                        yield key, record[f"jpg_{side}"]
+                        yield key, _cell_bytes(record[f"jpg_{side}"])
 
     return ImportPlan(
         campaign=campaign,

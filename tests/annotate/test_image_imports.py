@@ -108,7 +108,7 @@ def test_importing_the_same_zip_twice_doubles_nothing():
 
 def test_a_zipped_folder_with_its_manifest_inside_is_accepted():
     campaign = CampaignFactory()
-    rows = [{"prompt": "a dog", "file": "pics/x.png", "model_name": "m"}]
+    rows = [{"prompt": "a dog", "file": "./pics/x.png", "model_name": "m"}]
     data = zip_bytes({"upload/manifest.csv": manifest_csv(rows), "upload/pics/x.png": png_bytes()})
     assert _import(campaign, data).images_created == 1
 
@@ -283,6 +283,23 @@ def test_a_parquet_import_keeps_image_uids_and_merges_repeated_ones():
     assert uids == {first["image_0_uid"], first["image_1_uid"], second["image_1_uid"]}
     assert not Judgment.objects.exists()
     assert Image.objects.get(uid=first["image_0_uid"]).model_name == "model-a"
+
+
+def test_a_parquet_file_with_datasets_image_structs_imports_too():
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    row = pickapic_row("a cat")
+    image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    columns = {
+        c: pa.array([row[c]])
+        for c in ("caption", "model_0", "model_1", "image_0_uid", "image_1_uid")
+    }
+    for side in ("jpg_0", "jpg_1"):
+        columns[side] = pa.array([{"bytes": row[side], "path": None}], type=image)
+    buffer = io.BytesIO()
+    pq.write_table(pa.table(columns), buffer)
+    assert _import(CampaignFactory(), buffer.getvalue()).images_created == 2
 
 
 def test_a_parquet_uid_used_elsewhere_gets_a_fresh_one():
