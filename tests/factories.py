@@ -189,3 +189,20 @@ def _tiny_pipeline_dir():
     from generation.tiny_model import cached_tiny_pipeline_dir
 
     return cached_tiny_pipeline_dir()
+
+
+def user_as(campaign: Campaign, who: str):
+    """A user in the role `who` for the campaign (admin, researcher, annotator,
+    site_researcher or outsider); None for anonymous."""
+    from django.contrib.auth.models import Group
+
+    if who == "anonymous":
+        return None
+    if who == "annotator":
+        return annotator(campaign)
+    user = UserFactory()
+    if who in ("admin", "researcher"):
+        membership_set(campaign=campaign, user=user, role=who)
+    elif who == "site_researcher":
+        user.groups.add(Group.objects.get_or_create(name="researchers")[0])
+    return user

@@ -1,19 +1,16 @@
 import pytest
-from django.contrib.auth.models import Group
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from annotate.models import Image, Judgment, Membership, Prompt
-from annotate.services.campaigns import membership_set
+from annotate.models import Image, Judgment, Prompt
 from annotate.services.image_imports import BAD_ROWS, UNKNOWN_SOURCE
 from tests.factories import (
     CampaignFactory,
-    UserFactory,
-    annotator,
     manifest_csv,
     manifest_zip,
     pickapic_parquet,
     pickapic_row,
     png_bytes,
+    user_as,
     zip_bytes,
 )
 
@@ -25,9 +22,7 @@ def _url(campaign) -> str:
 
 
 def _admin_client(api_client, campaign):
-    user = UserFactory()
-    membership_set(campaign=campaign, user=user, role=Membership.Role.ADMIN)
-    api_client.force_authenticate(user)
+    api_client.force_authenticate(user_as(campaign, "admin"))
     return api_client
 
 
@@ -158,16 +153,7 @@ def test_a_file_just_over_the_limit_is_refused_with_413(api_client, settings):
 @pytest.mark.parametrize("who", ["anonymous", "annotator", "researcher", "site_researcher"])
 def test_only_campaign_admins_may_import(api_client, who):
     campaign = CampaignFactory()
-    if who == "annotator":
-        api_client.force_authenticate(annotator(campaign))
-    elif who == "researcher":
-        user = UserFactory()
-        membership_set(campaign=campaign, user=user, role=Membership.Role.RESEARCHER)
-        api_client.force_authenticate(user)
-    elif who == "site_researcher":
-        user = UserFactory()
-        user.groups.add(Group.objects.get_or_create(name="researchers")[0])
-        api_client.force_authenticate(user)
+    api_client.force_authenticate(user_as(campaign, who))
     response = _post(api_client, campaign, manifest_zip(prompts=1))
     expected = (401, 403) if who == "anonymous" else (403,)
     assert response.status_code in expected
@@ -176,7 +162,7 @@ def test_only_campaign_admins_may_import(api_client, who):
 
 def test_a_non_member_cannot_tell_the_campaign_exists(api_client):
     campaign = CampaignFactory()
-    api_client.force_authenticate(UserFactory())
+    api_client.force_authenticate(user_as(campaign, "outsider"))
     response = _post(api_client, campaign, manifest_zip(prompts=1))
     assert response.status_code == 404
     missing = CampaignFactory.build(pk=campaign.pk + 1000)

@@ -1,12 +1,10 @@
 import pytest
-from django.contrib.auth.models import Group
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from annotate.apis import NEEDS_PROMPTS_OR_FILE
-from annotate.models import Membership, Prompt
+from annotate.models import Prompt
 from annotate.services import prompts as prompt_service
-from annotate.services.campaigns import membership_set
-from tests.factories import CampaignFactory, UserFactory, annotator
+from tests.factories import CampaignFactory, user_as
 
 pytestmark = pytest.mark.django_db
 
@@ -16,9 +14,7 @@ def _url(campaign) -> str:
 
 
 def _admin_client(api_client, campaign):
-    user = UserFactory()
-    membership_set(campaign=campaign, user=user, role=Membership.Role.ADMIN)
-    api_client.force_authenticate(user)
+    api_client.force_authenticate(user_as(campaign, "admin"))
     return api_client
 
 
@@ -157,16 +153,7 @@ def test_a_json_body_over_the_request_limit_gets_a_json_413(api_client, settings
 @pytest.mark.parametrize("who", ["anonymous", "annotator", "researcher", "site_researcher"])
 def test_only_campaign_admins_may_add_prompts(api_client, who):
     campaign = CampaignFactory()
-    if who == "annotator":
-        api_client.force_authenticate(annotator(campaign))
-    elif who == "researcher":
-        user = UserFactory()
-        membership_set(campaign=campaign, user=user, role=Membership.Role.RESEARCHER)
-        api_client.force_authenticate(user)
-    elif who == "site_researcher":
-        user = UserFactory()
-        user.groups.add(Group.objects.get_or_create(name="researchers")[0])
-        api_client.force_authenticate(user)
+    api_client.force_authenticate(user_as(campaign, who))
     response = api_client.post(_url(campaign), {"prompts": ["a cat"]}, format="json")
     assert response.status_code in ((401, 403) if who == "anonymous" else (403,))
     assert not Prompt.objects.exists()
@@ -174,7 +161,7 @@ def test_only_campaign_admins_may_add_prompts(api_client, who):
 
 def test_a_non_member_gets_404(api_client):
     campaign = CampaignFactory()
-    api_client.force_authenticate(UserFactory())
+    api_client.force_authenticate(user_as(campaign, "outsider"))
     response = api_client.post(_url(campaign), {"prompts": ["a cat"]}, format="json")
     assert response.status_code == 404
     assert not Prompt.objects.exists()
