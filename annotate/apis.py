@@ -362,6 +362,9 @@ class ImagesImportApi(APIView):
         with_labels = serializers.BooleanField(default=False)
         build = serializers.BooleanField(default=True)
 
+        class Meta:
+            ref_name = "ImagesImportInput"  # a unique name in the OpenAPI schema
+
     class OutputSerializer(serializers.Serializer):
         prompts_created = serializers.IntegerField()
         prompts_existing = serializers.IntegerField()
@@ -371,6 +374,9 @@ class ImagesImportApi(APIView):
         judgments_created = serializers.IntegerField()
         judgments_existing = serializers.IntegerField()
         comparisons_created = serializers.IntegerField()
+
+        class Meta:
+            ref_name = "ImagesImportResult"
 
     @extend_schema(
         request=InputSerializer,
