@@ -48,10 +48,23 @@ ERRORS = {
 
 
 class TokenObtainApi(APIView):
-    permission_classes = [AllowAny]
-    authentication_classes: list = []
+    """POST trades a username and password for a token; DELETE revokes the caller's token."""
+
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "auth"
+
+    def get_authenticators(self):
+        # Logging in needs no credentials (and no CSRF token); revoking needs the token itself.
+        if self._is_login():
+            return []
+        return super().get_authenticators()
+
+    def get_permissions(self):
+        return [AllowAny()] if self._is_login() else super().get_permissions()
+
+    def _is_login(self) -> bool:
+        # The schema generator inspects views without a request.
+        return getattr(self.request, "method", None) == "POST"
 
     class InputSerializer(serializers.Serializer):
         username = serializers.CharField(max_length=150)
@@ -69,6 +82,11 @@ class TokenObtainApi(APIView):
             raise ApplicationError(INVALID_CREDENTIALS, code="invalid_credentials", status=400)
         token, _ = Token.objects.get_or_create(user=user)
         return Response({"token": token.key})
+
+    @extend_schema(request=None, responses={204: None, **ERRORS})
+    def delete(self, request):
+        Token.objects.filter(user=request.user).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class CriterionSerializer(serializers.Serializer):

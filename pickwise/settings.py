@@ -168,9 +168,10 @@ PICKWISE_MAX_PROMPTS_PER_IMPORT = env.int("PICKWISE_MAX_PROMPTS_PER_IMPORT", def
 
 # REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # Token first, so an unauthenticated request gets 401 with a WWW-Authenticate header.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -252,10 +253,14 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
 
-
-# Image imports ----------------------------------------------------------------------------
-# Rows (manifest lines or parquet rows) per import: every row is checked before any is written.
-PICKWISE_MAX_IMPORT_ROWS = env.int("PICKWISE_MAX_IMPORT_ROWS", default=100_000)
+# Exports ----------------------------------------------------------------------------------
+# Export folders live outside MEDIA_ROOT: media is served without authentication, and exports
+# are for researchers only (downloads go through /api/exports/{id}/files/{name}).
+EXPORT_ROOT = Path(env.str("EXPORT_ROOT", default=str(VAR_DIR / "exports")))
+EXPORT_SHARD_MAX_BYTES = env.int("EXPORT_SHARD_MAX_BYTES", default=500 * 1024 * 1024)
+EXPORT_BATCH_ROWS = env.int("EXPORT_BATCH_ROWS", default=2000)
+EXPORT_JPEG_QUALITY = env.int("EXPORT_JPEG_QUALITY", default=95)
+EXPORT_IMAGE_CACHE_BYTES = env.int("EXPORT_IMAGE_CACHE_BYTES", default=128 * 1024 * 1024)
 
 # Generation -------------------------------------------------------------------------------
 # Items per generate task (one pipeline call per batch, chunked by the worker's max batch size).
@@ -279,15 +284,6 @@ CELERY_BEAT_SCHEDULE["generation.recover_stalled"] = {
 # Rows (manifest lines or parquet rows) per import: every row is checked before any is written.
 PICKWISE_MAX_IMPORT_ROWS = env.int("PICKWISE_MAX_IMPORT_ROWS", default=100_000)
 
-# Exports ----------------------------------------------------------------------------------
-# Export folders live outside MEDIA_ROOT: media is served without authentication, and exports
-# are for researchers only (downloads go through /api/exports/{id}/files/{name}).
-EXPORT_ROOT = Path(env.str("EXPORT_ROOT", default=str(VAR_DIR / "exports")))
-EXPORT_SHARD_MAX_BYTES = env.int("EXPORT_SHARD_MAX_BYTES", default=500 * 1024 * 1024)
-EXPORT_BATCH_ROWS = env.int("EXPORT_BATCH_ROWS", default=2000)
-EXPORT_JPEG_QUALITY = env.int("EXPORT_JPEG_QUALITY", default=95)
-EXPORT_IMAGE_CACHE_BYTES = env.int("EXPORT_IMAGE_CACHE_BYTES", default=128 * 1024 * 1024)
-
 # Quality ----------------------------------------------------------------------------------
 # Full recompute of rater counters and agreement; submits keep the counters current between.
 CELERY_BEAT_SCHEDULE["quality.recompute_all"] = {
@@ -296,3 +292,4 @@ CELERY_BEAT_SCHEDULE["quality.recompute_all"] = {
 }
 
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,16 @@ def test_a_token_from_username_and_password_authenticates_scripts(api_client):
     assert api_client.get("/api/campaigns/").status_code == 200
 
 
+def test_a_revoked_token_stops_working(api_client):
+    UserFactory(username="scripter")
+    token = api_client.post(
+        "/api/auth/token/", {"username": "scripter", "password": "pw-for-tests-1"}, format="json"
+    ).json()["token"]
+    api_client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    assert api_client.delete("/api/auth/token/").status_code == 204
+    assert api_client.get("/api/campaigns/").status_code == 401
+
+
 def test_a_wrong_password_gets_a_json_error(api_client):
     UserFactory(username="scripter")
     response = api_client.post(
