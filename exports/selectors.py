@@ -7,12 +7,14 @@ memory stays flat in the number of judgments and rows that share images come tog
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from django.db.models import Max, Q, QuerySet
 
 from annotate.models import Campaign, ComparisonImage, Judgment, Membership, Prompt
 from exports.models import Export
+from pickwise.errors import ApplicationError
 
 
 def export_list(*, campaign: Campaign) -> QuerySet[Export]:
@@ -162,3 +164,31 @@ def campaign_summary(*, campaign: Campaign) -> dict[str, Any]:
         "criteria": campaign.criteria,
         "qc_policy": campaign.qc_policy,
     }
+
+
+NOT_FINISHED = "Export {id} is {status}; its files are available once it has finished."
+NO_SUCH_FILE = "Export {id} has no file named {name!r}; the manifest lists its files."
+
+
+def export_files(*, export: Export) -> list[dict]:
+    """The files a finished export offers: the manifest's list, and the manifest itself."""
+    if export.status != Export.Status.FINISHED or not export.manifest:
+        return []
+    return [*export.manifest.get("files", []), {"name": "manifest.json"}]
+
+
+def export_file_path(*, export: Export, name: str) -> Path:
+    """The path of one of the export's files. Only names the manifest lists are served, so
+    no request can reach outside the export folder."""
+    if export.status != Export.Status.FINISHED:
+        raise ApplicationError(
+            NOT_FINISHED.format(id=export.pk, status=export.status), code="not_finished", status=409
+        )
+    listed = {entry["name"] for entry in export_files(export=export)}
+    folder = Path(export.folder).resolve()
+    path = (folder / name).resolve() if name in listed else None
+    if path is None or not path.is_relative_to(folder) or not path.is_file():
+        raise ApplicationError(
+            NO_SUCH_FILE.format(id=export.pk, name=name), code="not_found", status=404
+        )
+    return path

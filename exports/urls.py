@@ -1,4 +1,10 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from exports import apis
 
 app_name = "exports"
-urlpatterns: list = []
+urlpatterns = [
+    path("exports/", apis.ExportCreateApi.as_view(), name="create"),
+    path("exports/<int:export_id>/", apis.ExportDetailApi.as_view(), name="detail"),
+    path("exports/<int:export_id>/files/<path:name>", apis.ExportFileApi.as_view(), name="file"),
+]

@@ -24,6 +24,10 @@ def prefer_models(*order: str) -> Callable[[Assignment], dict]:
     return answer
 
 
+def constant(value: str) -> Callable[[Assignment], dict]:
+    return lambda assignment: {"overall": value}
+
+
 def judge_all(campaign, users, answer: Callable[[Assignment], dict]) -> list[Judgment]:
     """Each user judges every comparison they are offered until none is left."""
     judgments = []
@@ -41,3 +45,72 @@ def build(campaign, *, format: str = "pickapic", folder: Path | None = None, **o
     export = export_build(export=export, folder=folder)
     assert export.status == Export.Status.FINISHED, export.error
     return export
+
+
+def parquet_rows(folder: str, pattern: str) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    rows = []
+    for path in sorted(Path(folder).glob(pattern)):
+        rows.extend(pq.read_table(path).to_pylist())
+    return rows
+
+
+def bulk_judge(campaign, users, answer: Callable[[Assignment], dict]) -> list[Judgment]:
+    """Every user judges every regular comparison once, written in bulk (fast fixtures).
+
+    The rows have the shape judgment_submit gives them (submitted assignment, presented
+    order, normalised answers); the counters move as they would.
+    """
+    import random
+
+    from django.db.models import F
+    from django.utils import timezone
+
+    from annotate.models import Comparison, ComparisonImage
+
+    now = timezone.now()
+    rng = random.Random(campaign.pk)
+    uids: dict[int, list[str]] = {}
+    for comparison_id, uid in ComparisonImage.objects.filter(
+        comparison__campaign=campaign
+    ).values_list("comparison_id", "image__uid"):
+        uids.setdefault(comparison_id, []).append(str(uid))
+    comparisons = list(Comparison.objects.filter(campaign=campaign, role="regular"))
+    assignments = []
+    for sequence, (user, comparison) in enumerate(
+        (user, comparison) for user in users for comparison in comparisons
+    ):
+        presented = list(uids[comparison.pk])
+        rng.shuffle(presented)
+        assignments.append(
+            Assignment(
+                campaign=campaign,
+                comparison=comparison,
+                annotator=user,
+                presented=presented,
+                issued_at=now,
+                expires_at=now,
+                state=Assignment.State.SUBMITTED,
+                sequence=sequence,
+                closed_at=now,
+            )
+        )
+    assignments = Assignment.objects.bulk_create(assignments)
+    judgments = Judgment.objects.bulk_create(
+        Judgment(
+            assignment=assignment,
+            campaign=campaign,
+            comparison_id=assignment.comparison_id,
+            annotator_id=assignment.annotator_id,
+            answers=answer(assignment),
+            presented=assignment.presented,
+            duration_ms=1500,
+            server_ms=1600,
+        )
+        for assignment in assignments
+    )
+    Comparison.objects.filter(campaign=campaign, role="regular").update(
+        done=F("done") + len(users), wanted=F("done") + len(users)
+    )
+    return judgments
