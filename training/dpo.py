@@ -742,6 +742,13 @@ def main(config: DPOConfig) -> TrainResult:
             accelerator.scaler.load_state_dict(torch.load(resume_from / "scaler.pt"))
         state = json.loads((resume_from / "trainer_state.json").read_text(encoding="utf-8"))
         step, micro_batch = state["step"], state["micro_batch"]
+        if state.get("pairs", len(pair_keys)) != len(pair_keys):
+            logger.warning(
+                "the checkpoint was trained on %d pairs, the data now has %d: the data order "
+                "after the resume differs from the original run's",
+                state["pairs"],
+                len(pair_keys),
+            )
         trend_history = state.get("mse_history", [])
         trend_quiet_until = state.get("mse_quiet_until", 0)
         # Our own file: it holds numpy and python RNG states, which need full unpickling.
@@ -811,6 +818,7 @@ def main(config: DPOConfig) -> TrainResult:
             "step": step,
             "micro_batch": micro_batch,
             "world_size": accelerator.num_processes,
+            "pairs": len(pair_keys),
             "mse_history": list(trend.history),
             "mse_quiet_until": trend.quiet_until,
         }

@@ -38,6 +38,17 @@ def write_export(folder: Path, labels: list[float], *, split: str = "train") -> 
     return folder
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    # On a small shared machine, OpenMP threads spin-waiting for each other make the tiny
+    # models tens of times slower than one thread does.
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
     pytest.importorskip("diffusers")
