@@ -1,16 +1,18 @@
-"""Dashboard panels backed by other apps' selectors, which may not exist yet.
+"""Dashboard panels backed by other apps' selectors, which may not have shipped yet.
 
 Each app lands on its own schedule, so the dashboard imports their selectors lazily, inside
 the request: a missing module or function gives a neutral "not available yet" panel instead
-of a broken page. Nothing here imports torch or diffusers (selectors never do).
+of a broken page. Each panel is {"available": bool, ...what the template shows}. Nothing here
+imports torch or diffusers (selectors never do).
 """
 
 import importlib
-import logging
 from collections.abc import Callable
 from typing import Any
 
-logger = logging.getLogger(__name__)
+from annotate.models import Campaign
+
+NOT_AVAILABLE: dict[str, Any] = {"available": False}
 
 
 def optional_callable(module: str, name: str) -> Callable[..., Any] | None:
@@ -21,118 +23,137 @@ def optional_callable(module: str, name: str) -> Callable[..., Any] | None:
         return None
 
 
-def panel(module: str, name: str, **kwargs: Any) -> dict:
-    """{"available": bool, "data": ...}: the selector's result, or why there is none."""
-    selector = optional_callable(module, name)
-    if selector is None:
-        return {"available": False, "data": None}
-    return {"available": True, "data": selector(**kwargs)}
+def _percent(done: int, total: int) -> int:
+    return min(100, round(100 * done / total)) if total else 0
 
 
-def pick(row: Any, *names: str, default: Any = None) -> Any:
-    """The first of `names` that `row` has, as a key or an attribute."""
-    for name in names:
-        if isinstance(row, dict):
-            if row.get(name) is not None:
-                return row[name]
-        elif getattr(row, name, None) is not None:
-            return getattr(row, name)
-    return default
+def _stamp(value: Any) -> float | None:
+    return value.timestamp() if hasattr(value, "timestamp") else None
 
 
-def job_rows(jobs: Any, *, limit: int = 10) -> list[dict]:
-    """Generation, export or training jobs as (label, status, done, total, percent) rows."""
-    rows = []
-    for job in list(jobs or [])[:limit]:
-        done = pick(job, "progress_done", "done", "items_done", "step", default=0) or 0
-        total = pick(job, "progress_total", "total", "items_total", "max_steps", default=0) or 0
-        label = pick(job, "name", "label", default=None)
-        if label is None:
-            version = pick(job, "version")
-            fmt = pick(job, "format", "kind", default="")
-            label = f"{fmt} v{version}" if version else f"#{pick(job, 'id', 'pk', default='?')}"
-        rows.append(
-            {
-                "label": label,
-                "status": pick(job, "status", default=""),
-                "done": done,
-                "total": total,
-                "percent": min(100, round(100 * done / total)) if total else 0,
-                "created_at": pick(job, "created_at"),
-                "error": pick(job, "error", default=""),
-            }
-        )
-    return rows
-
-
-def agreement_series(timeline: Any) -> list[dict]:
-    """Agreement over time per criterion, as uPlot-ready columns: x (unix s), alpha, low, high."""
-    by_criterion: dict[str, list] = {}
-    if isinstance(timeline, dict):
-        items = [(key, point) for key, points in timeline.items() for point in points]
-    else:
-        items = [(pick(point, "criterion", default="overall"), point) for point in timeline or []]
-    for criterion, point in items:
-        when = pick(point, "at", "t", "computed_at", "created_at", "window_end")
-        alpha = pick(point, "alpha", "alpha_nominal")
-        if when is None:
-            continue
-        stamp = when.timestamp() if hasattr(when, "timestamp") else float(when)
-        by_criterion.setdefault(criterion, []).append(
-            (
-                stamp,
-                alpha,
-                pick(point, "low", "alpha_low", "alpha_nominal_low"),
-                pick(point, "high", "alpha_high", "alpha_nominal_high"),
-            )
-        )
+def agreement_panel(*, campaign: Campaign) -> dict:
+    """Per criterion: alpha over windows of units with its trailing baseline (for the plot),
+    and the campaign-level nominal alpha with its 95% bootstrap interval."""
+    timeline = optional_callable("annotate.quality.selectors", "agreement_timeline")
+    summary = optional_callable("annotate.quality.selectors", "agreement_summary")
+    if timeline is None or summary is None:
+        return NOT_AVAILABLE
+    headline: dict[str, dict] = {}
+    for row in summary(campaign=campaign):
+        # Rankings report rank units and derived pairs; the timeline follows derived pairs.
+        if row["unit"] in ("pair", "derived_pair"):
+            headline[row["criterion"]] = {"status": row["status"], **row["nominal"]}
     series = []
-    for criterion, points in sorted(by_criterion.items()):
-        points.sort(key=lambda p: p[0])
-        columns = [list(column) for column in zip(*points, strict=True)]
+    for criterion in campaign.criteria:
+        key = criterion["key"]
+        windows = [
+            w for w in timeline(campaign=campaign, criterion=key) if _stamp(w["end"]) is not None
+        ]
         series.append(
             {
-                "criterion": criterion,
-                "x": columns[0],
-                "alpha": columns[1],
-                "low": columns[2],
-                "high": columns[3],
-                "latest": columns[1][-1],
+                "criterion": key,
+                "question": criterion["question"],
+                "headline": headline.get(key, {"status": "too_few_units"}),
+                "x": [_stamp(w["end"]) for w in windows],
+                "alpha": [w["alpha"] for w in windows],
+                "baseline": [w["baseline"] for w in windows],
+                "alerts": sum(1 for w in windows if w["alert"]),
             }
         )
-    return series
+    return {"available": True, "series": series}
 
 
-def rater_rows(table: Any) -> list[dict]:
-    """The quality rater table in the columns the dashboard shows."""
+def rater_panel(*, campaign: Campaign) -> dict:
+    table = optional_callable("annotate.quality.selectors", "rater_table")
+    if table is None:
+        return NOT_AVAILABLE
     rows = []
-    for row in table or []:
-        correct = pick(row, "gold_correct", default=None)
-        wrong = pick(row, "gold_wrong", default=None)
+    for row in table(campaign=campaign):
+        gold_seen = row["gold_correct"] + row["gold_wrong"]
         rows.append(
             {
-                "user_id": pick(row, "user_id", "annotator_id"),
-                "username": pick(row, "username", "annotator", default="?"),
-                "judgments": pick(row, "judgments", "n", default=0),
-                "gold": None if correct is None else f"{correct} / {correct + (wrong or 0)}",
-                "self_consistency": pick(row, "self_consistency", "consistency"),
-                "position_bias": pick(row, "position_bias", "position_z"),
-                "median_seconds": pick(row, "median_seconds", "median_s"),
-                "state": pick(row, "gate_state", "state", default=""),
-                "reason": pick(row, "gate_reason", "reason", default=""),
+                **row,
+                "gold": f"{row['gold_correct']} / {gold_seen}" if gold_seen else None,
+                "repeat_figure": (
+                    f"{row['repeat_consistency']:.2f} ({row['repeats']})"
+                    if row["repeat_consistency"] is not None
+                    else None
+                ),
             }
         )
-    return rows
+    return {"available": True, "rows": rows}
 
 
-def leaderboard_rows(board: Any) -> list[dict]:
-    return [
-        {
-            "model": pick(row, "model", "model_name", "name", default="?"),
-            "score": pick(row, "score", "strength", "rating"),
-            "low": pick(row, "low", "score_low", "ci_low"),
-            "high": pick(row, "high", "score_high", "ci_high"),
-            "n": pick(row, "n", "comparisons", "judgments"),
-        }
-        for row in board or []
+def leaderboard_panel(*, campaign: Campaign) -> dict:
+    board = optional_callable("annotate.quality.selectors", "model_leaderboard")
+    if board is None:
+        return NOT_AVAILABLE
+    rows = [
+        {**row, "n": row.get("wins", 0) + row.get("ties", 0) + row.get("losses", 0)}
+        for row in board(campaign=campaign)
     ]
+    return {"available": True, "rows": rows}
+
+
+def generation_panel(*, campaign: Campaign, limit: int = 5) -> dict:
+    jobs = optional_callable("generation.selectors", "generation_job_list")
+    progress = optional_callable("generation.selectors", "generation_job_progress")
+    if jobs is None or progress is None:
+        return NOT_AVAILABLE
+    rows = []
+    for job in jobs(campaign=campaign)[:limit]:
+        counts = progress(job=job)
+        names = ", ".join(g.name for g in job.generators.all())
+        rows.append(
+            {
+                "label": names or f"#{job.pk}",
+                "status": job.status,
+                "done": counts["finished"],
+                "total": counts["total"],
+                "percent": _percent(counts["finished"], counts["total"]),
+                "created_at": job.created_at,
+                "error": job.error or (f"{counts['failed']} failed" if counts["failed"] else ""),
+            }
+        )
+    return {"available": True, "rows": rows}
+
+
+def export_panel(*, campaign: Campaign, limit: int = 5) -> dict:
+    exports = optional_callable("exports.selectors", "export_list")
+    if exports is None:
+        return NOT_AVAILABLE
+    rows = [
+        {
+            "label": f"{export.format} v{export.version}",
+            "status": export.status,
+            "done": export.progress_done,
+            "total": export.progress_total,
+            "percent": _percent(export.progress_done, export.progress_total),
+            "created_at": export.created_at,
+            "error": export.error,
+        }
+        for export in exports(campaign=campaign)[:limit]
+    ]
+    return {"available": True, "rows": rows}
+
+
+def training_panel(*, campaign: Campaign, limit: int = 5) -> dict:
+    jobs = optional_callable("training.selectors", "training_job_list")
+    if jobs is None:
+        return NOT_AVAILABLE
+    rows = []
+    for job in jobs(campaign=campaign)[:limit]:
+        done = getattr(job, "step", 0) or 0
+        total = getattr(job, "max_steps", 0) or 0
+        rows.append(
+            {
+                "label": getattr(job, "name", "") or f"#{job.pk}",
+                "status": job.status,
+                "done": done,
+                "total": total,
+                "percent": _percent(done, total),
+                "created_at": getattr(job, "created_at", None),
+                "error": getattr(job, "error", ""),
+            }
+        )
+    return {"available": True, "rows": rows}

@@ -19,6 +19,7 @@ from annotate.access import (
     campaign_role,
 )
 from annotate.models import Campaign, Membership
+from annotate.quality.services import rater_gate_override
 from annotate.selectors import (
     annotator_progress,
     assignment_task,
@@ -29,17 +30,16 @@ from annotate.services.assignments import assignment_next
 from frontend.access import rater_membership_get_for_manager
 from frontend.forms import GateOverrideForm
 from frontend.panels import (
-    agreement_series,
-    job_rows,
-    leaderboard_rows,
-    optional_callable,
-    panel,
-    rater_rows,
+    agreement_panel,
+    export_panel,
+    generation_panel,
+    leaderboard_panel,
+    rater_panel,
+    training_panel,
 )
 from pickwise.errors import ApplicationError
 
 HOME_CAMPAIGN_LIMIT = 100
-GATE_OVERRIDE_MISSING = "Gate overrides are not available yet."
 
 
 def _percent(done: int, wanted: int) -> int:
@@ -185,25 +185,17 @@ def _progress_context(campaign: Campaign) -> dict:
 def dashboard(request, campaign_id: int):
     campaign = campaign_get_for_user(user=request.user, campaign_id=campaign_id, roles=READERS)
     role = campaign_role(user=request.user, campaign=campaign)
-    raters = panel("annotate.quality.selectors", "rater_table", campaign=campaign)
-    agreement = panel("annotate.quality.selectors", "agreement_timeline", campaign=campaign)
-    leaderboard = panel("annotate.quality.selectors", "model_leaderboard", campaign=campaign)
-    jobs = {
-        "generation": panel("generation.selectors", "generation_job_list", campaign=campaign),
-        "exports": panel("exports.selectors", "export_list", campaign=campaign),
-        "training": panel("training.selectors", "training_job_list", campaign=campaign),
-    }
-    series = agreement_series(agreement["data"]) if agreement["available"] else []
     context = {
         **_progress_context(campaign),
         "role": role,
         "may_manage": role == Membership.Role.ADMIN,
-        "raters": {**raters, "rows": rater_rows(raters["data"])},
-        "agreement": {**agreement, "series": series},
-        "leaderboard": {**leaderboard, "rows": leaderboard_rows(leaderboard["data"])},
+        "raters": rater_panel(campaign=campaign),
+        "agreement": agreement_panel(campaign=campaign),
+        "leaderboard": leaderboard_panel(campaign=campaign),
         "jobs": [
-            {"key": key, "available": job["available"], "rows": job_rows(job["data"])}
-            for key, job in jobs.items()
+            {"key": "generation", **generation_panel(campaign=campaign)},
+            {"key": "exports", **export_panel(campaign=campaign)},
+            {"key": "training", **training_panel(campaign=campaign)},
         ],
     }
     return render(request, "frontend/dashboard.html", context)
@@ -230,21 +222,18 @@ def rater_gate(request, campaign_id: int, user_id: int):
             for error in errors:
                 messages.error(request, error)
         return redirect(dashboard_url)
-    override = optional_callable("annotate.quality.services", "rater_gate_override")
-    if override is None:
-        messages.error(request, _(GATE_OVERRIDE_MISSING))
-        return redirect(dashboard_url)
     state = (
         Membership.Gate.BLOCKED
         if form.cleaned_data["action"] == "block"
         else Membership.Gate.ACTIVE
     )
     try:
-        override(
-            membership=membership,
+        rater_gate_override(
+            campaign=membership.campaign,
+            user=membership.user,
             state=state,
             reason=form.cleaned_data["reason"],
-            actor=request.user,
+            by=request.user,
         )
     except ApplicationError as error:
         messages.error(request, error.message)

@@ -21,7 +21,11 @@
 
   // Exposed for the browser tests: key-press-to-next-task times and the shown task.
   const metrics = { keyToNext: [], shown: 0 };
-  window.pickwise = { metrics: metrics, queueLength: () => loadQueue().length };
+  window.pickwise = {
+    metrics: metrics,
+    queueLength: () => loadQueue().length,
+    aheadReady: () => Boolean(ahead) || nothingLeft,
+  };
 
   let current = null; // {task, shownAt, answers, boards, undo}
   let ahead = null; // the reserved next task, images preloaded
