@@ -6,6 +6,7 @@ from collections.abc import Callable
 from annotate.models import Assignment, Campaign, Image
 from annotate.services.assignments import assignment_next
 from annotate.services.judgments import judgment_submit
+from pickwise.errors import ApplicationError
 
 Chooser = Callable[[Assignment, dict[str, str], random.Random], dict]
 
@@ -65,7 +66,7 @@ def run_crowd(
         for user, choose in active:
             try:
                 assignment = assignment_next(campaign=campaign, annotator=user)
-            except Exception:  # blocked, or the campaign closed: this rater is done
+            except ApplicationError:  # blocked, or the campaign closed: this rater is done
                 continue
             if assignment is None:
                 continue

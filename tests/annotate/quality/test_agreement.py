@@ -77,6 +77,8 @@ def test_a_window_that_drops_below_its_trailing_baseline_raises_an_alert():
     good = [[0, 0, 0], [2, 2, 2], [0, 0, 2], [2, 2, 0]] * 50  # alpha about 0.33
     noisy = [[0, 2, 1], [2, 0, 1], [0, 2, 2], [2, 0, 0]] * 50  # alpha below 0
     counts = np.asarray([[u.count(v) for v in (0, 1, 2)] for u in good + noisy])
-    windows = alpha_windows(counts, list(range(len(counts))), [0, 1, 2], window=100, drop=0.05, trailing=5)
+    windows = alpha_windows(
+        counts, list(range(len(counts))), [0, 1, 2], window=100, drop=0.05, trailing=5
+    )
     assert [w["alert"] for w in windows] == [False, False, True, True]
     assert windows[2]["baseline"] == pytest.approx(windows[0]["alpha"], abs=0.05)

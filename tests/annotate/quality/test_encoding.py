@@ -49,7 +49,9 @@ def test_the_position_score_counts_earlier_shown_wins():
     (tie,) = encode_answer(answer="tie", images=IMAGES, presented=["bb", "aa"])
     assert [position_score([u]) for u in (left, right, tie)] == [1, -1, 0]
     ranking = encode_answer(
-        answer=[["a"], ["b"], ["c"]], images=[(1, "a"), (2, "b"), (3, "c")], presented=["a", "b", "c"]
+        answer=[["a"], ["b"], ["c"]],
+        images=[(1, "a"), (2, "b"), (3, "c")],
+        presented=["a", "b", "c"],
     )
     assert position_score(ranking) == 3
 
