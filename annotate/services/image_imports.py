@@ -752,14 +752,19 @@ def _raters(*, campaign: Campaign, user_ids: set[str], result: ImageImportResult
 
 
 def _pair_comparisons(
-    *, campaign: Campaign, pairs: set[tuple[int, int]], images: dict[int, Image]
+    *,
+    campaign: Campaign,
+    pairs: set[tuple[int, int]],
+    images: dict[int, Image],
+    result: ImageImportResult,
 ) -> dict[tuple[int, int], Comparison]:
     """The regular comparison for each image pair, created where missing."""
     by_prompt: dict[int, list[tuple[Image, Image]]] = defaultdict(list)
     for a, b in sorted(pairs):
         by_prompt[images[a].prompt_id].append((images[a], images[b]))
     for groups in by_prompt.values():
-        comparisons_create(campaign=campaign, prompt=groups[0][0].prompt, groups=groups)
+        created = comparisons_create(campaign=campaign, prompt=groups[0][0].prompt, groups=groups)
+        result.comparisons_created += len(created)
     keys = {comparison_key(pair): pair for pair in pairs}
     found: dict[tuple[int, int], Comparison] = {}
     for chunk in _chunks(list(keys)):
@@ -782,7 +787,9 @@ def _write_labels(
     users = _raters(campaign=campaign, user_ids={r.user_id for r in plan.labels}, result=result)
     by_pk = {image.pk: image for image in images.values()}
     pair_of = [tuple(sorted((images[r.image_0].pk, images[r.image_1].pk))) for r in plan.labels]
-    comparisons = _pair_comparisons(campaign=campaign, pairs=set(pair_of), images=by_pk)
+    comparisons = _pair_comparisons(
+        campaign=campaign, pairs=set(pair_of), images=by_pk, result=result
+    )
     comparison_ids = [c.pk for c in comparisons.values()]
     user_pks = [u.pk for u in users.values()]
     before: Counter = Counter()

@@ -324,7 +324,11 @@ def test_labels_become_judgments_by_pseudonymous_imported_raters():
         pickapic_row("a dog", user_id=11, created_at=None),
     ]
     result = _import(campaign, pickapic_parquet(rows), with_labels=True)
-    assert (result.raters_created, result.judgments_created) == (3, 4)
+    assert (result.raters_created, result.judgments_created, result.comparisons_created) == (
+        3,
+        4,
+        2,
+    )
 
     comparison = Comparison.objects.get(prompt__text="a cat")
     # Three judgments with overlap 2: wanted grows so the database's check holds.
