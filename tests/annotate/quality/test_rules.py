@@ -28,7 +28,7 @@ def _counters(behaviour, *, judgments: int, seed: int = 0, ms: int = 3000) -> Ra
     own_increments and co_rater_updates."""
     rng = random.Random(seed)
     stats = RaterStats(speed_hist=[0] * SPEED_BUCKETS)
-    for unit in range(judgments):
+    for _ in range(judgments):
         truth = rng.choice(["lo", "hi"])
         style = rng.random() < 0.4
         presented = rng.sample(["lo", "hi"], 2)

@@ -1,0 +1,152 @@
+import pytest
+
+from annotate.models import Assignment, Comparison, Judgment, Membership
+from annotate.quality.models import GateEvent, RaterStats, Rating
+from annotate.quality.services import rater_evaluate, rater_gate_override
+from annotate.services.assignments import assignment_next
+from annotate.services.gold import gold_build
+from annotate.services.judgments import judgment_submit
+from pickwise.errors import ApplicationError
+from tests.annotate.quality.crowd import always_left, prefers, run_crowd
+from tests.factories import UserFactory, annotator, campaign_with_comparisons
+
+pytestmark = pytest.mark.django_db
+
+
+def _gold_answer(assignment, *, correct: bool) -> dict:
+    expected = assignment.comparison.gold_answer["overall"]
+    if correct:
+        return {"overall": expected}
+    wrong = [uid for uid in assignment.presented if uid != expected]
+    return {"overall": wrong[0]}
+
+
+def _answer_gold(campaign, user, *, correct: bool, times: int) -> None:
+    for _ in range(times):
+        assignment = assignment_next(campaign=campaign, annotator=user)
+        assert assignment.is_gold
+        judgment_submit(assignment=assignment, answers=_gold_answer(assignment, correct=correct))
+
+
+def _qualifying_campaign():
+    campaign = campaign_with_comparisons(prompts=12, qualification_size=15)
+    gold_build(campaign=campaign, count=12)
+    return campaign
+
+
+def test_three_wrong_gold_answers_block_inside_the_submit():
+    campaign = _qualifying_campaign()
+    user = annotator(campaign)
+    assert Membership.objects.get(user=user).gate_state == "qualifying"
+    _answer_gold(campaign, user, correct=False, times=3)
+    membership = Membership.objects.get(user=user)
+    assert membership.gate_state == "blocked"
+    with pytest.raises(ApplicationError) as refused:
+        assignment_next(campaign=campaign, annotator=user)
+    assert refused.value.code == "blocked"
+    event = GateEvent.objects.get(annotator=user)
+    assert (event.from_state, event.to_state, event.rule) == ("qualifying", "blocked", "gold_sprt")
+    assert event.figures["gold_wrong"] == 3 and event.figures["gold_llr"] < -2.944
+    assert Judgment.objects.filter(annotator=user, excluded=False).count() == 0
+
+
+def test_eight_right_gold_answers_qualify():
+    campaign = _qualifying_campaign()
+    user = annotator(campaign)
+    _answer_gold(campaign, user, correct=True, times=7)
+    assert Membership.objects.get(user=user).gate_state == "qualifying"
+    _answer_gold(campaign, user, correct=True, times=1)
+    assert Membership.objects.get(user=user).gate_state == "active"
+    assert GateEvent.objects.get(annotator=user).to_state == "active"
+    assert RaterStats.objects.get(annotator=user).gold_correct == 8
+
+
+def _filled_campaign(prompts: int = 4):
+    campaign = campaign_with_comparisons(prompts=prompts, overlap=2)
+    first, second = annotator(campaign), annotator(campaign)
+    run_crowd(campaign, [(first, prefers("model-a")), (second, prefers("model-a"))])
+    assert set(Comparison.objects.values_list("done", "status")) == {(2, "full")}
+    return campaign, first, second
+
+
+def test_a_block_excludes_the_raters_judgments_and_reopens_their_comparisons():
+    campaign, first, _ = _filled_campaign()
+    admin = UserFactory()
+    event = rater_gate_override(
+        campaign=campaign, user=first, state="blocked", reason="spam", by=admin
+    )
+    assert (event.rule, event.by, event.from_state) == ("admin", admin, "active")
+    assert event.figures["exclusion"]["comparisons_reopened"] == 4
+    assert not Judgment.objects.filter(annotator=first, excluded=False).exists()
+    assert not Rating.objects.filter(annotator=first, excluded=False).exists()
+    assert set(Comparison.objects.values_list("done", "status")) == {(1, "open")}
+    assert Membership.objects.get(user=first).gate_reason == "spam"
+
+
+def test_unblocking_restores_judgments_where_a_slot_is_free_and_keeps_the_rest_excluded():
+    campaign, first, _ = _filled_campaign()
+    admin = UserFactory()
+    rater_gate_override(campaign=campaign, user=first, state="blocked", reason="spam", by=admin)
+    third = annotator(campaign)
+    run_crowd(campaign, [(third, prefers("model-a"))], max_rounds=2)  # refills two slots
+    event = rater_gate_override(
+        campaign=campaign, user=first, state="active", reason="reviewed: fine", by=admin
+    )
+    assert event.figures["restore"] == {"judgments_restored": 2, "judgments_kept_excluded": 2}
+    assert Judgment.objects.filter(annotator=first, excluded=False).count() == 2
+    assert Rating.objects.filter(annotator=first, excluded=False).count() == 2
+    for comparison in Comparison.objects.all():
+        counted = Judgment.objects.filter(comparison=comparison, excluded=False).count()
+        assert comparison.done == counted == comparison.wanted == 2
+        assert comparison.status == "full"
+
+
+def test_a_block_expires_the_raters_open_assignments():
+    campaign = campaign_with_comparisons(prompts=3, overlap=2)
+    user = annotator(campaign)
+    held = assignment_next(campaign=campaign, annotator=user)
+    rater_gate_override(campaign=campaign, user=user, state="blocked", reason="x", by=UserFactory())
+    held.refresh_from_db()
+    assert held.state == Assignment.State.EXPIRED
+    assert Comparison.objects.get(pk=held.comparison_id).in_flight == 0
+
+
+def test_an_always_left_rater_is_blocked_by_the_evaluation_enqueued_on_submit(
+    django_capture_on_commit_callbacks,
+):
+    campaign = campaign_with_comparisons(prompts=30, overlap=1)
+    user = annotator(campaign)
+    with django_capture_on_commit_callbacks() as callbacks:
+        run_crowd(campaign, [(user, always_left)], max_rounds=25)
+    # Every fifth counted judgment enqueues the heavier rules.
+    assert sum("_enqueue_evaluation" in c.__qualname__ for c in callbacks) == 5
+    verdict = rater_evaluate(campaign=campaign, user=user)
+    assert "position_bias" in verdict.block
+    membership = Membership.objects.get(user=user)
+    assert membership.gate_state == "blocked"
+    assert GateEvent.objects.get(annotator=user).figures["pos_sum"] == 25
+    with pytest.raises(ApplicationError):
+        assignment_next(campaign=campaign, annotator=user)
+
+
+def test_an_admin_override_holds_against_the_automatic_rules():
+    campaign = campaign_with_comparisons(prompts=30, overlap=1)
+    user = annotator(campaign)
+    admin = UserFactory()
+    rater_gate_override(campaign=campaign, user=user, state="warned", reason="watch", by=admin)
+    run_crowd(campaign, [(user, always_left)], max_rounds=25)
+    assert rater_evaluate(campaign=campaign, user=user) is None
+    assert Membership.objects.get(user=user).gate_state == "warned"
+
+
+@pytest.mark.parametrize(
+    ("state", "reason", "code"),
+    [("banned", "x", "invalid"), ("blocked", "  ", "invalid"), ("active", "again", "same_state")],
+)
+def test_an_override_refuses_bad_input(state, reason, code):
+    campaign = campaign_with_comparisons(prompts=1)
+    user = annotator(campaign)
+    with pytest.raises(ApplicationError) as refused:
+        rater_gate_override(campaign=campaign, user=user, state=state, reason=reason, by=user)
+    assert refused.value.code == code
+    assert not GateEvent.objects.exists()
