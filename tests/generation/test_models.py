@@ -1,0 +1,83 @@
+"""Generator specs are validated on save: a bad spec is a form error, not a worker crash."""
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from generation.models import Generator
+from generation.tiny_model import cached_tiny_pipeline_dir
+
+pytestmark = pytest.mark.django_db
+
+
+def tiny(**fields) -> Generator:
+    values = {
+        "name": "tiny",
+        "source": str(cached_tiny_pipeline_dir()),
+        "steps": 2,
+        "width": 32,
+        "height": 32,
+    }
+    return Generator(**{**values, **fields})
+
+
+def test_a_generator_on_a_real_pipeline_folder_is_valid():
+    generator = tiny(
+        scheduler="EulerDiscreteScheduler", scheduler_options={"timestep_spacing": "trailing"}
+    )
+    generator.full_clean()
+    spec = generator.to_spec()
+    assert (spec.scheduler, spec.pipeline_class, spec.scheduler_options) == (
+        "EulerDiscreteScheduler",
+        None,
+        {"timestep_spacing": "trailing"},
+    )
+
+
+def test_a_missing_folder_is_named(tmp_path):
+    with pytest.raises(ValidationError) as raised:
+        tiny(source=str(tmp_path / "nowhere")).full_clean()
+    assert raised.value.message_dict == {
+        "source": [f"The pipeline folder {tmp_path / 'nowhere'} does not exist."]
+    }
+
+
+def test_an_unknown_scheduler_is_refused():
+    with pytest.raises(ValidationError) as raised:
+        tiny(scheduler="FlowMatchEulerDiscreteScheduler").full_clean()
+    assert raised.value.message_dict["scheduler"][0].startswith(
+        "Unknown scheduler FlowMatchEulerDiscreteScheduler for this pipeline; compatible:"
+    )
+
+
+def test_sizes_and_loras_are_checked(tmp_path):
+    with pytest.raises(ValidationError) as raised:
+        tiny(width=30, lora_path=str(tmp_path / "no-lora")).full_clean()
+    errors = raised.value.message_dict
+    assert errors["width"] == ["Width must be a multiple of 8 from 8 to 4096 pixels, got 30."]
+    assert errors["lora_path"] == [f"The LoRA folder {tmp_path / 'no-lora'} does not exist."]
+
+
+def test_the_admin_form_shows_a_bad_spec_as_a_field_error(client, tmp_path):
+    from tests.factories import UserFactory
+
+    user = UserFactory(is_staff=True, is_superuser=True)
+    client.force_login(user)
+    response = client.post(
+        "/admin/generation/generator/add/",
+        {
+            "name": "broken",
+            "source": str(tmp_path / "nowhere"),
+            "steps": 2,
+            "guidance": 7.5,
+            "width": 64,
+            "height": 64,
+            "dtype": "auto",
+            "extra": "{}",
+            "scheduler_options": "{}",
+        },
+    )
+    assert response.status_code == 200
+    assert (
+        f"The pipeline folder {tmp_path / 'nowhere'} does not exist." in response.content.decode()
+    )
+    assert not Generator.objects.exists()
