@@ -17,6 +17,7 @@ import io
 import re
 import uuid
 import zipfile
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -71,10 +72,12 @@ LABELS_NEED_PARQUET = "Labels can only be imported from a Pick-a-Pic parquet fil
 FOLDER_MISSING = "{path} is not a folder."
 BAD_ROWS = "{count} bad row(s); nothing was imported."
 FILE_CHANGED = "{name} changed while it was being imported; nothing was imported."
+FILE_GONE = "{problem} It was readable when checked; nothing was imported."
 ACCOUNT_TAKEN = "User {username} exists and is not an imported rater."
 # Row errors, reported with their line or row index.
 MISSING_MEMBER = "{name!r} is not a file in the import."
 OUTSIDE_FOLDER = "{name!r} points outside the import folder."
+CORRUPT_MEMBER = "{name!r} cannot be read from the archive."
 BAD_PROMPT = f"prompt must be non-empty and at most {MAX_PROMPT_CHARS} characters."
 BAD_MODEL_NAME = "model_name must be at most 200 characters."
 BAD_SEED = "seed must be a whole number."
@@ -170,6 +173,10 @@ class _Errors:
             )
 
 
+class _Unreadable(Exception):
+    """A file named by the manifest that is missing, outside the import, or corrupt."""
+
+
 def _tell(progress: Progress, message: str) -> None:
     if progress is not None:
         progress(message)
@@ -219,7 +226,7 @@ def _manifest_records(data: bytes) -> list[tuple[int, dict[str, str]]]:
 def _plan_manifest(
     *, campaign: Campaign, data: bytes, read: Callable[[str], bytes], progress: Progress
 ) -> ImportPlan:
-    """Check each manifest line; `read(name)` returns a file's bytes or raises LookupError."""
+    """Check each manifest line; `read(name)` returns a file's bytes or raises _Unreadable."""
     errors = _Errors("line")
     prompts: dict[str, int] = {}
     items: dict[str, ImageItem] = {}
@@ -248,7 +255,7 @@ def _plan_manifest(
         if name not in checked:
             try:
                 image = check_image_bytes(read(name))
-            except LookupError as exc:
+            except _Unreadable as exc:
                 errors.add(line, str(exc.args[0]))
                 continue
             except ApplicationError as exc:
@@ -282,9 +289,13 @@ def _zip_reader(archive: zipfile.ZipFile, base: str) -> Callable[[str], bytes]:
         # so "../" in a name can only fail to match.
         info = files.get(base + name.removeprefix("./"))
         if info is None:
-            raise LookupError(MISSING_MEMBER.format(name=name))
-        with archive.open(info) as member:
-            return member.read(limit + 1)  # one byte over is enough to refuse it
+            raise _Unreadable(MISSING_MEMBER.format(name=name))
+        try:
+            with archive.open(info) as member:
+                return member.read(limit + 1)  # one byte over is enough to refuse it
+        except (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError, EOFError):
+            # Corrupt, encrypted or oddly compressed.
+            raise _Unreadable(CORRUPT_MEMBER.format(name=name)) from None
 
     return read
 
@@ -325,19 +336,18 @@ def _plan_zip(*, campaign: Campaign, file: BinaryIO, progress: Progress) -> Impo
                 code="too_large",
             )
         data = archive.read(info)
-        reader = _zip_reader(archive, base)
-        return _plan_manifest(campaign=campaign, data=data, read=reader, progress=progress)
-    except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, OSError):
-        # Corrupt, encrypted or oddly compressed members.
+    except (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError, EOFError):
         raise ApplicationError(NOT_A_ZIP, code="invalid_file") from None
+    reader = _zip_reader(archive, base)
+    return _plan_manifest(campaign=campaign, data=data, read=reader, progress=progress)
 
 
 def _plan_folder(*, campaign: Campaign, folder: Path, progress: Progress) -> ImportPlan:
     root = folder.resolve()
     if not root.is_dir():
         raise ApplicationError(FOLDER_MISSING.format(path=folder), code="invalid_file")
-    manifest = root / MANIFEST
-    if not manifest.is_file():
+    manifest = (root / MANIFEST).resolve()
+    if not manifest.is_relative_to(root) or not manifest.is_file():
         raise ApplicationError(NO_MANIFEST, code="no_manifest")
     limit = settings.PICKWISE_MAX_IMAGE_BYTES
 
@@ -345,9 +355,9 @@ def _plan_folder(*, campaign: Campaign, folder: Path, progress: Progress) -> Imp
         # Resolve links and "..", then insist the result is still inside the folder.
         path = (root / name).resolve()
         if not path.is_relative_to(root):
-            raise LookupError(OUTSIDE_FOLDER.format(name=name))
+            raise _Unreadable(OUTSIDE_FOLDER.format(name=name))
         if not name or not path.is_file():
-            raise LookupError(MISSING_MEMBER.format(name=name))
+            raise _Unreadable(MISSING_MEMBER.format(name=name))
         with path.open("rb") as handle:
             return handle.read(limit + 1)
 
@@ -693,7 +703,7 @@ def _write(
         )
 
     images: dict[str, Image] = {}
-    for done, (key, data) in enumerate(plan.read(), start=1):
+    for done, (key, data) in enumerate(_reread(plan), start=1):
         item = plan.items[key]
         if hashlib.sha256(data).hexdigest() != item.sha256:
             raise ApplicationError(FILE_CHANGED.format(name=item.ref), code="changed")
@@ -727,6 +737,14 @@ def _write(
                 built = comparisons_build_for_prompt(campaign=campaign, prompt=prompt)
                 result.comparisons_created += len(built)
     return result
+
+
+def _reread(plan: ImportPlan) -> Iterator[tuple[str, bytes]]:
+    """The plan's images again; one that cannot be read now has changed since the check."""
+    try:
+        yield from plan.read()
+    except _Unreadable as exc:
+        raise ApplicationError(FILE_GONE.format(problem=exc.args[0]), code="changed") from None
 
 
 def _raters(*, campaign: Campaign, user_ids: set[str], result: ImageImportResult) -> dict:

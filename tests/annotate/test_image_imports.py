@@ -1,6 +1,7 @@
 import io
 import struct
 import uuid
+import zipfile
 import zlib
 from datetime import UTC, datetime
 
@@ -215,6 +216,17 @@ def test_it_reports_every_bad_line_and_imports_nothing(settings):
     ]
     assert not Prompt.objects.exists() and not Image.objects.exists()
     assert _media_files(settings) == []
+
+
+def test_a_corrupt_archive_member_is_a_bad_line():
+    data = bytearray(_one_image_zip(png_bytes(size=(64, 64))))
+    info = zipfile.ZipFile(io.BytesIO(bytes(data))).getinfo("a.png")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    data[start + 5 : start + 25] = bytes(20)  # inside the deflated stream
+    error = _refused(CampaignFactory(), bytes(data))
+    assert error.extra["errors"] == [
+        {"line": 2, "error": image_imports.CORRUPT_MEMBER.format(name="a.png")}
+    ]
 
 
 def test_it_reports_at_most_fifty_errors_but_counts_them_all():
@@ -474,3 +486,36 @@ def test_a_write_that_fails_leaves_no_rows_and_no_new_files(settings):
     assert Image.objects.count() == images_before
     assert not Prompt.objects.filter(campaign=campaign).exists()
     assert _media_files(settings) == files_before
+
+
+def _two_image_folder(folder):
+    (folder / "a.png").write_bytes(png_bytes())
+    (folder / "b.png").write_bytes(png_bytes())
+    rows = [
+        {"prompt": "a tree", "file": "a.png", "model_name": "m1"},
+        {"prompt": "a tree", "file": "b.png", "model_name": "m2"},
+    ]
+    (folder / "manifest.csv").write_bytes(manifest_csv(rows))
+
+
+def test_a_file_changed_after_the_check_undoes_the_files_already_written(tmp_path, settings):
+    _two_image_folder(tmp_path)
+    plan = images_import_check(campaign=CampaignFactory(), source=tmp_path)
+    (tmp_path / "b.png").write_bytes(png_bytes())  # other bytes than were checked
+    with pytest.raises(ApplicationError) as error:
+        images_import_apply(plan=plan)
+    assert error.value.message == image_imports.FILE_CHANGED.format(name="b.png")
+    assert not Image.objects.exists() and not Prompt.objects.exists()
+    assert _media_files(settings) == []  # a.png had been stored; it is gone again
+
+
+def test_a_file_removed_after_the_check_fails_the_import_cleanly(tmp_path, settings):
+    _two_image_folder(tmp_path)
+    plan = images_import_check(campaign=CampaignFactory(), source=tmp_path)
+    (tmp_path / "b.png").unlink()
+    with pytest.raises(ApplicationError) as error:
+        images_import_apply(plan=plan)
+    assert error.value.message == image_imports.FILE_GONE.format(
+        problem="'b.png' is not a file in the import."
+    )
+    assert not Image.objects.exists() and _media_files(settings) == []
