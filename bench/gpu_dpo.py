@@ -40,10 +40,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.dpo import Objective, compute_pair_loss, lora_reference  # noqa: E402
 from training.dpo_losses import diffusion_target, dpo_loss, per_sample_mse  # noqa: E402
+from training.dpo_step import Objective, add_lora, compute_pair_loss, lora_reference  # noqa: E402
 
-LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 SD15_UNET = {
     "sample_size": 64,
     "in_channels": 4,
@@ -114,15 +114,8 @@ class Setup:
         return unet.to(dtype=dtype)
 
     def lora_unet(self, dtype: torch.dtype):
-        from peft import LoraConfig
-
         unet = self.unet(dtype)
-        unet.add_adapter(
-            LoraConfig(r=8, lora_alpha=8, init_lora_weights="gaussian", target_modules=LORA_TARGETS)
-        )
-        for parameter in unet.parameters():
-            if parameter.requires_grad:
-                parameter.data = parameter.data.float()
+        add_lora(unet, rank=8, alpha=8, targets=LORA_TARGETS)
         if self.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
         unet.train()

@@ -33,13 +33,10 @@ import argparse
 import copy
 import json
 import logging
-import math
-import resource
 import sys
 import time
 import types
 import typing
-from collections import deque
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -63,16 +60,22 @@ from training.dpo_data import (
     find_parquet_files,
     module_fingerprint,
 )
-from training.dpo_losses import (
-    DEFAULT_BETA,
-    MAPO_ALPHA,
-    MAPO_BETA,
-    MAPO_TEMPERATURE,
-    LossOutput,
-    diffusion_target,
-    dpo_loss,
-    mapo_loss,
-    per_sample_mse,
+from training.dpo_losses import DEFAULT_BETA, MAPO_ALPHA, MAPO_BETA, MAPO_TEMPERATURE
+from training.dpo_monitoring import (
+    MetricsWriter,
+    MseTrend,
+    finite_or_none,
+    memory_metrics,
+    nan_if_none,
+)
+from training.dpo_step import (
+    Objective,
+    add_lora,
+    compute_pair_loss,
+    frozen_reference,
+    load_unet,
+    lora_reference,
+    save_lora,
 )
 
 logger = logging.getLogger("training.dpo")
@@ -371,206 +374,6 @@ class TrainResult:
     text_encoder: torch.nn.Module
 
 
-class MseTrend:
-    """Detects the DPO failure mode where the loss falls because both errors grow.
-
-    Tracks winner and loser MSE (minus the reference's on the same noisy input when there is a
-    reference, which removes most of the timestep noise) and compares the mean of the latest
-    window with the window before it.
-    """
-
-    def __init__(self, window: int, history: list | None = None):
-        self.window = window
-        self.history: deque = deque(history or [], maxlen=2 * window)
-        self.quiet_until = 0
-
-    def add(self, step: int, winner: float, loser: float) -> str | None:
-        self.history.append((winner, loser))
-        if len(self.history) < 2 * self.window or step < self.quiet_until:
-            return None
-        items = list(self.history)
-        before, after = items[: self.window], items[self.window :]
-        grew_w = _mean(x[0] for x in after) - _mean(x[0] for x in before)
-        grew_l = _mean(x[1] for x in after) - _mean(x[1] for x in before)
-        if grew_w > 0 and grew_l > 0:
-            self.quiet_until = step + self.window
-            return (
-                f"winner and loser MSE both grew over the last {self.window} steps "
-                f"(winner {grew_w:+.3g}, loser {grew_l:+.3g}): the loss may be falling because "
-                "the model gets worse on both images; consider a larger beta or a lower "
-                "learning rate"
-            )
-        return None
-
-
-def _mean(values) -> float:
-    values = list(values)
-    return sum(values) / len(values)
-
-
-@dataclass(frozen=True)
-class Objective:
-    """Which preference loss, with its constants; see training.dpo_losses."""
-
-    method: str = "dpo"
-    beta: float = DEFAULT_BETA
-    mapo_beta: float = MAPO_BETA
-    mapo_temperature: float = MAPO_TEMPERATURE
-    mapo_alpha: float = MAPO_ALPHA
-
-    @classmethod
-    def from_config(cls, config: DPOConfig) -> Objective:
-        return cls(
-            method=config.method,
-            beta=config.beta,
-            mapo_beta=config.mapo_beta,
-            mapo_temperature=config.mapo_temperature,
-            mapo_alpha=config.mapo_alpha,
-        )
-
-    @property
-    def needs_reference(self) -> bool:
-        return self.method == "dpo"
-
-
-def compute_pair_loss(
-    *,
-    unet,
-    batch: dict[str, torch.Tensor],
-    noise_scheduler,
-    scaling_factor: float,
-    objective: Objective,
-    reference=None,
-) -> LossOutput:
-    """One preference loss over a batch of cached pairs: one UNet forward over 2B inputs.
-
-    ``batch`` holds the cached latent mean and std of winners and losers (B, C, h, w) and the
-    caption embeddings (B, L, D). ``reference(noisy, timesteps, embeddings)`` returns the
-    frozen model's prediction; DPO needs it, MaPO never calls it. Winner and loser share the
-    timestep and the noise draw.
-    """
-    pairs = batch["mean_w"].shape[0]
-    mean = torch.cat([batch["mean_w"], batch["mean_l"]])
-    std = torch.cat([batch["std_w"], batch["std_l"]])
-    latents = (mean + std * torch.randn_like(mean)) * scaling_factor
-    noise = torch.randn_like(latents[:pairs]).repeat(2, 1, 1, 1)
-    timesteps = torch.randint(
-        0, noise_scheduler.config.num_train_timesteps, (pairs,), device=latents.device
-    ).repeat(2)
-    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-    target = diffusion_target(
-        prediction_type=noise_scheduler.config.prediction_type,
-        scheduler=noise_scheduler,
-        latents=latents,
-        noise=noise,
-        timesteps=timesteps,
-    )
-    embeddings = batch["embedding"].repeat(2, 1, 1)
-    prediction = unet(noisy, timesteps, embeddings).sample
-    model_w, model_l = per_sample_mse(prediction, target).chunk(2)
-    if not objective.needs_reference:
-        return mapo_loss(
-            model_w,
-            model_l,
-            beta_mapo=objective.mapo_beta,
-            temperature=objective.mapo_temperature,
-            alpha=objective.mapo_alpha,
-        )
-    with torch.no_grad():
-        ref_w, ref_l = per_sample_mse(reference(noisy, timesteps, embeddings), target).chunk(2)
-    return dpo_loss(model_w, model_l, ref_w, ref_l, beta=objective.beta)
-
-
-def lora_reference(unet):
-    """The LoRA reference: the same UNet with its adapters switched off, without grad."""
-
-    def forward(noisy, timesteps, embeddings):
-        unet.disable_adapters()
-        try:
-            with torch.no_grad():
-                return unet(noisy, timesteps, embeddings).sample
-        finally:
-            unet.enable_adapters()
-
-    return forward
-
-
-def frozen_reference(reference_unet):
-    def forward(noisy, timesteps, embeddings):
-        with torch.no_grad():
-            return reference_unet(noisy, timesteps, embeddings).sample
-
-    return forward
-
-
-def add_lora(unet, config: DPOConfig) -> None:
-    from peft import LoraConfig
-
-    unet.add_adapter(
-        LoraConfig(
-            r=config.lora_rank,
-            lora_alpha=config.lora_alpha,
-            init_lora_weights="gaussian",
-            target_modules=list(config.lora_targets),
-        )
-    )
-
-
-def lora_state_dict_for_diffusers(unet) -> dict[str, torch.Tensor]:
-    from diffusers.utils import convert_state_dict_to_diffusers
-    from peft.utils import get_peft_model_state_dict
-
-    state = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
-    return {k: v.detach().float().cpu().contiguous() for k, v in state.items()}
-
-
-def save_lora(unet, folder: Path) -> None:
-    from diffusers import StableDiffusionPipeline
-
-    StableDiffusionPipeline.save_lora_weights(
-        save_directory=folder,
-        unet_lora_layers=lora_state_dict_for_diffusers(unet),
-        safe_serialization=True,
-    )
-
-
-def load_unet(folder: Path):
-    from diffusers import UNet2DConditionModel
-
-    if (Path(folder) / "unet").is_dir():
-        return UNet2DConditionModel.from_pretrained(folder, subfolder="unet")
-    return UNet2DConditionModel.from_pretrained(folder)
-
-
-class MetricsWriter:
-    """JSON lines for a parent process; only the main process writes."""
-
-    def __init__(self, path: Path, *, enabled: bool, resume_step: int | None):
-        self.path = Path(path)
-        self.enabled = enabled
-        if not enabled:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        kept = []
-        if resume_step is not None and self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                # The earlier run's "done" no longer holds once training goes on.
-                if record.get("step", 0) <= resume_step and record.get("event") != "done":
-                    kept.append(line + "\n")
-        self.path.write_text("".join(kept), encoding="utf-8")
-
-    def write(self, event: str, step: int, **values) -> None:
-        if not self.enabled:
-            return
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"event": event, "step": step, **values}) + "\n")
-            handle.flush()
-
-
 def main(config: DPOConfig) -> TrainResult:
     """Load, freeze, adapter, data, prepare, loop, checkpoint, save."""
     from accelerate import Accelerator
@@ -678,10 +481,7 @@ def main(config: DPOConfig) -> TrainResult:
         # The frozen base can live in the autocast dtype; only the adapters need fp32.
         if weight_dtype != torch.float32:
             unet.to(dtype=weight_dtype)
-        add_lora(unet, config)
-        for parameter in unet.parameters():
-            if parameter.requires_grad:
-                parameter.data = parameter.data.float()
+        add_lora(unet, rank=config.lora_rank, alpha=config.lora_alpha, targets=config.lora_targets)
         reference = lora_reference(unet)
     else:
         reference = None  # MaPO is reference-free
@@ -828,7 +628,13 @@ def main(config: DPOConfig) -> TrainResult:
         )
 
     # --- Loop.
-    objective = Objective.from_config(config)
+    objective = Objective(
+        method=config.method,
+        beta=config.beta,
+        mapo_beta=config.mapo_beta,
+        mapo_temperature=config.mapo_temperature,
+        mapo_alpha=config.mapo_alpha,
+    )
     trend = MseTrend(config.mse_warning_window, trend_history)
     trend.quiet_until = trend_quiet_until
     names = ("loss", "implicit_acc", "mse_w", "mse_l", "ref_mse_w", "ref_mse_l", "reward_margin")
@@ -873,11 +679,11 @@ def main(config: DPOConfig) -> TrainResult:
         step += 1
         averaged = accelerator.reduce(sums / config.gradient_accumulation_steps, "mean")
         sums.zero_()
-        values = {n: _finite_or_none(v) for n, v in zip(names, averaged.tolist(), strict=True)}
+        values = {n: finite_or_none(v) for n, v in zip(names, averaged.tolist(), strict=True)}
         now = time.perf_counter()
         values |= {
             "lr": lr,
-            "grad_norm": _finite_or_none(float(grad_norm)),
+            "grad_norm": finite_or_none(float(grad_norm)),
             "samples_per_s": pairs_per_step / (now - started),
             **memory_metrics(cuda),
         }
@@ -888,9 +694,9 @@ def main(config: DPOConfig) -> TrainResult:
                 "step %d/%d loss %.4f acc %.3f margin %.3g lr %.3g",
                 step,
                 config.max_train_steps,
-                _nan_if_none(values["loss"]),
-                _nan_if_none(values["implicit_acc"]),
-                _nan_if_none(values["reward_margin"]),
+                nan_if_none(values["loss"]),
+                nan_if_none(values["implicit_acc"]),
+                nan_if_none(values["reward_margin"]),
                 lr,
             )
         has_ref = values["ref_mse_w"] is not None
@@ -938,21 +744,6 @@ def main(config: DPOConfig) -> TrainResult:
         vae=vae,
         text_encoder=text_encoder,
     )
-
-
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
-def _nan_if_none(value: float | None) -> float:
-    return math.nan if value is None else value
-
-
-def memory_metrics(cuda: bool) -> dict[str, float]:
-    if cuda:
-        return {"gpu_mem_gb": torch.cuda.max_memory_allocated() / 2**30}
-    # ru_maxrss is in KiB on Linux.
-    return {"peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
 def build_parser() -> argparse.ArgumentParser:

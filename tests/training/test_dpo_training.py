@@ -10,15 +10,9 @@ pytest.importorskip("peft")
 
 from safetensors.torch import load_file  # noqa: E402
 
-from training.dpo import (  # noqa: E402
-    DPOConfig,
-    MseTrend,
-    Objective,
-    add_lora,
-    compute_pair_loss,
-    lora_reference,
-    main,
-)
+from training.dpo import DPOConfig, main  # noqa: E402
+from training.dpo_monitoring import MseTrend  # noqa: E402
+from training.dpo_step import Objective, add_lora, compute_pair_loss, lora_reference  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -177,7 +171,7 @@ def test_mapo_makes_no_reference_pass_and_dpo_one(
     )
     unet = UNet2DConditionModel.from_pretrained(tiny_model_dir, subfolder="unet")
     unet.requires_grad_(False)
-    add_lora(unet, config)
+    add_lora(unet, rank=config.lora_rank, alpha=config.lora_alpha, targets=config.lora_targets)
     calls = []
     unet.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
     scheduler = DDPMScheduler.from_pretrained(tiny_model_dir, subfolder="scheduler")
@@ -187,7 +181,7 @@ def test_mapo_makes_no_reference_pass_and_dpo_one(
         batch=_random_batch(3),
         noise_scheduler=scheduler,
         scaling_factor=0.18215,
-        objective=Objective.from_config(config),
+        objective=Objective(method=method),
         reference=lora_reference(unet) if method == "dpo" else None,
     )
     assert calls == [6] * forwards  # winners and losers in one forward of 2B
