@@ -8,6 +8,7 @@ names. Old checkpoints beyond the limit are removed afterwards (never the one ``
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -131,3 +132,70 @@ def _prune(output_dir: Path, *, keep: Path, total_limit: int | None) -> None:
     excess = len(existing) + 1 - total_limit
     for folder in existing[: max(excess, 0)]:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def save_training_state(
+    folder: Path,
+    *,
+    trainable: dict[str, torch.nn.Parameter],
+    optimizer,
+    lr_scheduler,
+    scaler,
+    rng_states: list[dict],
+    trainer_state: dict,
+    config: dict,
+) -> None:
+    """Everything a resume needs: weights being trained, optimizer, schedule, RNG, position."""
+    from safetensors.torch import save_file
+
+    weights = {name: p.detach().float().cpu().contiguous() for name, p in trainable.items()}
+    save_file(weights, folder / "trainable_params.safetensors")
+    torch.save(optimizer.state_dict(), folder / "optimizer.pt")
+    torch.save(lr_scheduler.state_dict(), folder / "scheduler.pt")
+    if scaler is not None:
+        torch.save(scaler.state_dict(), folder / "scaler.pt")
+    torch.save(rng_states, folder / "rng_states.pt")
+    (folder / "trainer_state.json").write_text(json.dumps(trainer_state), encoding="utf-8")
+    (folder / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+
+def load_training_state(
+    folder: Path,
+    *,
+    config: dict,
+    must_match: tuple[str, ...],
+    trainable: dict[str, torch.nn.Parameter],
+    optimizer,
+    lr_scheduler,
+    scaler,
+) -> tuple[dict, list[dict]]:
+    """Load a checkpoint into the live objects; return the trainer state and the RNG states.
+
+    Refuses a checkpoint whose config differs in a field of ``must_match`` (those shape the
+    trained weights), naming each difference.
+    """
+    from safetensors.torch import load_file
+
+    saved_config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    mismatched = [key for key in must_match if saved_config.get(key) != config.get(key)]
+    if mismatched:
+        raise CheckpointError(
+            f"cannot resume from {folder}: it was trained with other "
+            + ", ".join(f"{k} ({saved_config.get(k)!r} vs {config.get(k)!r})" for k in mismatched)
+        )
+    saved = load_file(folder / "trainable_params.safetensors")
+    missing = sorted(set(trainable) - set(saved))
+    if missing:
+        raise CheckpointError(f"{folder} lacks weights for {missing[:3]}")
+    with torch.no_grad():
+        for name, parameter in trainable.items():
+            parameter.copy_(saved[name].to(parameter.device, parameter.dtype))
+    # CPU first: the optimizer moves its state next to each parameter itself.
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu"))
+    lr_scheduler.load_state_dict(torch.load(folder / "scheduler.pt"))
+    if scaler is not None and (folder / "scaler.pt").exists():
+        scaler.load_state_dict(torch.load(folder / "scaler.pt"))
+    trainer_state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+    # Our own file: the python and numpy RNG states in it need full unpickling.
+    rng_states = torch.load(folder / "rng_states.pt", weights_only=False)
+    return trainer_state, rng_states

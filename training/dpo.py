@@ -43,10 +43,11 @@ from pathlib import Path
 import torch
 
 from training.checkpoints import (
-    CheckpointError,
     capture_rng_state,
+    load_training_state,
     resolve_resume,
     restore_rng_state,
+    save_training_state,
     write_checkpoint,
 )
 from training.dpo_data import (
@@ -380,7 +381,6 @@ def main(config: DPOConfig) -> TrainResult:
     from accelerate.utils import gather_object, set_seed
     from diffusers import AutoencoderKL, DDPMScheduler
     from diffusers.optimization import get_constant_schedule_with_warmup
-    from safetensors.torch import load_file, save_file
     from transformers import CLIPTextModel, CLIPTokenizer
 
     # --- Data first: bad input fails before any model is loaded.
@@ -521,26 +521,15 @@ def main(config: DPOConfig) -> TrainResult:
     # --- Resume.
     step, micro_batch, trend_history, trend_quiet_until = 0, 0, [], 0
     if resume_from is not None:
-        saved_config = json.loads((resume_from / "config.json").read_text(encoding="utf-8"))
-        current = config.to_json()
-        mismatched = [k for k in RESUME_MUST_MATCH if saved_config.get(k) != current[k]]
-        if mismatched:
-            raise CheckpointError(
-                f"cannot resume from {resume_from}: it was trained with other "
-                + ", ".join(f"{k} ({saved_config.get(k)!r} vs {current[k]!r})" for k in mismatched)
-            )
-        saved = load_file(resume_from / "trainable_params.safetensors")
-        missing = sorted(set(trainable) - set(saved))
-        if missing:
-            raise CheckpointError(f"{resume_from} lacks weights for {missing[:3]}")
-        with torch.no_grad():
-            for name, parameter in trainable.items():
-                parameter.copy_(saved[name].to(parameter.device, parameter.dtype))
-        optimizer.load_state_dict(torch.load(resume_from / "optimizer.pt", map_location="cpu"))
-        lr_scheduler.load_state_dict(torch.load(resume_from / "scheduler.pt"))
-        if accelerator.scaler is not None and (resume_from / "scaler.pt").exists():
-            accelerator.scaler.load_state_dict(torch.load(resume_from / "scaler.pt"))
-        state = json.loads((resume_from / "trainer_state.json").read_text(encoding="utf-8"))
+        state, rng_states = load_training_state(
+            resume_from,
+            config=config.to_json(),
+            must_match=RESUME_MUST_MATCH,
+            trainable=trainable,
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
+            scaler=accelerator.scaler,
+        )
         step, micro_batch = state["step"], state["micro_batch"]
         if state.get("pairs", len(pair_keys)) != len(pair_keys):
             logger.warning(
@@ -551,8 +540,6 @@ def main(config: DPOConfig) -> TrainResult:
             )
         trend_history = state.get("mse_history", [])
         trend_quiet_until = state.get("mse_quiet_until", 0)
-        # Our own file: it holds numpy and python RNG states, which need full unpickling.
-        rng_states = torch.load(resume_from / "rng_states.pt", weights_only=False)
         if len(rng_states) == accelerator.num_processes:
             restore_rng_state(rng_states[accelerator.process_index])
         else:
@@ -605,15 +592,6 @@ def main(config: DPOConfig) -> TrainResult:
     )
 
     def save_state(folder: Path, rng_states: list) -> None:
-        state = {n: p.detach().float().cpu().contiguous() for n, p in trainable.items()}
-        save_file(state, folder / "trainable_params.safetensors")
-        if config.mode == "lora":
-            save_lora(unet, folder)
-        torch.save(optimizer.state_dict(), folder / "optimizer.pt")
-        torch.save(lr_scheduler.state_dict(), folder / "scheduler.pt")
-        if accelerator.scaler is not None:
-            torch.save(accelerator.scaler.state_dict(), folder / "scaler.pt")
-        torch.save(rng_states, folder / "rng_states.pt")
         trainer_state = {
             "step": step,
             "micro_batch": micro_batch,
@@ -622,10 +600,18 @@ def main(config: DPOConfig) -> TrainResult:
             "mse_history": list(trend.history),
             "mse_quiet_until": trend.quiet_until,
         }
-        (folder / "trainer_state.json").write_text(json.dumps(trainer_state), encoding="utf-8")
-        (folder / "config.json").write_text(
-            json.dumps(config.to_json(), indent=2), encoding="utf-8"
+        save_training_state(
+            folder,
+            trainable=trainable,
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
+            scaler=accelerator.scaler,
+            rng_states=rng_states,
+            trainer_state=trainer_state,
+            config=config.to_json(),
         )
+        if config.mode == "lora":
+            save_lora(unet, folder)  # each checkpoint also loads with pipe.load_lora_weights
 
     # --- Loop.
     objective = Objective(
