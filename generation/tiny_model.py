@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from diffusers import StableDiffusionPipeline
 
 VOCAB_SIZE = 1000
+SD15_VOCAB_SIZE = 49408
 MODEL_MAX_LENGTH = 77
 START_OF_TEXT = "<|startoftext|>"
 END_OF_TEXT = "<|endoftext|>"
@@ -164,6 +165,79 @@ def build_tiny_pipeline(seed: int = 0) -> StableDiffusionPipeline:
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def build_sd15_sized_pipeline(
+    *, seed: int = 0, device: str = "cpu", dtype: str = "float32"
+) -> StableDiffusionPipeline:
+    """Stable Diffusion 1.5's architecture from its public configs, with random weights.
+
+    For GPU benchmarks: true speed and memory without downloading weights. Modules are built
+    directly on ``device``. The tokenizer is the tiny one (ids fit the 49408-token embedding).
+    """
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        DPMSolverMultistepScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch_dtype = getattr(torch, dtype)
+    tokenizer = build_tiny_tokenizer(vocab_size=SD15_VOCAB_SIZE)
+    with torch.device(device):
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(
+            sample_size=64,
+            in_channels=4,
+            out_channels=4,
+            layers_per_block=2,
+            block_out_channels=(320, 640, 1280, 1280),
+            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+            cross_attention_dim=768,
+            attention_head_dim=8,
+        )
+        torch.manual_seed(seed)
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=["DownEncoderBlock2D"] * 4,
+            up_block_types=["UpDecoderBlock2D"] * 4,
+            block_out_channels=[128, 256, 512, 512],
+            layers_per_block=2,
+            latent_channels=4,
+            sample_size=512,
+        )
+        torch.manual_seed(seed)
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+                hidden_size=768,
+                intermediate_size=3072,
+                num_attention_heads=12,
+                num_hidden_layers=12,
+                max_position_embeddings=MODEL_MAX_LENGTH,
+                vocab_size=SD15_VOCAB_SIZE,
+                hidden_act="quick_gelu",
+                projection_dim=768,
+            )
+        )
+    pipe = StableDiffusionPipeline(
+        unet=unet.to(torch_dtype),
+        vae=vae.to(torch_dtype),
+        text_encoder=text_encoder.to(torch_dtype),
+        tokenizer=tokenizer,
+        scheduler=DPMSolverMultistepScheduler(**NOISE_SCHEDULE, steps_offset=1),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,

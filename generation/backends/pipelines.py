@@ -104,7 +104,9 @@ def _optimise(pipe: DiffusionPipeline, device: torch.device, options: BackendOpt
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
-    unet = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    unet = getattr(pipe, "unet", None)
+    if unet is None:
+        unet = getattr(pipe, "transformer", None)
     vae = getattr(pipe, "vae", None)
     if options.channels_last:
         for module in (unet, vae):
@@ -117,16 +119,20 @@ def _optimise(pipe: DiffusionPipeline, device: torch.device, options: BackendOpt
     if vae is not None and options.vae_tiling:
         vae.enable_tiling()
     if options.compile or options.compile_vae:
-        # Settings from diffusers' "accelerate inference of text-to-image" guide.
-        inductor = torch._inductor.config
+        import torch._inductor.config as inductor
+
+        # From diffusers' "accelerate inference of text-to-image" guide; the tuning knobs cost
+        # minutes of compile time, so only the max-autotune modes turn them on.
         inductor.conv_1x1_as_mm = True
-        inductor.coordinate_descent_tuning = True
         inductor.epilogue_fusion = False
-        inductor.coordinate_descent_check_all_directions = True
+        if options.compile_mode.startswith("max-autotune"):
+            inductor.coordinate_descent_tuning = True
+            inductor.coordinate_descent_check_all_directions = True
     if options.compile and unet is not None:
         unet.compile(mode=options.compile_mode, fullgraph=True)
     if options.compile_vae and vae is not None:
-        vae.decode = torch.compile(vae.decode, mode=options.compile_mode, fullgraph=True)
+        # The decoder module, not vae.decode: the pipeline passes torch.Generators to decode.
+        vae.decoder.compile(mode=options.compile_mode, fullgraph=True)
 
 
 def load_pipeline(

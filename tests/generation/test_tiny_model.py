@@ -88,3 +88,19 @@ def test_the_cached_folder_is_written_once_per_process():
     stamp = (first / "model_index.json").stat().st_mtime_ns
     assert cached_tiny_pipeline_dir() == first
     assert (first / "model_index.json").stat().st_mtime_ns == stamp
+
+
+def test_the_sd15_sized_builder_has_stable_diffusion_15s_parameter_counts():
+    from generation.tiny_model import build_sd15_sized_pipeline
+
+    # On the meta device: the architecture without allocating 4 GB of weights.
+    pipe = build_sd15_sized_pipeline(device="meta", dtype="float16")
+    counts = {
+        name: sum(parameter.numel() for parameter in getattr(pipe, name).parameters())
+        for name in ("unet", "vae", "text_encoder")
+    }
+    assert counts == {"unet": 859_520_964, "vae": 83_653_863, "text_encoder": 123_060_480}
+    assert pipe.unet.dtype == torch.float16
+    eos_id = pipe.tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    assert pipe.text_encoder.config.eos_token_id == eos_id
+    assert type(pipe.scheduler).__name__ == "DPMSolverMultistepScheduler"
