@@ -685,12 +685,14 @@ def main(config: DPOConfig) -> TrainResult:
                 nan_if_none(values["reward_margin"]),
                 lr,
             )
-        has_ref = values["ref_mse_w"] is not None
-        warning = trend.add(
-            step,
-            values["mse_w"] - (values["ref_mse_w"] if has_ref else 0.0),
-            values["mse_l"] - (values["ref_mse_l"] if has_ref else 0.0),
-        )
+        warning = None
+        if values["mse_w"] is not None and values["mse_l"] is not None:
+            has_ref = values["ref_mse_w"] is not None and values["ref_mse_l"] is not None
+            warning = trend.add(
+                step,
+                values["mse_w"] - (values["ref_mse_w"] if has_ref else 0.0),
+                values["mse_l"] - (values["ref_mse_l"] if has_ref else 0.0),
+            )
         if warning and accelerator.is_main_process:
             logger.warning("step %d: %s", step, warning)
             metrics.write("warning", step, message=warning)
