@@ -236,3 +236,26 @@ def test_a_full_fine_tune_changes_the_unet_and_saves_it(tiny_model_dir, export_d
     assert (out / "checkpoints" / "step-2" / "optimizer.pt").exists()
     config = json.loads((out / "checkpoints" / "step-2" / "config.json").read_text())
     assert (config["mode"], config["prompt_dropout"]) == ("full", 0.5)
+
+
+def test_the_command_line_trains_and_reports_to_the_metrics_file(
+    tiny_model_dir, export_dir, tmp_path
+):
+    import os
+    import subprocess
+    import sys
+
+    out, metrics = tmp_path / "out", tmp_path / "progress.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-m", "training.dpo", "--data", str(export_dir),
+         "--pretrained", str(tiny_model_dir), "--output", str(out), "--resolution", "32",
+         "--train-batch-size", "2", "--max-train-steps", "2", "--dataloader-num-workers", "1",
+         "--metrics-file", str(metrics)],
+        capture_output=True, text=True, timeout=300, check=False,
+        env=os.environ | {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    events = [json.loads(line)["event"] for line in metrics.read_text().splitlines()]
+    assert events == ["start", "step", "step", "checkpoint", "done"]
+    assert (out / "pytorch_lora_weights.safetensors").exists()
+    assert (out / "checkpoints" / "latest").read_text().strip() == "step-2"
