@@ -20,3 +20,13 @@ def judged_campaign(db):
     bulk_judge(campaign, [annotator(campaign)], constant("tie"))
     bulk_judge(campaign, [annotator(campaign)], constant("both_bad"))
     return campaign
+
+
+@pytest.fixture
+def small_campaign(db):
+    """Three prompts, two models, two raters who prefer model-a: 6 judgments."""
+    campaign = campaign_with_comparisons(prompts=3, models=("model-a", "model-b"))
+    bulk_judge(
+        campaign, [annotator(campaign), annotator(campaign)], prefer_models("model-a", "model-b")
+    )
+    return campaign

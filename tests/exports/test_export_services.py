@@ -1,0 +1,59 @@
+"""export_build's guarantees: a consistent snapshot, and failures recorded on the row."""
+
+import pytest
+
+from annotate.models import Judgment
+from exports.models import Export
+from exports.services import export_build, export_create
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_change_between_the_passes_restarts_the_build_on_a_consistent_snapshot(small_campaign):
+    export = export_create(
+        requested_by=None, campaign=small_campaign, format="pickapic", enqueue=False
+    )
+    victim = Judgment.objects.order_by("id").first()
+    calls = []
+
+    def block_a_judgment_once_counted(done, total):
+        # After the counting pass of the first attempt, quality control flags a judgment.
+        calls.append(done)
+        if done == total // 2 and not Judgment.objects.filter(excluded=True).exists():
+            Judgment.objects.filter(pk=victim.pk).update(excluded=True)
+
+    export = export_build(export=export, progress=block_a_judgment_once_counted)
+    assert export.status == Export.Status.FINISHED, export.error
+    assert export.manifest["counts"]["excluded"] == {"excluded_flag": 1}
+    assert export.manifest["counts"]["judgments_included"] == 5
+    assert len(calls) > 2  # it ran again
+
+
+def test_an_unwritable_export_root_fails_the_export_with_the_reason(
+    small_campaign, settings, tmp_path
+):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    settings.EXPORT_ROOT = blocker / "exports"
+    export = export_create(
+        requested_by=None, campaign=small_campaign, format="jsonl", enqueue=False
+    )
+    export = export_build(export=export)
+    assert export.status == Export.Status.FAILED
+    assert export.error.startswith(f"Cannot write exports under {blocker / 'exports'}: ")
+    assert export.error.endswith("Choose a writable folder.")
+
+
+def test_only_a_pending_export_can_be_built(small_campaign):
+    from pickwise.errors import ApplicationError
+
+    export = export_create(
+        requested_by=None, campaign=small_campaign, format="jsonl", enqueue=False
+    )
+    export_build(export=export)
+    with pytest.raises(ApplicationError) as error:
+        export_build(export=export)
+    assert (
+        error.value.message
+        == f"Export {export.pk} is finished; only a pending export can be built."
+    )

@@ -1,0 +1,122 @@
+"""The ranked, TRL and jsonl formats."""
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from datasets import load_dataset
+
+from annotate.models import Judgment, Membership
+from tests.exports.helpers import build, bulk_judge, model_of, parquet_rows, prefer_models
+from tests.factories import annotator, campaign_with_comparisons
+
+pytestmark = pytest.mark.django_db
+
+
+def _ranking_campaign(**fields):
+    campaign = campaign_with_comparisons(
+        prompts=4, models=("m1", "m2", "m3"), kind="ranking", k=3, overlap=1, **fields
+    )
+    order = {"m1": 0, "m2": 1, "m3": 1}  # m1 best, m2 and m3 tied
+
+    def rank(assignment):
+        tiers = defaultdict(list)
+        for uid in assignment.presented:
+            tiers[order[model_of(uid)]].append(uid)
+        return {key: [tiers[0], tiers[1]] for key in [c["key"] for c in campaign.criteria]}
+
+    bulk_judge(campaign, [annotator(campaign)], rank)
+    return campaign
+
+
+def test_ranked_rows_rank_each_image_with_ties_sharing_a_rank(db, tmp_path):
+    campaign = _ranking_campaign()
+    export = build(campaign, format="ranked")
+    data = load_dataset(export.folder, cache_dir=str(tmp_path / "hf"))
+    assert set(data) == {"train", "validation", "test"}
+    rows = [row for split in data for row in data[split]]
+    assert len(rows) == 4
+    for row in rows:
+        by_model = dict(zip(row["models"], row["ranking"], strict=True))
+        assert by_model == {"m1": 1, "m2": 2, "m3": 2}
+        assert len(row["images"]) == len(row["image_uids"]) == 3
+        assert row["images"][0][:2] == b"\xff\xd8"  # JPEG
+    assert list(data["train"].features) == [
+        "prompt",
+        "images",
+        "image_uids",
+        "models",
+        "ranking",
+        "user_id",
+        "created_at",
+    ]
+
+
+def test_ranked_has_a_column_per_criterion_when_there_are_several(db):
+    criteria = [
+        {"key": "overall", "question": "Better?", "allow_tie": True, "allow_both_bad": False},
+        {"key": "aesthetics", "question": "Nicer?", "allow_tie": True, "allow_both_bad": False},
+    ]
+    campaign = _ranking_campaign(criteria=criteria)
+    export = build(campaign, format="ranked", criterion="aesthetics")
+    rows = parquet_rows(export.folder, "data/*.parquet")
+    assert rows and all(
+        row["ranking_overall"] == row["ranking_aesthetics"] == row["ranking"] for row in rows
+    )
+    assert export.manifest["criterion"] == "aesthetics"
+
+
+def test_trl_rows_have_the_winner_as_chosen_and_no_ties(db):
+    campaign = _ranking_campaign()
+    export = build(campaign, format="trl")
+    rows = parquet_rows(export.folder, "data/*.parquet")
+    assert len(rows) == 8  # two preferences per ranking; the m2 = m3 tie is dropped
+    assert {(r["chosen_model"], r["rejected_model"]) for r in rows} == {("m1", "m2"), ("m1", "m3")}
+    assert list(rows[0]) == [
+        "prompt",
+        "chosen",
+        "rejected",
+        "chosen_model",
+        "rejected_model",
+        "user_id",
+    ]
+    assert export.manifest["counts"]["ties_dropped"] == 4
+
+
+def test_trl_leaves_out_both_bad_and_pairwise_ties(judged_campaign):
+    export = build(judged_campaign, format="trl")
+    rows = parquet_rows(export.folder, "data/*.parquet")
+    assert len(rows) == 24  # only the rater with preferences: 8 prompts x 3 pairs
+    order = {"model-a": 0, "model-b": 1, "model-c": 2}
+    assert all(order[r["chosen_model"]] < order[r["rejected_model"]] for r in rows)
+    assert export.manifest["counts"]["excluded"] == {"both_bad": 24}
+    assert export.manifest["counts"]["ties_dropped"] == 24
+
+
+def test_jsonl_keeps_every_judgment_and_says_why_one_is_left_out(db):
+    campaign = campaign_with_comparisons(prompts=2, models=("model-a", "model-b"))
+    honest, blocked = annotator(campaign), annotator(campaign)
+    bulk_judge(campaign, [honest, blocked], prefer_models("model-a", "model-b"))
+    bulk_judge(campaign, [annotator(campaign)], lambda a: {"overall": "both_bad"})
+    Membership.objects.filter(user=blocked).update(gate_state=Membership.Gate.BLOCKED)
+    Judgment.objects.filter(annotator=blocked).update(excluded=True)
+
+    export = build(campaign, format="jsonl")
+    lines = Path(export.folder, "judgments.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert len(records) == Judgment.objects.count() == 6
+    reasons = sorted((r["gate_state"], r["included"], r["exclusion_reason"]) for r in records)
+    assert reasons == [
+        ("active", False, "both_bad"),
+        ("active", False, "both_bad"),
+        ("active", True, None),
+        ("active", True, None),
+        ("blocked", False, "blocked_rater"),
+        ("blocked", False, "blocked_rater"),
+    ]
+    first = records[0]
+    assert {"answers", "presented", "duration_ms", "server_ms", "excluded", "prompt"} <= set(first)
+    assert len(first["image_uids"]) == 2 and "jpg_0" not in first
+    assert export.manifest["counts"]["excluded"] == {"blocked_rater": 2, "both_bad": 2}
+    assert [f["name"] for f in export.manifest["files"]] == ["judgments.jsonl"]
