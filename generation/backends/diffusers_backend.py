@@ -93,6 +93,7 @@ def _run_chunk(
     common = {
         "generator": spec.name,
         "source": spec.source,
+        "lora_path": spec.lora_path,
         "pipeline": type(loaded.pipe).__name__,
         "steps": spec.steps,
         "guidance": spec.guidance,

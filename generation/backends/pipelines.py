@@ -136,7 +136,12 @@ def _optimise(pipe: DiffusionPipeline, device: torch.device, options: BackendOpt
 
 
 def load_pipeline(
-    *, source: str, pipeline_class: str | None, dtype: str, options: BackendOptions
+    *,
+    source: str,
+    pipeline_class: str | None,
+    dtype: str,
+    options: BackendOptions,
+    lora_path: str | None = None,
 ) -> LoadedPipeline:
     """Load weights once, move them to the device and apply the speed switches."""
     device = pick_device(options.device)
@@ -149,6 +154,12 @@ def load_pipeline(
         pipe.safety_checker = None
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
+    if lora_path:
+        # Fused into the base weights, then the adapter layers are dropped: no per-step cost,
+        # and fusing/compiling afterwards sees plain modules.
+        pipe.load_lora_weights(str(Path(lora_path).expanduser()))
+        pipe.fuse_lora()
+        pipe.unload_lora_weights()
     _optimise(pipe, device, options)
     scheduler = pipe.scheduler
     return LoadedPipeline(
@@ -189,6 +200,7 @@ class PipelineCache:
                 pipeline_class=spec.pipeline_class,
                 dtype=spec.dtype,
                 options=options,
+                lora_path=spec.lora_path,
             )
             self.loads += 1
             self._entries[key] = entry

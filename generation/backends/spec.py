@@ -65,6 +65,8 @@ ERROR_BAD_SIZE = (
 )
 ERROR_BAD_DTYPE = "dtype must be one of " + ", ".join(DTYPES) + "; got {value}."
 ERROR_BAD_EXTRA = "{field} must be a JSON object (a dict with string keys)."
+ERROR_LORA_MISSING = "The LoRA folder {path} does not exist."
+ERROR_LORA_EMPTY = "The LoRA folder {path} has no .safetensors weights."
 
 
 class SpecError(ValueError):
@@ -91,6 +93,8 @@ class GeneratorSpec:
     dtype: weights' precision; "auto" is float16 on a GPU and float32 on CPU.
     negative_prompt: used for items that bring none of their own.
     extra: further keyword arguments for the pipeline call (e.g. {"guidance_rescale": 0.7}).
+    lora_path: a folder with LoRA weights in diffusers' format (what the trainer saves), fused
+        into the loaded weights; None for the plain model.
     """
 
     name: str
@@ -105,6 +109,7 @@ class GeneratorSpec:
     dtype: str = "auto"
     negative_prompt: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    lora_path: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GeneratorSpec:
@@ -119,7 +124,7 @@ class GeneratorSpec:
 
         Scheduler, steps, size and the rest are applied per call on the loaded pipeline.
         """
-        return (self.source, self.pipeline_class, self.dtype)
+        return (self.source, self.pipeline_class, self.dtype, self.lora_path)
 
 
 def is_local_source(source: str) -> bool:
@@ -224,6 +229,12 @@ def validate_spec(spec: GeneratorSpec) -> GeneratorSpec:
         value = getattr(spec, name)
         if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
             errors[name] = ERROR_BAD_EXTRA.format(field=name)
+    if spec.lora_path:
+        lora = Path(spec.lora_path).expanduser()
+        if not lora.is_dir():
+            errors["lora_path"] = ERROR_LORA_MISSING.format(path=spec.lora_path)
+        elif not any(lora.glob("*.safetensors")):
+            errors["lora_path"] = ERROR_LORA_EMPTY.format(path=spec.lora_path)
     if errors:
         raise SpecError(errors)
     return spec

@@ -308,3 +308,49 @@ def test_a_local_clip_model_scores_prompt_image_pairs(tmp_path):
     assert scores[0] != scores[1]
     with pytest.raises(RewardModelError, match="must pair up"):
         scorer.score(["a cat"], images)
+
+
+def _write_random_lora(tiny_dir, folder):
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    unet = UNet2DConditionModel.from_pretrained(tiny_dir, subfolder="unet")
+    torch.manual_seed(0)
+    # init_lora_weights=False: random A and B, so the adapter really changes the output.
+    config = LoraConfig(r=4, lora_alpha=4, init_lora_weights=False, target_modules=["to_q", "to_v"])
+    unet.add_adapter(config)
+    state = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    StableDiffusionPipeline.save_lora_weights(
+        save_directory=folder, unet_lora_layers=state, safe_serialization=True
+    )
+    return folder
+
+
+def test_a_lora_is_fused_into_its_own_cached_pipeline(spec, cache, tiny_dir, tmp_path):
+    lora_dir = _write_random_lora(tiny_dir, tmp_path / "lora")
+    tuned = replace(spec, lora_path=str(lora_dir))
+    assert validate_spec(tuned)
+
+    base_image = generate_batch(spec, [("a cat", None, 1)], cache=cache)[0]
+    tuned_image = generate_batch(tuned, [("a cat", None, 1)], cache=cache)[0]
+
+    assert cache.loads == 2
+    assert tuned_image.metadata["lora_path"] == str(lora_dir)
+    assert max_difference(base_image, tuned_image) > 0
+    tuned_unet = cache.get(tuned, BackendOptions()).pipe.unet
+    assert not any("lora" in name for name, _ in tuned_unet.named_parameters())
+    # The base pipeline in the cache is untouched by the other entry's LoRA.
+    again = generate_batch(spec, [("a cat", None, 1)], cache=cache)[0]
+    assert np.array_equal(pixels(base_image), pixels(again))
+
+
+def test_validate_spec_names_a_missing_or_empty_lora_folder(spec, tmp_path):
+    with pytest.raises(SpecError) as raised:
+        validate_spec(replace(spec, lora_path=str(tmp_path / "none")))
+    assert raised.value.errors == {
+        "lora_path": spec_module.ERROR_LORA_MISSING.format(path=tmp_path / "none")
+    }
+    with pytest.raises(SpecError, match="has no .safetensors weights"):
+        validate_spec(replace(spec, lora_path=str(tmp_path)))
