@@ -8,7 +8,11 @@ imports torch or diffusers (selectors never do).
 
 import importlib
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from annotate.models import Campaign
 
@@ -28,7 +32,12 @@ def _percent(done: int, total: int) -> int:
 
 
 def _stamp(value: Any) -> float | None:
-    return value.timestamp() if hasattr(value, "timestamp") else None
+    """Unix seconds. The timeline's raw SQL gives datetimes on PostgreSQL, text on SQLite."""
+    if isinstance(value, str):
+        value = parse_datetime(value)
+        if value is not None and timezone.is_naive(value):
+            value = timezone.make_aware(value, UTC)
+    return value.timestamp() if isinstance(value, datetime) else None
 
 
 def agreement_panel(*, campaign: Campaign) -> dict:
