@@ -16,9 +16,11 @@ From code::
     from generation.tiny_model import write_tiny_pipeline, cached_tiny_pipeline_dir
     folder = write_tiny_pipeline("/tmp/tiny", seed=0)
     folder = cached_tiny_pipeline_dir()  # one shared copy per process, e.g. for a session fixture
+    reward_dir = write_tiny_clip_model("/tmp/clip")  # a PickScore-shaped CLIP for reward tests
+    pipe = build_sd15_sized_pipeline(device="cuda", dtype="float16")  # GPU benchmarks
 
-The VAE downsamples by 2 and the UNet by 2, so any width/height divisible by 4 works
-(32 and 64 px are the usual test sizes). torch, diffusers and transformers are imported inside
+The VAE downsamples by 2 and the UNet by 2, so the pipeline takes any width/height divisible
+by 4; the generation backend asks for multiples of 8 (32 and 64 px are the usual test sizes). torch, diffusers and transformers are imported inside
 the functions so that importing this module costs nothing.
 """
 
@@ -256,6 +258,39 @@ def write_tiny_pipeline(out_dir: str | Path, seed: int = 0) -> Path:
     # transformers saves tokenizer.json only; the plain BPE files keep the folder readable by
     # other tokenizer loaders too (tokenizer.json still wins when both are present).
     write_tokenizer_files(out / "tokenizer")
+    return out
+
+
+def write_tiny_clip_model(out_dir: str | Path, seed: int = 0) -> Path:
+    """A tiny random CLIP model and processor, laid out like a local PickScore folder.
+
+    For tests of reward scoring (generation.backends.reward) without downloading PickScore.
+    """
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    out = Path(out_dir)
+    tokenizer = build_tiny_tokenizer()
+    small = {"hidden_size": 8, "intermediate_size": 16, "num_attention_heads": 2}
+    config = CLIPConfig(
+        text_config={
+            **small,
+            "num_hidden_layers": 1,
+            "vocab_size": VOCAB_SIZE,
+            "max_position_embeddings": MODEL_MAX_LENGTH,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        vision_config={**small, "num_hidden_layers": 1, "image_size": 32, "patch_size": 8},
+        projection_dim=8,
+    )
+    torch.manual_seed(seed)
+    CLIPModel(config).save_pretrained(out)
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+    )
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(out)
     return out
 
 

@@ -32,7 +32,7 @@ from generation.backends.reward import (  # noqa: E402
     RewardModelError,
     reward_scorer_from_settings,
 )
-from generation.tiny_model import build_tiny_tokenizer, cached_tiny_pipeline_dir  # noqa: E402
+from generation.tiny_model import cached_tiny_pipeline_dir, write_tiny_clip_model  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # uint8 pixels; batched matmuls may round differently from single ones.
@@ -278,28 +278,7 @@ def test_reward_scoring_names_a_missing_folder(tmp_path):
 
 
 def test_a_local_clip_model_scores_prompt_image_pairs(tmp_path):
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
-
-    tokenizer = build_tiny_tokenizer()
-    torch.manual_seed(0)
-    small = {"hidden_size": 8, "intermediate_size": 16, "num_attention_heads": 2}
-    config = CLIPConfig(
-        text_config={
-            **small,
-            "num_hidden_layers": 1,
-            "vocab_size": 1000,
-            "eos_token_id": tokenizer.eos_token_id,
-            "bos_token_id": tokenizer.bos_token_id,
-            "pad_token_id": tokenizer.pad_token_id,
-        },
-        vision_config={**small, "num_hidden_layers": 1, "image_size": 32, "patch_size": 8},
-        projection_dim=8,
-    )
-    CLIPModel(config).save_pretrained(tmp_path)
-    image_processor = CLIPImageProcessor(
-        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-    )
-    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(tmp_path)
+    write_tiny_clip_model(tmp_path)
 
     scorer = PickScoreScorer(tmp_path)
     images = [Image.new("RGB", (40, 40), "red"), Image.new("RGB", (40, 40), "blue")]
