@@ -5,8 +5,6 @@ conditional updates (pending -> running), so a redelivered or duplicated task me
 work twice, and the unique image per (prompt, generator, seed) makes storing idempotent.
 """
 
-from pathlib import Path
-
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -16,7 +14,6 @@ from django.db.models import Q
 # Ranges the API, the command and the admin share.
 MAX_SEEDS_PER_PROMPT = 64
 MAX_JOB_SEED = 2**31 - 1
-LORA_FOLDER_MISSING = "The LoRA folder {path} does not exist."
 
 
 class Generator(models.Model):
@@ -85,6 +82,7 @@ class Generator(models.Model):
             dtype=self.dtype,
             negative_prompt=self.negative_prompt,
             extra=self.extra,
+            lora_path=(self.lora_path or "").strip() or None,
         )
 
     def clean(self) -> None:
@@ -92,17 +90,12 @@ class Generator(models.Model):
         # unknown scheduler is a form error here instead of a crash on a GPU box later.
         from generation.backends import SpecError, validate_spec
 
-        errors = {}
         try:
             validate_spec(self.to_spec())
         except SpecError as error:
-            errors.update(error.errors)
+            raise ValidationError(error.errors) from None
         except (TypeError, ValueError):
             pass  # a field of the wrong type; clean_fields() reports it
-        if self.lora_path and not Path(self.lora_path).expanduser().is_dir():
-            errors["lora_path"] = LORA_FOLDER_MISSING.format(path=self.lora_path)
-        if errors:
-            raise ValidationError(errors)
 
 
 class GenerationJob(models.Model):

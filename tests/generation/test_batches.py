@@ -43,6 +43,27 @@ def read_pixels(image: Image) -> np.ndarray:
     return np.asarray(decoded.convert("RGB"), dtype=np.int16)
 
 
+def write_random_lora(pipeline_dir: str, folder):
+    """A LoRA in diffusers' format with random A and B, so it really changes the images."""
+    import torch
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    unet = UNet2DConditionModel.from_pretrained(pipeline_dir, subfolder="unet")
+    torch.manual_seed(0)
+    unet.add_adapter(
+        LoraConfig(r=4, lora_alpha=4, init_lora_weights=False, target_modules=["to_q", "to_v"])
+    )
+    StableDiffusionPipeline.save_lora_weights(
+        save_directory=folder,
+        unet_lora_layers=convert_state_dict_to_diffusers(get_peft_model_state_dict(unet)),
+        safe_serialization=True,
+    )
+    return folder
+
+
 def test_a_job_stores_real_decodable_images_with_their_metadata():
     job = make_job(prompts=2, generators=2, seeds=2, gold_count=0)
     generation_job_run_sync(job=job, worker="test")
@@ -294,3 +315,21 @@ def test_a_misconfigured_reward_model_fails_the_items_clearly(settings, tmp_path
         "Generation failed: Reward scoring is configured but failed: The reward model folder "
         f"{tmp_path / 'missing'} does not exist."
     )
+
+
+def test_a_base_and_a_lora_tuned_generator_make_different_images_from_the_same_seeds(tmp_path):
+    base = GeneratorFactory(name="base")
+    lora = write_random_lora(base.source, tmp_path / "lora")
+    tuned = GeneratorFactory(name="tuned", lora_path=str(lora))
+    tuned.full_clean()
+    campaign = CampaignFactory()
+    PromptFactory(campaign=campaign)
+    job = generation_job_create(
+        campaign=campaign, generators=[base, tuned], seeds_per_prompt=1, gold_count=0
+    )
+    generation_job_run_sync(job=job, worker="test")
+
+    made = {image.generator.name: image for image in Image.objects.select_related("generator")}
+    assert made["base"].seed == made["tuned"].seed
+    assert made["tuned"].params["lora_path"] == str(lora)
+    assert np.abs(read_pixels(made["base"]) - read_pixels(made["tuned"])).max() > 0
