@@ -1,7 +1,7 @@
 """DPO training step: our trainer's step vs straightforward reference-style steps, same run.
 
     python bench/gpu_dpo.py                    # on the lent GPU: SD1.5 UNet, 512 px, 8 pairs
-    python bench/gpu_dpo.py --gradient-checkpointing
+    python bench/gpu_dpo.py --checkpointing ours # gradient checkpointing in our step only
     python bench/gpu_dpo.py --tiny             # CPU smoke test: tiny models, 64 px, 2 steps
 
 Models are built from the public SD1.5 configurations with random weights (no download): the
@@ -103,7 +103,7 @@ class Setup:
         self.cuda = self.device.type == "cuda"
         # CPU autocast has no gradient scaler path worth timing: bf16 for every path there.
         self.baseline_dtype = torch.float16 if self.cuda else torch.bfloat16
-        self.gradient_checkpointing = args.gradient_checkpointing
+        self.checkpointing = args.checkpointing
 
     def unet(self, dtype: torch.dtype):
         from diffusers import UNet2DConditionModel
@@ -113,10 +113,10 @@ class Setup:
         unet.requires_grad_(False)
         return unet.to(dtype=dtype)
 
-    def lora_unet(self, dtype: torch.dtype):
+    def lora_unet(self, dtype: torch.dtype, *, ours: bool):
         unet = self.unet(dtype)
         add_lora(unet, rank=8, alpha=8, targets=LORA_TARGETS)
-        if self.gradient_checkpointing:
+        if self.checkpointing == "all" or (self.checkpointing == "ours" and ours):
             unet.enable_gradient_checkpointing()
         unet.train()
         return unet
@@ -148,7 +148,7 @@ def _optimizer(unet):
 
 def ours(setup: Setup):
     """The trainer's step on cached features: one UNet with adapters, nothing else resident."""
-    unet = setup.lora_unet(torch.bfloat16 if setup.cuda else torch.float32)
+    unet = setup.lora_unet(torch.bfloat16 if setup.cuda else torch.float32, ours=True)
     params, optimizer = _optimizer(unet)
     scheduler = setup.scheduler()
     hidden = unet.config.cross_attention_dim
@@ -184,7 +184,7 @@ def ours(setup: Setup):
 def straightforward(setup: Setup, *, second_unet: bool):
     """Reference-style step: encode images and prompts every step, fp16 with a scaler."""
     dtype = setup.baseline_dtype
-    unet = setup.lora_unet(dtype)
+    unet = setup.lora_unet(dtype, ours=False)
     vae = setup.vae(dtype)
     text_encoder = setup.text_encoder(dtype)
     reference_unet = setup.unet(dtype).eval() if second_unet else None
@@ -279,7 +279,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per repeat")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument(
+        "--checkpointing",
+        choices=("none", "ours", "all"),
+        default="none",
+        help="gradient checkpointing in no path, in our step only (the trainer's "
+        "--gradient-checkpointing against the anchor's default), or in every path",
+    )
     args = parser.parse_args(argv)
     if args.tiny:
         args.warmup, args.steps, args.repeats = 1, 2, 1
@@ -307,7 +313,7 @@ def main(argv: list[str] | None = None) -> None:
         f"  models: {'tiny random' if setup.tiny else 'SD1.5 architecture, random weights'}; "
         f"{setup.resolution} px ({setup.latent}x{setup.latent} latents), {setup.pairs} pairs "
         f"({2 * setup.pairs} images) per step, LoRA rank 8; gradient checkpointing "
-        f"{'on' if args.gradient_checkpointing else 'off'}"
+        + {"none": "off", "ours": "in our step only", "all": "in every path"}[args.checkpointing]
     )
     print(
         f"  timing: {args.warmup} warm-up + {args.steps} timed steps per path, "
