@@ -327,6 +327,7 @@ class CachedPairDataset(torch.utils.data.Dataset):
     def __getitem__(self, position: int) -> dict[str, torch.Tensor]:
         epoch, offset = divmod(position, len(self.pairs))
         pair = self.pairs[int(self._order(epoch)[offset])]
+        # A stream of its own (the 2**32 entry keeps it apart from the epoch orders above).
         draws = np.random.default_rng([self.seed, 1 << 32, position]).random(2)
         flip = self.random_flip and draws[0] < 0.5
         drop = draws[1] < self.prompt_dropout
