@@ -37,6 +37,7 @@
   let retryMs = RETRY_MIN_MS;
   let tieNext = false; // ranking: "=" pressed, the next number ties
   let leaseTimer = null;
+  const dropped = new Map(); // tasks let go because their lease ran out or nearly did
 
   /* ---------- the answer queue (localStorage) ---------- */
 
@@ -187,7 +188,9 @@
   /* ---------- reserving tasks ahead ---------- */
 
   function heldIds() {
-    const ids = loadQueue().map((q) => q.id);
+    // A dropped task stays excluded until the server has surely expired it too.
+    for (const [id, task] of dropped) if (leaseLeftMs(task) < -5000) dropped.delete(id);
+    const ids = loadQueue().map((q) => q.id).concat(Array.from(dropped.keys()));
     if (current) ids.push(current.task.id);
     return ids;
   }
@@ -405,13 +408,13 @@
 
   async function show(task) {
     if (leaseLeftMs(task) < LEASE_MARGIN_MS) {
-      // Held too long in the background: let it go back to the pool and get a fresh one.
+      // Held too long in the background: let it lapse and ask for a fresh one instead.
+      dropped.set(task.id, task);
       current = null;
-      waiting = true;
-      showState("loading");
-      reserveAhead();
-      return;
+      return nextOrWait();
     }
+    // Keyboard focus on a control of the old task would be lost with it: keep it in the task.
+    const refocus = $("task").contains(document.activeElement);
     const images = buildImages(task);
     const criteria = config.kind === "pairwise" ? buildPairwiseCriteria(task) : buildRankingCriteria(task);
     $("prompt").textContent = task.prompt.text;
@@ -441,14 +444,15 @@
       metrics.shown += 1;
       $("task").dataset.ready = "1";
     });
+    if (refocus) $("task").focus({ preventScroll: true });
     clearTimeout(leaseTimer);
     leaseTimer = setTimeout(() => {
       if (current && current.task.id === task.id) {
+        // The lease ran out while the task was on screen: the server has given it back.
         notify(t.expired);
+        dropped.set(task.id, task);
         current = null;
-        waiting = true;
-        showState("loading");
-        reserveAhead();
+        nextOrWait();
       }
     }, Math.max(0, leaseLeftMs(task) - 1000));
   }
@@ -458,6 +462,11 @@
     clearTimeout(leaseTimer);
     pendingKeyAt = keyAt;
     current = null;
+    nextOrWait();
+    flush().then(() => reserveAhead());
+  }
+
+  function nextOrWait() {
     if (ahead) {
       const task = ahead;
       ahead = null;
@@ -469,7 +478,6 @@
       showState("loading");
       reserveAhead();
     }
-    flush().then(() => reserveAhead());
   }
 
   function durationMs() {
@@ -705,6 +713,8 @@
 
   function updateSubmit() {
     $("submit").disabled = !complete();
+    // A single pairwise question is answered and sent by one key or tap: no submit button.
+    $("submit").hidden = config.kind === "pairwise" && current.task.criteria.length === 1;
   }
 
   /* ---------- zoom and help ---------- */
