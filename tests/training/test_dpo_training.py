@@ -259,3 +259,21 @@ def test_the_command_line_trains_and_reports_to_the_metrics_file(
     assert events == ["start", "step", "step", "checkpoint", "done"]
     assert (out / "pytorch_lora_weights.safetensors").exists()
     assert (out / "checkpoints" / "latest").read_text().strip() == "step-2"
+
+
+def test_a_v_prediction_model_trains_against_the_velocity(tiny_model_dir, export_dir, tmp_path):
+    import shutil
+
+    model = tmp_path / "v-model"
+    shutil.copytree(tiny_model_dir, model)
+    scheduler_file = model / "scheduler" / "scheduler_config.json"
+    scheduler_config = json.loads(scheduler_file.read_text())
+    scheduler_file.write_text(json.dumps(scheduler_config | {"prediction_type": "v_prediction"}))
+
+    epsilon_run = main(_config(tiny_model_dir, export_dir, tmp_path / "eps", max_train_steps=1))
+    velocity_run = main(_config(model, export_dir, tmp_path / "v", max_train_steps=1))
+    (eps_step,), (v_step,) = _steps(tmp_path / "eps"), _steps(tmp_path / "v")
+    assert v_step["loss"] == pytest.approx(math.log(2), abs=1e-6)
+    # Same seed, noise and prediction; only the target differs.
+    assert v_step["mse_w"] != pytest.approx(eps_step["mse_w"], rel=1e-3)
+    assert velocity_run.final_step == epsilon_run.final_step == 1
