@@ -420,7 +420,7 @@ def main(config: DPOConfig) -> TrainResult:
     tokenizer = CLIPTokenizer.from_pretrained(config.pretrained, subfolder="tokenizer")
     text_encoder = CLIPTextModel.from_pretrained(config.pretrained, subfolder="text_encoder")
     vae = AutoencoderKL.from_pretrained(config.pretrained, subfolder="vae")
-    unet = load_unet(config.pretrained)
+    unet = load_unet(config.pretrained)  # attention runs through PyTorch SDPA (AttnProcessor2_0)
     noise_scheduler = DDPMScheduler.from_pretrained(config.pretrained, subfolder="scheduler")
     for module in (text_encoder, vae, unet):
         module.requires_grad_(False)
