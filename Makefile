@@ -4,7 +4,8 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-PYTHON ?= python3.11
+# Python 3.11; a plain python3 only where no python3.11 is on PATH.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
@@ -14,7 +15,8 @@ PYTEST_ARGS ?=
 # The worker of the embedded default consumes every queue, one task at a time.
 WORKER_ARGS ?= -Q default,generate,train -c 1 --pool=solo -l INFO
 PIP := $(BIN)/python -m pip
-PIP_FLAGS := $(if $(CI),--progress-bar off,)
+# CI logs keep pip's errors and drop its progress and "already satisfied" lines.
+PIP_FLAGS := $(if $(CI),--progress-bar off --quiet,)
 
 .PHONY: help venv install install-dev run worker test lint migrate
 
