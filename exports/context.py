@@ -30,9 +30,13 @@ class BuildContext:
     progress: Callable[[int], None]
     notes: dict = field(default_factory=dict)
 
-    def batches(self):
+    def batches(self, *, audit: bool = False):
         return judgment_batches(
-            campaign=self.campaign, last_id=self.last_id, batch_size=self.batch_rows
+            campaign=self.campaign,
+            criterion=self.criterion,
+            last_id=self.last_id,
+            batch_size=self.batch_rows,
+            audit=audit,
         )
 
     def image_urls(self, images: list[ImageRow]) -> dict[int, str]:

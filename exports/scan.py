@@ -10,7 +10,9 @@ means the data changed in between (a rater was blocked meanwhile) and the export
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
+from annotate.criteria import TIE
 from exports.pairs import answer_pair_counts
 from exports.policy import BOTH_BAD, NO_ANSWER, Policy, exclusion_reason
 from exports.selectors import JudgmentRow, Rater
@@ -48,56 +50,64 @@ class DataChanged(Exception):
     """The judgments changed between the counting and the writing pass."""
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     row: JudgmentRow
     rater: Rater | None
-    reason: str | None
-    answer: object
+    reason: str | None  # why it is left out; None when kept
     pairs: int = 0
     labelled_pairs: int = 0
 
 
-def decide(
-    *, row: JudgmentRow, raters: dict[int, Rater], policy: Policy, criterion: str
-) -> Decision:
-    rater = raters.get(row.annotator_id)
-    reason = exclusion_reason(
-        gate_state=rater.gate_state if rater else None,
-        excluded=row.excluded,
-        is_gold=row.is_gold,
-        is_repeat=row.is_repeat,
-        policy=policy,
-    )
-    answer = row.answers.get(criterion) if isinstance(row.answers, dict) else None
-    if reason is not None:
-        return Decision(row, rater, reason, answer)
-    if answer is None:
-        return Decision(row, rater, NO_ANSWER, answer)
-    counts = answer_pair_counts(answer)
-    if counts is None:
-        return Decision(row, rater, BOTH_BAD, answer)
-    pairs, ties = counts
-    return Decision(row, rater, None, answer, pairs, pairs - ties)
-
-
-def tally_add(tally: Tally, decision: Decision) -> None:
-    tally.considered += 1
-    if decision.reason is not None:
-        tally.excluded[decision.reason] += 1
-        return
-    tally.included += 1
-    row = decision.row
-    prompt = tally.prompts.get(row.prompt_id)
-    if prompt is None:
-        prompt = tally.prompts[row.prompt_id] = PromptTally()
-    prompt.pairs += decision.pairs
-    prompt.labelled_pairs += decision.labelled_pairs
-    prompt.judgments += 1
-    if prompt.first_judgment is None:
-        prompt.first_judgment = row.id
-    if prompt.first_labelled_judgment is None and decision.labelled_pairs:
-        prompt.first_labelled_judgment = row.id
+def decide_batch(
+    *, rows: list[JudgmentRow], raters: dict[int, Rater], policy: Policy, tally: Tally
+) -> list[Decision]:
+    """The policy's verdict on each judgment, added to `tally`. The hot loop of every
+    export: plain locals, no per-row allocation beyond the Decision."""
+    decided = []
+    prompts = tally.prompts
+    excluded = tally.excluded
+    for row in rows:
+        rater = raters.get(row.annotator_id)
+        reason = exclusion_reason(
+            gate_state=rater.gate_state if rater else None,
+            excluded=row.excluded,
+            is_gold=row.is_gold,
+            is_repeat=row.is_repeat,
+            policy=policy,
+        )
+        pairs = labelled = 0
+        if reason is None:
+            answer = row.answer
+            if answer is None:
+                reason = NO_ANSWER
+            elif answer == BOTH_BAD:
+                reason = BOTH_BAD
+            elif isinstance(answer, str):
+                pairs, labelled = 1, int(answer != TIE)
+            else:
+                counts = answer_pair_counts(answer)
+                if counts is None:
+                    reason = NO_ANSWER
+                else:
+                    pairs, labelled = counts[0], counts[0] - counts[1]
+        tally.considered += 1
+        if reason is not None:
+            excluded[reason] += 1
+            decided.append(Decision(row, rater, reason))
+            continue
+        tally.included += 1
+        prompt = prompts.get(row.prompt_id)
+        if prompt is None:
+            prompt = prompts[row.prompt_id] = PromptTally()
+        prompt.pairs += pairs
+        prompt.labelled_pairs += labelled
+        prompt.judgments += 1
+        if prompt.first_judgment is None:
+            prompt.first_judgment = row.id
+        if prompt.first_labelled_judgment is None and labelled:
+            prompt.first_labelled_judgment = row.id
+        decided.append(Decision(row, rater, None, pairs, labelled))
+    return decided
 
 
 def decisions(
@@ -105,18 +115,12 @@ def decisions(
     batches: Iterator[list[JudgmentRow]],
     raters: dict[int, Rater],
     policy: Policy,
-    criterion: str,
     tally: Tally,
     progress: Callable[[int], None],
 ) -> Iterator[list[Decision]]:
     """Each batch's decisions, added to `tally` as they go."""
     for batch in batches:
-        decided = [
-            decide(row=row, raters=raters, policy=policy, criterion=criterion) for row in batch
-        ]
-        for decision in decided:
-            tally_add(tally, decision)
-        yield decided
+        yield decide_batch(rows=batch, raters=raters, policy=policy, tally=tally)
         progress(len(batch))
 
 
@@ -138,7 +142,6 @@ def run_counting_pass(ctx) -> Tally:
         batches=ctx.batches(),
         raters=ctx.raters,
         policy=ctx.policy,
-        criterion=ctx.criterion,
         tally=tally,
         progress=ctx.progress,
     ):

@@ -4,13 +4,16 @@ Judgments are read in bounded batches with keyset pagination in (comparison, id)
 memory stays flat in the number of judgments and rows that share images come together.
 """
 
+import json
+import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from django.db import connections
 from django.db.models import Max, Q, QuerySet
+from django.db.models.fields.json import KeyTextTransform
 
 from annotate.models import Campaign, ComparisonImage, Judgment, Membership, Prompt
 from exports.models import Export
@@ -25,18 +28,26 @@ def export_next_version(*, campaign: Campaign, format: str) -> int:
     return Export.objects.filter(campaign=campaign, format=format).count() + 1
 
 
-@dataclass(frozen=True, slots=True)
-class JudgmentRow:
+class JudgmentRow(NamedTuple):
+    """One judgment as the writers need it. `answer` is the export criterion's answer: a
+    string (winner uid, "tie", "both_bad"), a list of tiers, or None when absent."""
+
     id: int
     comparison_id: int
     prompt_id: int
     annotator_id: int
-    answers: dict
-    presented: list
+    answer: Any
     is_gold: bool
     is_repeat: bool
     excluded: bool
     created_at: datetime
+
+
+class AuditRow(NamedTuple):
+    """What the audit format adds: all answers, presented order, timings, gold result."""
+
+    answers: dict
+    presented: list
     duration_ms: int | None
     server_ms: int
     gold_correct: bool | None
@@ -47,16 +58,46 @@ JUDGMENT_FIELDS = (
     "comparison_id",
     "comparison__prompt_id",
     "annotator_id",
-    "answers",
-    "presented",
+    "answer_text",
     "is_gold",
     "is_repeat",
     "excluded",
     "created_at",
-    "duration_ms",
-    "server_ms",
-    "gold_correct",
 )
+AUDIT_FIELDS = ("answers", "presented", "duration_ms", "server_ms", "gold_correct")
+EPOCH = datetime(1970, 1, 1)
+
+
+def _moment(value: Any) -> datetime:
+    """An aware UTC datetime from what the driver returns (SQLite gives text)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _answer(text: Any) -> Any:
+    # Pairwise answers are plain strings; rankings come back as JSON text of the tiers.
+    if isinstance(text, str) and text.startswith("["):
+        return json.loads(text)
+    return text
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _raw_rows(queryset: QuerySet) -> list[tuple]:
+    """The rows of a values_list query as the driver returns them.
+
+    Skips Django's per-value converters, which cost more than the whole export row on a
+    million judgments; callers convert the few values they use.
+    """
+    sql, params = queryset.query.sql_with_params()
+    with connections[queryset.db].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 def judgment_last_id(*, campaign: Campaign) -> int:
@@ -82,16 +123,19 @@ def judgment_count_under_policy(
 
 
 def judgment_batches(
-    *, campaign: Campaign, last_id: int, batch_size: int
-) -> Iterator[list[JudgmentRow]]:
+    *, campaign: Campaign, criterion: str, last_id: int, batch_size: int, audit: bool = False
+) -> Iterator[list[JudgmentRow] | list[tuple[JudgmentRow, AuditRow]]]:
     """Every judgment of the campaign up to `last_id`, in (comparison, id) order, in batches.
 
     Each batch is its own short query (no long-lived cursor or transaction), resuming after
-    the last (comparison, id) seen.
+    the last (comparison, id) seen. With `audit`, each row comes with its AuditRow.
     """
-    base = Judgment.objects.filter(campaign=campaign, id__lte=last_id).order_by(
-        "comparison_id", "id"
+    base = (
+        Judgment.objects.filter(campaign=campaign, id__lte=last_id)
+        .annotate(answer_text=KeyTextTransform(criterion, "answers"))
+        .order_by("comparison_id", "id")
     )
+    fields = JUDGMENT_FIELDS + (AUDIT_FIELDS if audit else ())
     after: tuple[int, int] | None = None
     while True:
         query = base
@@ -99,17 +143,40 @@ def judgment_batches(
             query = query.filter(
                 Q(comparison_id__gt=after[0]) | Q(comparison_id=after[0], id__gt=after[1])
             )
-        rows = [JudgmentRow(*values) for values in query.values_list(*JUDGMENT_FIELDS)[:batch_size]]
-        if not rows:
+        raw = _raw_rows(query.values_list(*fields)[:batch_size])
+        if not raw:
             return
-        yield rows
-        if len(rows) < batch_size:
+        rows = [
+            JudgmentRow(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                _answer(r[4]),
+                bool(r[5]),
+                bool(r[6]),
+                bool(r[7]),
+                _moment(r[8]),
+            )
+            for r in raw
+        ]
+        if audit:
+            yield [
+                (row, AuditRow(_json(r[9]), _json(r[10]), r[11], r[12], _bool_or_none(r[13])))
+                for row, r in zip(rows, raw, strict=True)
+            ]
+        else:
+            yield rows
+        if len(raw) < batch_size:
             return
         after = (rows[-1].comparison_id, rows[-1].id)
 
 
-@dataclass(frozen=True, slots=True)
-class ImageRow:
+def _bool_or_none(value: Any) -> bool | None:
+    return None if value is None else bool(value)
+
+
+class ImageRow(NamedTuple):
     id: int
     uid: str
     model_name: str
@@ -119,18 +186,20 @@ class ImageRow:
 def comparison_images(*, comparison_ids: list[int]) -> dict[int, list[ImageRow]]:
     """Each comparison's images in canonical order (slot order, i.e. ascending image id)."""
     found: dict[int, list[ImageRow]] = {}
-    rows = (
+    rows = _raw_rows(
         ComparisonImage.objects.filter(comparison_id__in=comparison_ids)
         .order_by("comparison_id", "slot")
         .values_list("comparison_id", "image_id", "image__uid", "image__model_name", "image__file")
     )
     for comparison_id, image_id, uid, model_name, file in rows:
-        found.setdefault(comparison_id, []).append(ImageRow(image_id, str(uid), model_name, file))
+        # SQLite keeps uuids as 32 hex digits, PostgreSQL as uuid: answers use the dashed form.
+        found.setdefault(comparison_id, []).append(
+            ImageRow(image_id, str(uuid.UUID(str(uid))), model_name, file)
+        )
     return found
 
 
-@dataclass(frozen=True, slots=True)
-class Rater:
+class Rater(NamedTuple):
     rater_key: int
     gate_state: str
 

@@ -6,7 +6,7 @@ not, why (both_bad answers are kept: they are not preferences but they are answe
 import json
 
 from exports.context import BuildContext, FormatResult
-from exports.scan import Tally, decisions, empty_result_message
+from exports.scan import Tally, decide_batch, empty_result_message
 from exports.selectors import comparison_images, prompt_texts
 from pickwise.errors import ApplicationError
 
@@ -17,21 +17,18 @@ def write_jsonl(ctx: BuildContext) -> FormatResult:
     tally = Tally()
     path = ctx.folder / FILE_NAME
     with path.open("w", encoding="utf-8") as handle:
-        for decided in decisions(
-            batches=ctx.batches(),
-            raters=ctx.raters,
-            policy=ctx.policy,
-            criterion=ctx.criterion,
-            tally=tally,
-            progress=ctx.progress,
-        ):
+        for batch in ctx.batches(audit=True):
+            audits = [item[1] for item in batch]
+            decided = decide_batch(
+                rows=[item[0] for item in batch], raters=ctx.raters, policy=ctx.policy, tally=tally
+            )
             images_of = comparison_images(
                 comparison_ids=sorted({d.row.comparison_id for d in decided})
             )
             urls = ctx.image_urls([image for images in images_of.values() for image in images])
             captions = prompt_texts(prompt_ids=sorted({d.row.prompt_id for d in decided}))
             lines = []
-            for decision in decided:
+            for decision, audit in zip(decided, audits, strict=True):
                 row = decision.row
                 images = images_of.get(row.comparison_id, [])
                 rater = decision.rater
@@ -40,25 +37,26 @@ def write_jsonl(ctx: BuildContext) -> FormatResult:
                     "comparison_id": row.comparison_id,
                     "prompt_id": row.prompt_id,
                     "prompt": captions.get(row.prompt_id),
-                    "answers": row.answers,
-                    "presented": row.presented,
+                    "answers": audit.answers,
+                    "presented": audit.presented,
                     "image_uids": [image.uid for image in images],
                     "image_urls": [urls[image.id] for image in images],
                     "models": [image.model_name for image in images],
                     "created_at": row.created_at.isoformat(),
-                    "duration_ms": row.duration_ms,
-                    "server_ms": row.server_ms,
+                    "duration_ms": audit.duration_ms,
+                    "server_ms": audit.server_ms,
                     "user_id": rater.rater_key if rater else None,
                     "gate_state": rater.gate_state if rater else None,
                     "is_gold": row.is_gold,
                     "is_repeat": row.is_repeat,
-                    "gold_correct": row.gold_correct,
+                    "gold_correct": audit.gold_correct,
                     "excluded": row.excluded,
                     "included": decision.reason is None,
                     "exclusion_reason": decision.reason,
                 }
                 lines.append(json.dumps(record, sort_keys=True, ensure_ascii=False))
             handle.write("\n".join(lines) + "\n")
+            ctx.progress(len(batch))
     if tally.considered == 0:
         raise ApplicationError(empty_result_message(tally), code="empty", status=400)
     return FormatResult(

@@ -4,11 +4,19 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from exports.context import BuildContext
 from exports.pairs import answer_ranks
-from exports.scan import DataChanged, Decision, PromptTally, Tally, decisions, empty_result_message
-from exports.selectors import ImageRow, comparison_images, prompt_texts
+from exports.scan import (
+    DataChanged,
+    Decision,
+    PromptTally,
+    Tally,
+    decide_batch,
+    empty_result_message,
+)
+from exports.selectors import AuditRow, ImageRow, comparison_images, prompt_texts
 from exports.splits import caption_splits
 from pickwise.errors import ApplicationError
 
@@ -36,8 +44,7 @@ def plan_splits(*, ctx: BuildContext, tally: Tally) -> SplitPlan:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class KeptRow:
+class KeptRow(NamedTuple):
     decision: Decision
     prompt: PromptTally
     split: str
@@ -45,6 +52,7 @@ class KeptRow:
     images: list[ImageRow]
     urls: dict[int, str]
     ranks: list[int]
+    audit: AuditRow | None
 
 
 ANSWER_NOT_ABOUT_IMAGES = (
@@ -52,37 +60,44 @@ ANSWER_NOT_ABOUT_IMAGES = (
 )
 
 
-def kept_rows(*, ctx: BuildContext, counted: Tally, plan: SplitPlan) -> Iterator[KeptRow]:
-    """The writing pass: every kept judgment with its images, split and ranks.
+def kept_rows(
+    *, ctx: BuildContext, counted: Tally, plan: SplitPlan, audit: bool = False
+) -> Iterator[KeptRow]:
+    """The writing pass: every kept judgment with its images, split and ranks (and, with
+    `audit`, all its answers).
 
     Tallies again as it reads and raises DataChanged at the end when the judgments are not
     what the counting pass saw.
     """
     tally = Tally()
-    for decided in decisions(
-        batches=ctx.batches(),
-        raters=ctx.raters,
-        policy=ctx.policy,
-        criterion=ctx.criterion,
-        tally=tally,
-        progress=ctx.progress,
-    ):
-        kept = [d for d in decided if d.reason is None]
-        images_of = comparison_images(comparison_ids=sorted({d.row.comparison_id for d in kept}))
+    for batch in ctx.batches(audit=audit):
+        rows = [item[0] for item in batch] if audit else batch
+        audits = [item[1] for item in batch] if audit else [None] * len(batch)
+        decided = decide_batch(rows=rows, raters=ctx.raters, policy=ctx.policy, tally=tally)
+        kept = [(d, a) for d, a in zip(decided, audits, strict=True) if d.reason is None]
+        images_of = comparison_images(comparison_ids=sorted({d.row.comparison_id for d, _ in kept}))
         urls = ctx.image_urls([image for images in images_of.values() for image in images])
-        for decision in kept:
+        for decision, extra in kept:
             row = decision.row
             prompt = counted.prompts.get(row.prompt_id)
             split = plan.split_of_prompt.get(row.prompt_id)
             if prompt is None or split is None:
                 raise DataChanged
             images = images_of.get(row.comparison_id, [])
-            ranks = answer_ranks(answer=decision.answer, uids=[image.uid for image in images])
+            ranks = answer_ranks(answer=row.answer, uids=[image.uid for image in images])
             if ranks is None:
                 raise ValueError(ANSWER_NOT_ABOUT_IMAGES.format(id=row.id))
             yield KeptRow(
-                decision, prompt, split, plan.caption_of_prompt[row.prompt_id], images, urls, ranks
+                decision,
+                prompt,
+                split,
+                plan.caption_of_prompt[row.prompt_id],
+                images,
+                urls,
+                ranks,
+                extra,
             )
+        ctx.progress(len(batch))
     if tally.fingerprint() != counted.fingerprint():
         raise DataChanged
 

@@ -51,7 +51,7 @@ def write_ranked(ctx: BuildContext) -> FormatResult:
         for split in SPLITS
     }
     try:
-        for kept in kept_rows(ctx=ctx, counted=counted, plan=plan):
+        for kept in kept_rows(ctx=ctx, counted=counted, plan=plan, audit=per_criterion):
             row = kept.decision.row
             order = seeded_order(ctx.seed, row.id, len(kept.images))
             images = [kept.images[i] for i in order]
@@ -68,7 +68,7 @@ def write_ranked(ctx: BuildContext) -> FormatResult:
             if per_criterion:
                 uids = [image.uid for image in kept.images]
                 for key in keys:
-                    ranks = answer_ranks(answer=row.answers.get(key), uids=uids)
+                    ranks = answer_ranks(answer=kept.audit.answers.get(key), uids=uids)
                     values.append(None if ranks is None else [ranks[i] for i in order])
             buffers[("default", kept.split)].add(values, sum(len(j) for j in jpegs))
     except BaseException:
