@@ -10,11 +10,11 @@ from django.db import IntegrityError
 from PIL import Image as PILImage
 
 from annotate.models import Assignment, Comparison, Image, Judgment, Membership, Prompt
-from annotate.services import image_imports
 from annotate.services.image_imports import (
     images_import,
     images_import_apply,
     images_import_check,
+    messages,
 )
 from annotate.uploads import FORMAT_NOT_ALLOWED, NOT_AN_IMAGE
 from pickwise.errors import ApplicationError
@@ -171,15 +171,13 @@ def test_a_zip_member_name_with_dots_never_reaches_the_disk(tmp_path):
 
 def test_it_refuses_an_archive_without_a_manifest():
     error = _refused(CampaignFactory(), zip_bytes({"a.png": png_bytes()}))
-    assert (error.code, error.message) == ("no_manifest", image_imports.NO_MANIFEST)
+    assert (error.code, error.message) == ("no_manifest", messages.NO_MANIFEST)
 
 
 def test_it_refuses_a_manifest_without_the_needed_columns():
     data = zip_bytes({"manifest.csv": b"text,path\nx,a.png\n", "a.png": png_bytes()})
     error = _refused(CampaignFactory(), data)
-    assert error.message == image_imports.MANIFEST_COLUMNS.format(
-        missing="prompt, file, model_name"
-    )
+    assert error.message == messages.MANIFEST_COLUMNS.format(missing="prompt, file, model_name")
 
 
 def test_it_reports_every_bad_line_and_imports_nothing(settings):
@@ -204,15 +202,15 @@ def test_it_reports_every_bad_line_and_imports_nothing(settings):
     }
     error = _refused(campaign, zip_bytes({"manifest.csv": manifest_csv(rows), **files}))
     assert error.code == "invalid_rows"
-    assert error.message == image_imports.BAD_ROWS.format(count=7)
+    assert error.message == messages.BAD_ROWS.format(count=7)
     assert error.extra["errors"] == [
         {"line": 3, "error": "'nowhere.png' is not a file in the import."},
         {"line": 4, "error": f"notes.txt: {NOT_AN_IMAGE}"},
-        {"line": 5, "error": image_imports.BAD_PROMPT},
+        {"line": 5, "error": messages.BAD_PROMPT},
         {"line": 6, "error": "a.gif: " + FORMAT_NOT_ALLOWED.format(fmt="GIF")},
         {"line": 7, "error": "a.bmp: " + FORMAT_NOT_ALLOWED.format(fmt="BMP")},
         {"line": 8, "error": f"cut.png: {NOT_AN_IMAGE}"},
-        {"line": 9, "error": image_imports.BAD_SEED},
+        {"line": 9, "error": messages.BAD_SEED},
     ]
     assert not Prompt.objects.exists() and not Image.objects.exists()
     assert _media_files(settings) == []
@@ -225,14 +223,14 @@ def test_a_corrupt_archive_member_is_a_bad_line():
     data[start + 5 : start + 25] = bytes(20)  # inside the deflated stream
     error = _refused(CampaignFactory(), bytes(data))
     assert error.extra["errors"] == [
-        {"line": 2, "error": image_imports.CORRUPT_MEMBER.format(name="a.png")}
+        {"line": 2, "error": messages.CORRUPT_MEMBER.format(name="a.png")}
     ]
 
 
 def test_it_reports_at_most_fifty_errors_but_counts_them_all():
     rows = [{"prompt": f"p{i}", "file": f"missing{i}.png", "model_name": "m"} for i in range(60)]
     error = _refused(CampaignFactory(), zip_bytes({"manifest.csv": manifest_csv(rows)}))
-    assert error.message == image_imports.BAD_ROWS.format(count=60)
+    assert error.message == messages.BAD_ROWS.format(count=60)
     assert len(error.extra["errors"]) == 50
 
 
@@ -254,7 +252,7 @@ def test_it_refuses_images_over_the_pixel_limit_in_settings(settings):
 def test_it_refuses_an_archive_with_too_many_members(settings):
     settings.PICKWISE_MAX_ARCHIVE_MEMBERS = 3
     error = _refused(CampaignFactory(), manifest_zip(prompts=2))  # 5 members
-    assert error.message == image_imports.TOO_MANY_MEMBERS.format(count=5, limit=3)
+    assert error.message == messages.TOO_MANY_MEMBERS.format(count=5, limit=3)
 
 
 def test_it_refuses_an_archive_that_expands_past_the_limit_before_reading_it(settings):
@@ -263,20 +261,20 @@ def test_it_refuses_an_archive_that_expands_past_the_limit_before_reading_it(set
     assert len(data) < 5_000  # small on the wire, large when expanded
     error = _refused(CampaignFactory(), data)
     assert (error.code, error.status) == ("too_large", 413)
-    assert error.message == image_imports.ARCHIVE_TOO_LARGE.format(
+    assert error.message == messages.ARCHIVE_TOO_LARGE.format(
         size=200_000 + len(b"prompt,file,model_name\n"), limit=100_000
     )
 
 
 def test_it_refuses_files_that_are_neither_zip_nor_parquet():
     error = _refused(CampaignFactory(), png_bytes())
-    assert (error.code, error.message) == ("unknown_format", image_imports.UNKNOWN_SOURCE)
+    assert (error.code, error.message) == ("unknown_format", messages.UNKNOWN_SOURCE)
 
 
 def test_it_refuses_more_rows_than_the_limit(settings):
     settings.PICKWISE_MAX_IMPORT_ROWS = 3
     error = _refused(CampaignFactory(), manifest_zip(prompts=2))
-    assert error.message == image_imports.TOO_MANY_ROWS.format(count=4, limit=3)
+    assert error.message == messages.TOO_MANY_ROWS.format(count=4, limit=3)
 
 
 # Pick-a-Pic parquet ------------------------------------------------------------------------
@@ -419,16 +417,16 @@ def test_it_reports_bad_parquet_rows_by_index():
     ]
     error = _refused(campaign, pickapic_parquet(rows), with_labels=True)
     assert error.extra["errors"] == [
-        {"row": 1, "error": image_imports.TIE_NOT_ALLOWED.format(key="overall")},
-        {"row": 2, "error": image_imports.BAD_LABELS},
-        {"row": 3, "error": image_imports.SAME_IMAGE},
+        {"row": 1, "error": messages.TIE_NOT_ALLOWED.format(key="overall")},
+        {"row": 2, "error": messages.BAD_LABELS},
+        {"row": 3, "error": messages.SAME_IMAGE},
         {"row": 4, "error": "jpg_1: " + FORMAT_NOT_ALLOWED.format(fmt="GIF")},
-        {"row": 5, "error": image_imports.BAD_USER_ID},
+        {"row": 5, "error": messages.BAD_USER_ID},
         {
             "row": 6,
             "error": f"image uid {good['image_0_uid']} appears with another caption in row 0.",
         },
-        {"row": 7, "error": image_imports.BEST_DISAGREES},
+        {"row": 7, "error": messages.BEST_DISAGREES},
     ]
     assert not Image.objects.exists() and not Judgment.objects.exists()
 
@@ -436,34 +434,32 @@ def test_it_reports_bad_parquet_rows_by_index():
 def test_parquet_needs_its_columns():
     data = pickapic_parquet([pickapic_row()], drop=("user_id", "jpg_1"))
     error = _refused(CampaignFactory(), data, with_labels=True)
-    assert error.message == image_imports.PARQUET_COLUMNS.format(missing="jpg_1, user_id")
+    assert error.message == messages.PARQUET_COLUMNS.format(missing="jpg_1, user_id")
 
 
 def test_parquet_is_for_pairwise_campaigns_only():
     campaign = CampaignFactory(kind="ranking", k=3)
     error = _refused(campaign, pickapic_parquet([pickapic_row()]))
-    assert (error.code, error.message) == ("wrong_kind", image_imports.PARQUET_NEEDS_PAIRWISE)
+    assert (error.code, error.message) == ("wrong_kind", messages.PARQUET_NEEDS_PAIRWISE)
 
 
 def test_a_corrupt_parquet_file_is_refused_cleanly():
     data = pickapic_parquet([pickapic_row()])
     error = _refused(CampaignFactory(), data[:100] + b"\x00" * 50 + data[150:])
-    assert error.message == image_imports.NOT_A_PARQUET
-    assert (
-        _refused(CampaignFactory(), data[: len(data) // 2]).message == image_imports.NOT_A_PARQUET
-    )
+    assert error.message == messages.NOT_A_PARQUET
+    assert _refused(CampaignFactory(), data[: len(data) // 2]).message == messages.NOT_A_PARQUET
 
 
 def test_labels_come_only_with_parquet():
     error = _refused(CampaignFactory(), manifest_zip(prompts=1), with_labels=True)
-    assert error.message == image_imports.LABELS_NEED_PARQUET
+    assert error.message == messages.LABELS_NEED_PARQUET
 
 
 def test_imported_raters_never_take_over_a_real_account(django_user_model):
     campaign = CampaignFactory()
     django_user_model.objects.create_user(f"imported-{campaign.pk}-7", password="pw-12345678")
     error = _refused(campaign, pickapic_parquet([pickapic_row(user_id=7)]), with_labels=True)
-    assert error.message == image_imports.ACCOUNT_TAKEN.format(username=f"imported-{campaign.pk}-7")
+    assert error.message == messages.ACCOUNT_TAKEN.format(username=f"imported-{campaign.pk}-7")
 
 
 # All or nothing ----------------------------------------------------------------------------
@@ -504,7 +500,7 @@ def test_a_file_changed_after_the_check_undoes_the_files_already_written(tmp_pat
     (tmp_path / "b.png").write_bytes(png_bytes())  # other bytes than were checked
     with pytest.raises(ApplicationError) as error:
         images_import_apply(plan=plan)
-    assert error.value.message == image_imports.FILE_CHANGED.format(name="b.png")
+    assert error.value.message == messages.FILE_CHANGED.format(name="b.png")
     assert not Image.objects.exists() and not Prompt.objects.exists()
     assert _media_files(settings) == []  # a.png had been stored; it is gone again
 
@@ -515,7 +511,7 @@ def test_a_file_removed_after_the_check_fails_the_import_cleanly(tmp_path, setti
     (tmp_path / "b.png").unlink()
     with pytest.raises(ApplicationError) as error:
         images_import_apply(plan=plan)
-    assert error.value.message == image_imports.FILE_GONE.format(
+    assert error.value.message == messages.FILE_GONE.format(
         problem="'b.png' is not a file in the import."
     )
     assert not Image.objects.exists() and _media_files(settings) == []

@@ -2,7 +2,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from annotate.models import Image, Judgment, Prompt
-from annotate.services.image_imports import BAD_ROWS, UNKNOWN_SOURCE
+from annotate.services.image_imports.messages import BAD_ROWS, UNKNOWN_SOURCE
 from tests.factories import (
     CampaignFactory,
     manifest_csv,
