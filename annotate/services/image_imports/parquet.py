@@ -27,7 +27,6 @@ from annotate.services.image_imports.messages import (
     UID_OTHER_PROMPT,
 )
 from annotate.services.image_imports.plan import (
-    CHUNK,
     PROGRESS_EVERY,
     ImageItem,
     ImportPlan,
@@ -35,6 +34,7 @@ from annotate.services.image_imports.plan import (
     Progress,
     RowErrors,
     check_row_count,
+    chunks,
     prompt_text,
     rater_username,
     tell,
@@ -196,8 +196,7 @@ def plan_parquet(
     errors.raise_if_any()
     wanted_uids = [i.wanted_uid for i in items.values() if i.wanted_uid is not None]
     taken = set()
-    for start in range(0, len(wanted_uids), CHUNK):
-        chunk = wanted_uids[start : start + CHUNK]
+    for chunk in chunks(wanted_uids):
         taken.update(Image.objects.filter(uid__in=chunk).values_list("uid", flat=True))
     if labels:
         _check_rater_names(campaign=campaign, user_ids={label.user_id for label in labels})
@@ -248,8 +247,8 @@ def _plan_label(
 def _check_rater_names(*, campaign: Campaign, user_ids: set[str]) -> None:
     """Imported raters get their own inactive accounts; never reuse someone's real one."""
     names = [rater_username(campaign, u) for u in sorted(user_ids)]
-    for start in range(0, len(names), CHUNK):
-        for user in get_user_model().objects.filter(username__in=names[start : start + CHUNK]):
+    for chunk in chunks(names):
+        for user in get_user_model().objects.filter(username__in=chunk):
             if user.is_active or user.has_usable_password():
                 raise ApplicationError(
                     ACCOUNT_TAKEN.format(username=user.username), code="account_taken"

@@ -111,6 +111,7 @@ def prompt_text(value: Any) -> str | None:
 
 
 def chunks(values: list, size: int = CHUNK) -> Iterable[list]:
+    """Slices of at most `size`, to keep `__in` lookups within the database's limits."""
     for start in range(0, len(values), size):
         yield values[start : start + size]
 
