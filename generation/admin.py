@@ -23,7 +23,11 @@ from generation.models import (
     Generator,
 )
 from generation.selectors import generation_job_progress
-from generation.services.jobs import generation_job_cancel, generation_job_start
+from generation.services.jobs import (
+    generation_job_cancel,
+    generation_job_enqueue,
+    generation_job_start,
+)
 from generation.services.recovery import generation_items_recover
 from pickwise.errors import ApplicationError
 
@@ -143,12 +147,14 @@ class GenerationJobAdmin(admin.ModelAdmin):
             except ApplicationError as error:
                 self.message_user(request, error.message, messages.WARNING)
 
-    @admin.action(description="Give back lost claims and re-send pending items")
+    @admin.action(description="Give back stale claims and re-send the pending items")
     def resume(self, request, queryset):
-        counts = generation_items_recover(resend_pending=True)
+        counts = generation_items_recover()
+        sent = sum(generation_job_enqueue(job_id=job.pk) for job in queryset)
         self.message_user(
             request,
-            f"{counts['released']} items given back, {counts['batches_sent']} batches sent.",
+            f"{counts['released']} stale items given back, "
+            f"{counts['batches_sent'] + sent} batches sent.",
         )
 
 

@@ -108,6 +108,21 @@ def _check_numbers(*, seeds_per_prompt: int, seed: int, gold_count: int | None) 
         raise ApplicationError(ERROR_BAD_GOLD, code="invalid")
 
 
+def _refuse_if_running(campaign: Campaign) -> None:
+    running = (
+        GenerationJob.objects.filter(campaign=campaign, status__in=GenerationJob.ACTIVE)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if running is not None:
+        raise ApplicationError(
+            ERROR_JOB_RUNNING.format(job_id=running),
+            code="job_running",
+            status=409,
+            extra={"job": running},
+        )
+
+
 def _items(
     job: GenerationJob, prompt_ids: Iterable[int], generators: list[Generator]
 ) -> Iterable[GenerationItem]:
@@ -139,18 +154,7 @@ def generation_job_create(
     campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
     if campaign.status == Campaign.Status.CLOSED:
         raise ApplicationError(ERROR_CAMPAIGN_CLOSED, code="campaign_closed", status=409)
-    running = (
-        GenerationJob.objects.filter(campaign=campaign, status__in=GenerationJob.ACTIVE)
-        .values_list("pk", flat=True)
-        .first()
-    )
-    if running is not None:
-        raise ApplicationError(
-            ERROR_JOB_RUNNING.format(job_id=running),
-            code="job_running",
-            status=409,
-            extra={"job": running},
-        )
+    _refuse_if_running(campaign)
     resolved = generators_resolve(refs=generators)
     prompt_ids = list(campaign.prompts.order_by("id").values_list("id", flat=True))
     if not prompt_ids:
@@ -167,9 +171,9 @@ def generation_job_create(
         with transaction.atomic():
             job.save()
     except IntegrityError:
-        raise ApplicationError(
-            ERROR_JOB_RUNNING.format(job_id="(another)"), code="job_running", status=409
-        ) from None
+        # Lost a race the campaign lock did not cover: the constraint names the winner.
+        _refuse_if_running(campaign)
+        raise
     job.generators.set(resolved)
     GenerationItem.objects.bulk_create(
         _items(job, prompt_ids, resolved), batch_size=ITEM_INSERT_BATCH

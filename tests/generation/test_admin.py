@@ -71,3 +71,20 @@ def test_the_job_page_shows_progress(client, setup):
     page = client.get(f"/admin/generation/generationjob/{job.pk}/change/")
     assert page.status_code == 200
     assert "0 / 0 / 2" in page.content.decode()
+
+
+def test_the_resume_action_re_sends_a_jobs_pending_items(
+    client, setup, django_capture_on_commit_callbacks
+):
+    campaign, generators = setup
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    action(client, generators, apply="1", campaign=campaign.pk, seeds_per_prompt=1, seed=0)
+    job = GenerationJob.objects.get()
+
+    with django_capture_on_commit_callbacks() as sends:
+        response = client.post(
+            "/admin/generation/generationjob/",
+            {"action": "resume", "_selected_action": [job.pk]},
+        )
+    assert response.status_code == 302
+    assert sorted(send.args[1] for send in sends) == sorted(g.pk for g in generators)
