@@ -29,13 +29,16 @@ web=$!
 "$BIN/celery" -A pickwise worker -B $WORKER_ARGS --schedule "$VAR_DIR/celerybeat-schedule" &
 worker=$!
 
-stop() {
+stop() { # EXIT_STATUS
   trap - INT TERM EXIT
   echo "Stopping the web server and the worker..."
   kill -TERM -- "-$web" "-$worker" 2>/dev/null || true
   wait || true
+  exit "$1"
 }
-trap stop INT TERM EXIT
+trap 'stop 130' INT
+trap 'stop 143' TERM
+trap 'stop $?' EXIT
 
 cat <<BANNER
 
@@ -47,5 +50,10 @@ cat <<BANNER
 
 BANNER
 
-# Returns when either process exits or a signal arrives; the EXIT trap stops the other.
-wait -n
+# Until either process exits (a polling loop, not `wait -n`, which macOS's bash 3.2 lacks).
+# A Ctrl-C runs the trap at the latest a second later; the EXIT trap stops the other process.
+while kill -0 "$web" 2>/dev/null && kill -0 "$worker" 2>/dev/null; do
+  sleep 1
+done
+echo "The $(kill -0 "$web" 2>/dev/null && echo worker || echo web server) stopped." >&2
+exit 1
