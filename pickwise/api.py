@@ -1,8 +1,9 @@
 """DRF wiring: one exception handler turning every error into {"detail", "code"} JSON."""
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -18,7 +19,23 @@ def _validation_detail(error: DjangoValidationError) -> tuple[str, dict]:
     return "; ".join(error.messages), {}
 
 
+REQUEST_TOO_LARGE = "The request body is larger than this endpoint accepts."
+
+
+class AutoSchema(SpectacularAutoSchema):
+    """Names nested serializers after their view (CampaignDetailApi.OutputSerializer ->
+    CampaignDetailApiOutput), so every API's InputSerializer gets its own component."""
+
+    def get_serializer_name(self, serializer, direction):
+        return type(serializer).__qualname__.replace(".", "")
+
+
 def exception_handler(exc, context):
+    if isinstance(exc, RequestDataTooBig):
+        return Response(
+            {"detail": REQUEST_TOO_LARGE, "code": "too_large"},
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
     if isinstance(exc, ApplicationError):
         body = {"detail": exc.message, "code": exc.code, **exc.extra}
         return Response(body, status=exc.status)

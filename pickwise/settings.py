@@ -174,7 +174,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "pickwise.api.AutoSchema",
     "EXCEPTION_HANDLER": "pickwise.api.exception_handler",
     "DEFAULT_PARSER_CLASSES": [
         "rest_framework.parsers.JSONParser",
@@ -289,6 +289,25 @@ PICKWISE_MAX_IMPORT_ROWS = env.int("PICKWISE_MAX_IMPORT_ROWS", default=100_000)
 CELERY_BEAT_SCHEDULE["quality.recompute_all"] = {
     "task": "quality.recompute_all",
     "schedule": timedelta(minutes=15),
+}
+
+# Training ---------------------------------------------------------------------------------
+# Each job's weights, checkpoints, feature cache, metrics and trainer logs: TRAINING_ROOT/job-N.
+TRAINING_ROOT = Path(env.str("TRAINING_ROOT", default=str(VAR_DIR / "training")))
+# How often a running job's progress and heartbeat reach the database.
+PICKWISE_TRAINING_PROGRESS_SECONDS = env.float("PICKWISE_TRAINING_PROGRESS_SECONDS", default=2.0)
+# A running job with no heartbeat for this long is taken to have lost its worker and re-queued.
+PICKWISE_TRAINING_HEARTBEAT_TIMEOUT = env.int("PICKWISE_TRAINING_HEARTBEAT_TIMEOUT", default=300)
+# A job whose worker died this many times fails instead of resuming once more.
+PICKWISE_TRAINING_MAX_ATTEMPTS = env.int("PICKWISE_TRAINING_MAX_ATTEMPTS", default=3)
+if PICKWISE_TRAINING_PROGRESS_SECONDS <= 0 or PICKWISE_TRAINING_HEARTBEAT_TIMEOUT < 1:
+    raise ImproperlyConfigured(
+        "PICKWISE_TRAINING_PROGRESS_SECONDS and PICKWISE_TRAINING_HEARTBEAT_TIMEOUT must be "
+        "positive."
+    )
+CELERY_BEAT_SCHEDULE["training.recover_stalled"] = {
+    "task": "training.recover_stalled",
+    "schedule": timedelta(minutes=5),
 }
 
 VAR_DIR.mkdir(parents=True, exist_ok=True)

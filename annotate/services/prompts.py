@@ -54,7 +54,7 @@ def _row_from_object(line: int, obj: Any, errors: list[dict]) -> PromptRow | Non
         return None
     text = obj.get("text")
     negative = obj.get("negative_prompt") or ""
-    meta = obj.get("meta") or {}
+    meta = obj.get("meta", {})
     if not isinstance(text, str) or not text.strip():
         errors.append({"line": line, "error": "'text' must be a non-empty string."})
         return None
