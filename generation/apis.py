@@ -1,6 +1,6 @@
 """The generation REST API: start a job for a campaign, follow its progress, cancel it."""
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -68,10 +68,12 @@ class GenerationJobOutputSerializer(serializers.ModelSerializer):
             "finished_at",
         ]
 
-    def get_progress(self, job) -> ProgressSerializer:
+    @extend_schema_field(ProgressSerializer)
+    def get_progress(self, job) -> dict:
         return generation_job_progress(job=job)
 
-    def get_errors(self, job) -> ItemErrorSerializer(many=True):
+    @extend_schema_field(ItemErrorSerializer(many=True))
+    def get_errors(self, job) -> list[dict]:
         return generation_job_errors(job=job)
 
 

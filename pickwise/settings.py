@@ -275,6 +275,9 @@ if PICKWISE_GENERATION_BATCH_SIZE < 1 or PICKWISE_GENERATION_CLAIM_TIMEOUT < 1:
     raise ImproperlyConfigured(
         "PICKWISE_GENERATION_BATCH_SIZE and PICKWISE_GENERATION_CLAIM_TIMEOUT must be positive."
     )
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})["GenerationJobStatusEnum"] = (
+    "generation.models.GenerationJob.Status"
+)
 CELERY_BEAT_SCHEDULE["generation.recover_stalled"] = {
     "task": "generation.recover_stalled",
     "schedule": timedelta(minutes=5),
