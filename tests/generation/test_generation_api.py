@@ -198,3 +198,12 @@ def test_generators_are_listed_for_campaign_admins_only(admin_client, api_client
     assert [row["name"] for row in response.json()] == ["tiny-a", "tiny-b"]
     api_client.force_authenticate(UserFactory())
     assert api_client.get(reverse("generation:generators")).status_code == 403
+
+
+def test_reading_a_job_takes_a_fixed_number_of_queries(
+    admin_client, campaign, generators, django_assert_max_num_queries
+):
+    job_id = start(admin_client, campaign, seeds_per_prompt=8).json()["id"]
+    with django_assert_max_num_queries(6):
+        response = admin_client.get(job_url(job_id))
+    assert response.json()["progress"]["total"] == 32
