@@ -1,4 +1,15 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from training import apis
 
 app_name = "training"
-urlpatterns: list = []
+urlpatterns = [
+    path("training-jobs/", apis.TrainingJobStartApi.as_view(), name="jobs"),
+    path("training-jobs/<int:job_id>/", apis.TrainingJobDetailApi.as_view(), name="job"),
+    path("training-jobs/<int:job_id>/cancel/", apis.TrainingJobCancelApi.as_view(), name="cancel"),
+    path(
+        "training-jobs/<int:job_id>/evaluate/",
+        apis.TrainingJobEvaluateApi.as_view(),
+        name="evaluate",
+    ),
+]

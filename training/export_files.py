@@ -1,0 +1,50 @@
+"""What the web side reads from an export's files: pair counts and held-out captions (pyarrow,
+no torch). The trainer reads the same files itself; these reads are only for checks at start
+and for the evaluation loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+TIE = 0.5
+HELD_OUT_SPLIT = "test_unique"
+
+
+@dataclass(frozen=True)
+class SplitCounts:
+    files: int
+    rows: int
+    ties: int
+
+    @property
+    def pairs(self) -> int:
+        return self.rows - self.ties
+
+
+def split_files(*, folder: str | Path, split: str) -> list[Path]:
+    return sorted((Path(folder) / "data").glob(f"{split}-*.parquet"))
+
+
+def split_counts(*, folder: str | Path, split: str = "train") -> SplitCounts:
+    """Rows and ties (label_0 == 0.5) of one split, reading only the label column."""
+    rows = ties = 0
+    files = split_files(folder=folder, split=split)
+    for path in files:
+        labels = pq.read_table(path, columns=["label_0"]).column("label_0")
+        rows += len(labels)
+        ties += pc.sum(pc.equal(labels, TIE)).as_py() or 0
+    return SplitCounts(files=len(files), rows=rows, ties=ties)
+
+
+def held_out_captions(*, folder: str | Path, split: str = HELD_OUT_SPLIT) -> list[str]:
+    """The split's distinct captions in first-seen order (test_unique has one row per prompt)."""
+    seen: dict[str, None] = {}
+    for path in split_files(folder=folder, split=split):
+        for caption in pq.read_table(path, columns=["caption"]).column("caption").to_pylist():
+            if caption and caption.strip():
+                seen.setdefault(caption.strip(), None)
+    return list(seen)

@@ -1,0 +1,275 @@
+"""Runs one training job on a train worker: the trainer as a subprocess, watched from here.
+
+The trainer (``python -m training.dpo``) runs in its own process group, so a crash in it (out
+of memory, a CUDA error, a segfault) fails the job and leaves the worker standing, and cancel
+can stop it with its data-loader workers. It is also told to die with the worker (Linux
+PR_SET_PDEATHSIG): a killed worker leaves no orphan training on, and the job is picked up
+again from its last checkpoint (training_jobs_recover).
+
+Progress comes from the trainer's JSON-lines metrics file, read as it grows and written to
+the database every few seconds, with a heartbeat; the cancel flag is read at the same time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from django.conf import settings
+
+from training.models import TrainingJob
+from training.options import trainer_argv
+from training.services.jobs import CANCELLED
+from training.services.runs import (
+    Progress,
+    training_job_claim,
+    training_progress_save,
+    training_run_end,
+    training_run_restart_at,
+)
+
+logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.5
+STOP_GRACE_SECONDS = 15
+STDERR_TAIL_CHARS = 4000
+EXIT_BAD_INPUT = 2  # training.dpo's status for input it refuses
+PR_SET_PDEATHSIG = 1
+CHECKPOINT_DIR = re.compile(r"^step-(\d+)$")
+
+TRAINER_REFUSED = "The trainer refused its input: {message}"
+TRAINER_FAILED = "The trainer exited with status {code}:\n{tail}"
+TRAINER_KILLED = "The trainer was killed by signal {signal}:\n{tail}"
+TRAINER_UNFINISHED = "The trainer exited without finishing:\n{tail}"
+
+
+def latest_checkpoint_step(output_dir: Path) -> int | None:
+    """The step of the checkpoint ``checkpoints/latest`` names (the trainer's layout)."""
+    pointer = output_dir / "checkpoints" / "latest"
+    try:
+        match = CHECKPOINT_DIR.match(pointer.read_text(encoding="utf-8").strip())
+    except OSError:
+        return None
+    return int(match.group(1)) if match else None
+
+
+class MetricsTail:
+    """Reads the lines appended to the metrics file since the last read, whole lines only.
+
+    Before the trainer starts, prepare() cuts the file the way the trainer's own writer will
+    on a resume (lines up to the resumed step, no "done"), so the trainer's rewrite leaves the
+    bytes already read unchanged and reading goes on from the same offset.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.offset = 0
+
+    def prepare(self, *, resume_step: int | None) -> None:
+        kept = []
+        if resume_step is not None and self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if record.get("step", 0) <= resume_step and record.get("event") != "done":
+                    kept.append(line + "\n")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("".join(kept), encoding="utf-8")
+        self.offset = self.path.stat().st_size
+
+    def read(self) -> list[dict]:
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return []
+        end = data.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        records = []
+        for line in data[: end + 1].splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                logger.warning("skipping a malformed metrics line: %r", line[:200])
+        return records
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL when the worker that started it dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: recovery's heartbeat check still applies
+        pass
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the whole process group, SIGKILL after a grace period."""
+    for sig, wait in ((signal.SIGTERM, STOP_GRACE_SECONDS), (signal.SIGKILL, 60)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _tail(path: Path) -> str:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(max(0, path.stat().st_size - STDERR_TAIL_CHARS))
+            return handle.read().decode("utf-8", errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def failure_message(*, returncode: int, log: Path) -> str:
+    tail = _tail(log)
+    if returncode == EXIT_BAD_INPUT:
+        errors = [line for line in tail.splitlines() if line.startswith("error: ")]
+        if errors:
+            return TRAINER_REFUSED.format(message=errors[-1].removeprefix("error: "))
+    if returncode < 0:
+        return TRAINER_KILLED.format(signal=signal.Signals(-returncode).name, tail=tail)
+    if returncode == 0:
+        return TRAINER_UNFINISHED.format(tail=tail)
+    return TRAINER_FAILED.format(code=returncode, tail=tail)
+
+
+class _Progress:
+    """What the metrics file said so far, and what the database has not seen yet."""
+
+    def __init__(self, *, step: int, warnings: list, latest: dict):
+        self.step = step
+        self.warnings = list(warnings)
+        self.latest = latest
+        self.rows: list[tuple[int, dict]] = []
+        self.done = False
+        self.urgent = False
+
+    def add(self, record: dict) -> None:
+        event, step = record.get("event"), int(record.get("step", 0))
+        values = {k: v for k, v in record.items() if k not in ("event", "step")}
+        if event == "step":
+            self.step = step
+            self.latest = values
+            self.rows.append((step, values))
+        elif event == "warning":
+            self.warnings.append({"step": step, "message": values.get("message", "")})
+            self.urgent = True
+        elif event in ("start", "checkpoint"):
+            self.urgent = True
+        elif event == "done":
+            self.step = step
+            self.done = True
+            self.urgent = True
+
+    def take(self) -> Progress:
+        progress = Progress(
+            step=self.step, latest=self.latest, warnings=self.warnings, rows=self.rows
+        )
+        self.rows = []
+        self.urgent = False
+        return progress
+
+
+def training_job_run(*, job_id: int, worker: str) -> str:
+    """Claim the job and run the trainer to its end; returns the job's final status, or
+    "not_claimed" / "lost" when this worker did not (or no longer does) hold it."""
+    job = training_job_claim(job_id=job_id, worker=worker)
+    if job is None:
+        return "not_claimed"
+    output = Path(job.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    resume = job.attempts > 1
+    resume_step = latest_checkpoint_step(output) if resume else None
+    tail = MetricsTail(output / "metrics.jsonl")
+    tail.prepare(resume_step=resume_step)
+    warnings = training_run_restart_at(job=job, step=resume_step or 0)
+    job.refresh_from_db(fields=["latest_metrics"])
+    state = _Progress(step=resume_step or 0, warnings=warnings, latest=job.latest_metrics)
+    argv = trainer_argv(
+        data=job.export.folder,
+        pretrained=job.pretrained,
+        output=str(output),
+        method=job.method,
+        mode=job.mode,
+        options=job.options,
+        resume=resume,
+    )
+    log = output / f"trainer-{job.attempts}.log"
+    logger.info("training job %s attempt %s: %s", job.pk, job.attempts, " ".join(argv))
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            argv,
+            cwd=settings.BASE_DIR,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(settings.BASE_DIR)},
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+    try:
+        return _supervise(job=job, process=process, tail=tail, state=state, log=log)
+    except BaseException:
+        _stop(process)  # never leave a trainer running without its supervisor
+        raise
+
+
+def _supervise(
+    *,
+    job: TrainingJob,
+    process: subprocess.Popen,
+    tail: MetricsTail,
+    state: _Progress,
+    log: Path,
+) -> str:
+    every = settings.PICKWISE_TRAINING_PROGRESS_SECONDS
+    last_save = time.monotonic()
+    while True:
+        returncode = process.poll()
+        for record in tail.read():
+            state.add(record)
+        if returncode is not None:
+            break
+        if state.urgent or time.monotonic() - last_save >= every:
+            ack = training_progress_save(job=job, progress=state.take())
+            last_save = time.monotonic()
+            if not ack.held:
+                logger.warning("training job %s was taken back; stopping its trainer", job.pk)
+                _stop(process)
+                return "lost"
+            if ack.cancel:
+                _stop(process)
+                for record in tail.read():
+                    state.add(record)
+                training_progress_save(job=job, progress=state.take())
+                training_run_end(job=job, status=TrainingJob.Status.CANCELLED, error=CANCELLED)
+                return TrainingJob.Status.CANCELLED
+        time.sleep(POLL_SECONDS)
+    if not training_progress_save(job=job, progress=state.take()).held:
+        return "lost"
+    if returncode == 0 and state.done:
+        status, error = TrainingJob.Status.DONE, ""
+    else:
+        status = TrainingJob.Status.FAILED
+        error = failure_message(returncode=returncode, log=log)
+    if not training_run_end(job=job, status=status, error=error):
+        return "lost"
+    logger.info("training job %s ended: %s", job.pk, status)
+    return status

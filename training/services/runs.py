@@ -1,0 +1,105 @@
+"""A run of a job on a train worker: claim it, report progress, record how it ended.
+
+Every write after the claim is conditional on the claim token: when recovery has taken the job
+back (the heartbeat went stale) the old runner's writes match nothing, and it stops.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from training.models import TrainingJob, TrainingMetric
+
+Status = TrainingJob.Status
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int
+    latest: dict
+    warnings: list
+    rows: list[tuple[int, dict]]  # (step, values) not stored yet
+
+
+@dataclass(frozen=True)
+class Ack:
+    held: bool  # False: the claim is gone, stop
+    cancel: bool  # True: someone asked to cancel
+
+
+def training_job_claim(*, job_id: int, worker: str) -> TrainingJob | None:
+    """Take a queued job for this worker, or None when it is not queued (another worker has
+    it, it finished, or it was cancelled): a duplicate message does nothing."""
+    token = uuid.uuid4().hex
+    now = timezone.now()
+    claimed = TrainingJob.objects.filter(
+        pk=job_id, status=Status.QUEUED, cancel_requested=False
+    ).update(
+        status=Status.RUNNING,
+        claim_token=token,
+        worker=worker,
+        heartbeat_at=now,
+        attempts=F("attempts") + 1,
+        error="",
+    )
+    if not claimed:
+        return None
+    TrainingJob.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=now)
+    return TrainingJob.objects.select_related("export").get(pk=job_id)
+
+
+@transaction.atomic
+def training_run_restart_at(*, job: TrainingJob, step: int) -> list:
+    """A (re)started run continues from `step`: later metric rows and warnings go (the trainer
+    writes them again). Returns the warnings kept."""
+    TrainingMetric.objects.filter(job=job, step__gt=step).delete()
+    warnings = [w for w in job.warnings if w.get("step", 0) <= step]
+    latest = TrainingMetric.objects.filter(job=job, step__lte=step).order_by("-step").first()
+    TrainingJob.objects.filter(pk=job.pk, claim_token=job.claim_token).update(
+        step=step, warnings=warnings, latest_metrics=latest.values if latest else {}
+    )
+    return warnings
+
+
+@transaction.atomic
+def training_progress_save(*, job: TrainingJob, progress: Progress) -> Ack:
+    """Store new metric rows, the current step and a heartbeat; read the cancel flag."""
+    held = TrainingJob.objects.filter(
+        pk=job.pk, status=Status.RUNNING, claim_token=job.claim_token
+    ).update(
+        step=min(progress.step, job.max_steps),
+        latest_metrics=progress.latest,
+        warnings=progress.warnings,
+        heartbeat_at=timezone.now(),
+    )
+    if not held:
+        return Ack(held=False, cancel=False)
+    if progress.rows:
+        TrainingMetric.objects.bulk_create(
+            [TrainingMetric(job=job, step=step, values=values) for step, values in progress.rows],
+            update_conflicts=True,
+            unique_fields=["job", "step"],
+            update_fields=["values"],
+        )
+    cancel = TrainingJob.objects.filter(pk=job.pk).values_list("cancel_requested", flat=True)
+    return Ack(held=True, cancel=bool(cancel.first()))
+
+
+def training_run_end(*, job: TrainingJob, status: str, error: str = "") -> bool:
+    """Record the end of the run; False if the claim was lost meanwhile (nothing written)."""
+    return bool(
+        TrainingJob.objects.filter(
+            pk=job.pk, status=Status.RUNNING, claim_token=job.claim_token
+        ).update(
+            status=status,
+            error=error,
+            finished_at=timezone.now(),
+            heartbeat_at=timezone.now(),
+            claim_token="",
+        )
+    )
