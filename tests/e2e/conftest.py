@@ -1,6 +1,7 @@
 """Browser tests: Debian's Chromium driven by Playwright against a live Django server."""
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,6 @@ def new_page(browser):
     yield make
     for context in contexts:
         context.close()
+    # A request the page sent just before closing may still be running in the live server;
+    # let it finish before the test database is flushed under it.
+    time.sleep(0.3)
