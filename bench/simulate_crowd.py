@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pickwise.settings")
 os.environ.setdefault("SECRET_KEY", "bench-only-key-not-secret")
 os.environ.setdefault("DATABASE_URL", "sqlite:////tmp/pickwise_simulate_crowd.sqlite3")
+os.environ.setdefault("CELERY_BROKER_URL", "memory://")
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 GROUPS = {
