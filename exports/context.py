@@ -9,8 +9,11 @@ from django.core.files.storage import default_storage
 from annotate.models import Campaign
 from exports.policy import Policy
 from exports.scan import Tally
-from exports.selectors import ImageRow, Rater, judgment_batches
+from exports.selectors import ImageRow, Rater, comparison_images, judgment_batches
 from exports.writers.images import JpegEncoder
+
+# Comparisons whose images are remembered between batches (a few MB).
+IMAGE_MEMORY = 50_000
 
 
 @dataclass
@@ -28,32 +31,48 @@ class BuildContext:
     encoder: JpegEncoder
     public_base_url: str
     progress: Callable[[int], None]
-    notes: dict = field(default_factory=dict)
+    _storage_urls_absolute: bool | None = None
+    _images: dict[int, list[ImageRow]] = field(default_factory=dict)
 
-    def batches(self, *, audit: bool = False):
+    def batches(self, *, audit: bool = False, with_time: bool = True):
         return judgment_batches(
             campaign=self.campaign,
             criterion=self.criterion,
             last_id=self.last_id,
             batch_size=self.batch_rows,
             audit=audit,
+            with_time=with_time,
         )
+
+    def images_of(self, comparison_ids: set[int]) -> dict[int, list[ImageRow]]:
+        """Each comparison's images, remembered across batches (judgments of a comparison
+        come close together in time); the memory is bounded and cleared when full."""
+        missing = sorted(c for c in comparison_ids if c not in self._images)
+        if missing:
+            if len(self._images) > IMAGE_MEMORY:
+                self._images.clear()
+            self._images.update(comparison_images(comparison_ids=missing))
+        return self._images
 
     def image_urls(self, images: list[ImageRow]) -> dict[int, str]:
         """Absolute URL per image: the storage's own when absolute, else PUBLIC_BASE_URL +
         the file URL, else empty."""
-        urls = {}
-        for image in images:
-            if image.id in urls:
-                continue
-            url = default_storage.url(image.file)
-            if url.startswith(("http://", "https://")):
-                urls[image.id] = url
-            elif self.public_base_url:
-                urls[image.id] = self.public_base_url + url
-            else:
-                urls[image.id] = ""
-        return urls
+        if self._storage_urls_absolute is None:
+            self._storage_urls_absolute = default_storage.url("x").startswith(
+                ("http://", "https://")
+            )
+        if not self._storage_urls_absolute and not self.public_base_url:
+            return _EMPTY_URLS
+        prefix = "" if self._storage_urls_absolute else self.public_base_url
+        return {image.id: prefix + default_storage.url(image.file) for image in images}
+
+
+class _Empty(dict):
+    def __missing__(self, key):
+        return ""
+
+
+_EMPTY_URLS = _Empty()
 
 
 @dataclass

@@ -20,11 +20,13 @@ BOTH_BAD = "both_bad"
 NO_ANSWER = "no_answer"
 REASONS = (BLOCKED_RATER, EXCLUDED_FLAG, STATE_NOT_INCLUDED, GOLD, REPEAT, BOTH_BAD, NO_ANSWER)
 
+# Plain strings: compared once per judgment, where enum attribute lookups add up.
 INCLUDABLE_STATES = (
-    Membership.Gate.QUALIFYING,
-    Membership.Gate.ACTIVE,
-    Membership.Gate.WARNED,
+    str(Membership.Gate.QUALIFYING),
+    str(Membership.Gate.ACTIVE),
+    str(Membership.Gate.WARNED),
 )
+BLOCKED_STATE = str(Membership.Gate.BLOCKED)
 POLICY_NOT_AN_OBJECT = "policy must be an object with states, exclude_gold and exclude_repeats."
 POLICY_UNKNOWN_KEYS = "policy has unknown keys: {keys}."
 POLICY_BAD_STATES = (
@@ -36,7 +38,7 @@ POLICY_BAD_FLAG = "policy.{key} must be true or false."
 
 @dataclass(frozen=True)
 class Policy:
-    states: tuple[str, ...] = (Membership.Gate.ACTIVE, Membership.Gate.WARNED)
+    states: tuple[str, ...] = ("active", "warned")
     exclude_gold: bool = True
     exclude_repeats: bool = True
 
@@ -73,15 +75,26 @@ def policy_from_dict(data: Any, *, training_format: bool) -> Policy:
     return Policy(states=ordered, **flags)
 
 
+def rater_verdict(*, gate_state: str | None, policy: Policy) -> tuple[bool, bool]:
+    """(blocked, state included) for a rater: decided once per rater, not per judgment."""
+    return gate_state == BLOCKED_STATE, gate_state in policy.states
+
+
 def exclusion_reason(
-    *, gate_state: str | None, excluded: bool, is_gold: bool, is_repeat: bool, policy: Policy
+    *,
+    blocked: bool,
+    state_included: bool,
+    excluded: bool,
+    is_gold: bool,
+    is_repeat: bool,
+    policy: Policy,
 ) -> str | None:
     """Why a judgment is left out before its answer is read, or None when it is kept."""
-    if gate_state == Membership.Gate.BLOCKED:
+    if blocked:
         return BLOCKED_RATER
     if excluded:
         return EXCLUDED_FLAG
-    if gate_state not in policy.states:
+    if not state_included:
         return STATE_NOT_INCLUDED
     if is_gold and policy.exclude_gold:
         return GOLD

@@ -14,7 +14,17 @@ from typing import NamedTuple
 
 from annotate.criteria import TIE
 from exports.pairs import answer_pair_counts
-from exports.policy import BOTH_BAD, NO_ANSWER, Policy, exclusion_reason
+from exports.policy import (
+    BLOCKED_RATER,
+    BOTH_BAD,
+    EXCLUDED_FLAG,
+    GOLD,
+    NO_ANSWER,
+    REPEAT,
+    STATE_NOT_INCLUDED,
+    Policy,
+    rater_verdict,
+)
 from exports.selectors import JudgmentRow, Rater
 
 
@@ -61,41 +71,60 @@ class Decision(NamedTuple):
 def decide_batch(
     *, rows: list[JudgmentRow], raters: dict[int, Rater], policy: Policy, tally: Tally
 ) -> list[Decision]:
-    """The policy's verdict on each judgment, added to `tally`. The hot loop of every
-    export: plain locals, no per-row allocation beyond the Decision."""
+    """The policy's verdict on each judgment, added to `tally`.
+
+    The hot loop of every export, run twice per judgment: the rules of exclusion_reason
+    are inlined on per-rater verdicts computed once, and plain locals are used throughout.
+    """
     decided = []
+    append = decided.append
     prompts = tally.prompts
     excluded = tally.excluded
+    exclude_gold, exclude_repeats = policy.exclude_gold, policy.exclude_repeats
+    verdicts: dict[int, tuple[Rater | None, bool, bool]] = {}
+    considered = included = 0
     for row in rows:
-        rater = raters.get(row.annotator_id)
-        reason = exclusion_reason(
-            gate_state=rater.gate_state if rater else None,
-            excluded=row.excluded,
-            is_gold=row.is_gold,
-            is_repeat=row.is_repeat,
-            policy=policy,
-        )
-        pairs = labelled = 0
-        if reason is None:
+        verdict = verdicts.get(row.annotator_id)
+        if verdict is None:
+            rater = raters.get(row.annotator_id)
+            blocked, state_included = rater_verdict(
+                gate_state=rater.gate_state if rater else None, policy=policy
+            )
+            verdict = verdicts[row.annotator_id] = (rater, blocked, state_included)
+        rater, blocked, state_included = verdict
+        considered += 1
+        # The order of exclusion_reason: each left-out judgment counts under one reason.
+        if blocked:
+            reason = BLOCKED_RATER
+        elif row.excluded:
+            reason = EXCLUDED_FLAG
+        elif not state_included:
+            reason = STATE_NOT_INCLUDED
+        elif row.is_gold and exclude_gold:
+            reason = GOLD
+        elif row.is_repeat and exclude_repeats:
+            reason = REPEAT
+        else:
             answer = row.answer
             if answer is None:
                 reason = NO_ANSWER
             elif answer == BOTH_BAD:
                 reason = BOTH_BAD
-            elif isinstance(answer, str):
+            elif answer.__class__ is str:
+                reason = None
                 pairs, labelled = 1, int(answer != TIE)
             else:
                 counts = answer_pair_counts(answer)
                 if counts is None:
                     reason = NO_ANSWER
                 else:
+                    reason = None
                     pairs, labelled = counts[0], counts[0] - counts[1]
-        tally.considered += 1
         if reason is not None:
             excluded[reason] += 1
-            decided.append(Decision(row, rater, reason))
+            append(Decision(row, rater, reason))
             continue
-        tally.included += 1
+        included += 1
         prompt = prompts.get(row.prompt_id)
         if prompt is None:
             prompt = prompts[row.prompt_id] = PromptTally()
@@ -106,7 +135,9 @@ def decide_batch(
             prompt.first_judgment = row.id
         if prompt.first_labelled_judgment is None and labelled:
             prompt.first_labelled_judgment = row.id
-        decided.append(Decision(row, rater, None, pairs, labelled))
+        append(Decision(row, rater, None, pairs, labelled))
+    tally.considered += considered
+    tally.included += included
     return decided
 
 

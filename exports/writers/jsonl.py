@@ -7,7 +7,7 @@ import json
 
 from exports.context import BuildContext, FormatResult
 from exports.scan import Tally, decide_batch, empty_result_message
-from exports.selectors import comparison_images, prompt_texts
+from exports.selectors import prompt_texts
 from pickwise.errors import ApplicationError
 
 FILE_NAME = "judgments.jsonl"
@@ -22,10 +22,10 @@ def write_jsonl(ctx: BuildContext) -> FormatResult:
             decided = decide_batch(
                 rows=[item[0] for item in batch], raters=ctx.raters, policy=ctx.policy, tally=tally
             )
-            images_of = comparison_images(
-                comparison_ids=sorted({d.row.comparison_id for d in decided})
+            images_of = ctx.images_of({d.row.comparison_id for d in decided})
+            urls = ctx.image_urls(
+                [image for d in decided for image in images_of.get(d.row.comparison_id, ())]
             )
-            urls = ctx.image_urls([image for images in images_of.values() for image in images])
             captions = prompt_texts(prompt_ids=sorted({d.row.prompt_id for d in decided}))
             lines = []
             for decision, audit in zip(decided, audits, strict=True):

@@ -12,7 +12,7 @@ from exports.context import BuildContext, FormatResult
 from exports.pairs import PAIR_ID_STRIDE, coin, rank_pairs
 from exports.scan import Tally, run_counting_pass
 from exports.splits import TEST, TRAIN, VALIDATION
-from exports.writers.plan import SplitPlan, kept_rows, naive_utc, plan_splits
+from exports.writers.plan import SplitPlan, epoch_ns, kept_rows, plan_splits
 from exports.writers.table import RowBuffer, close_buffers
 
 DEFAULT, DPO = "default", "dpo"
@@ -93,7 +93,7 @@ def _writing_pass(*, ctx: BuildContext, counted: Tally, plan: SplitPlan, buffers
             kept.images,
             kept.urls,
         )
-        created = naive_utc(row.created_at)
+        created = epoch_ns(row.created_at)
         user_id = kept.decision.rater.rater_key
         default_buffer = buffers[(DEFAULT, split)]
         dpo_buffer = buffers[(DPO, split)]

@@ -12,7 +12,7 @@ from exports.context import BuildContext, FormatResult
 from exports.pairs import answer_ranks, seeded_order
 from exports.scan import run_counting_pass
 from exports.splits import TEST, TRAIN, VALIDATION
-from exports.writers.plan import kept_rows, naive_utc, plan_splits
+from exports.writers.plan import epoch_ns, kept_rows, plan_splits
 from exports.writers.table import RowBuffer, close_buffers
 
 SPLITS = (TRAIN, VALIDATION, TEST)
@@ -63,7 +63,7 @@ def write_ranked(ctx: BuildContext) -> FormatResult:
                 [image.model_name for image in images],
                 [kept.ranks[i] for i in order],
                 kept.decision.rater.rater_key,
-                naive_utc(row.created_at),
+                epoch_ns(row.created_at),
             ]
             if per_criterion:
                 uids = [image.uid for image in kept.images]
