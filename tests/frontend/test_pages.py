@@ -180,3 +180,25 @@ def test_logout_needs_a_post(client):
     client.force_login(UserFactory())
     assert client.get(reverse("frontend:logout")).status_code == 405
     assert client.post(reverse("frontend:logout")).status_code == 302
+
+
+def test_the_pages_polled_while_people_work_stay_cheap(client, django_assert_max_num_queries):
+    campaign = campaign_with_comparisons(prompts=5)
+    client.force_login(annotator(campaign))
+    with django_assert_max_num_queries(20):
+        client.get(reverse("frontend:annotate", args=[campaign.pk]))
+    with django_assert_max_num_queries(8):
+        client.get(reverse("frontend:annotate-status", args=[campaign.pk]))
+    client.force_login(_member(campaign, Membership.Role.ADMIN))
+    with django_assert_max_num_queries(10):
+        client.get(reverse("frontend:dashboard-progress", args=[campaign.pk]))
+
+
+def test_the_dashboard_query_count_does_not_grow_with_raters(client, django_assert_max_num_queries):
+    campaign = campaign_with_comparisons(prompts=3)
+    for _ in range(12):
+        annotator(campaign)
+    client.force_login(_member(campaign, Membership.Role.ADMIN))
+    with django_assert_max_num_queries(22):
+        response = client.get(reverse("frontend:dashboard", args=[campaign.pk]))
+    assert len(response.context["raters"]["rows"]) == 12

@@ -93,8 +93,21 @@
     return { status: response.status, data: data || {} };
   }
 
+  // Signed out (or the CSRF token went stale with the session): log in again, then come back.
   function sessionLost(response) {
-    return response.status === 401 || (response.status === 403 && response.data.code !== "blocked");
+    const code = response.data.code;
+    return (
+      response.status === 401 ||
+      (response.status === 403 &&
+        (code === "not_authenticated" || code === "authentication_failed" || /CSRF/i.test(response.data.detail || "")))
+    );
+  }
+
+  // Any other refusal of the campaign as a whole (a changed role, say): stop and say why.
+  function refused(response) {
+    stopped = true;
+    $("closed-reason").textContent = response.data.detail || "";
+    showState("closed");
   }
 
   function toLogin() {
@@ -250,10 +263,8 @@
         showBlocked(response.data.detail);
         return null;
       }
-      if (response.data.code === "campaign_not_active") {
-        stopped = true;
-        $("closed-reason").textContent = response.data.detail || "";
-        showState("closed");
+      if (response.data.code === "campaign_not_active" || response.status === 403 || response.status === 404) {
+        refused(response);
         return null;
       }
       if (response.data.code === "too_many_open") {
