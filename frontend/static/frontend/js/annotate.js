@@ -355,52 +355,46 @@
     return button;
   }
 
-  function buildPairwiseCriteria(task) {
-    const box = document.createElement("div");
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  // One fieldset per question, the first one active; `fill` adds the answer controls.
+  function buildCriteria(task, fill) {
+    const box = el("div");
     task.criteria.forEach((criterion, index) => {
-      const fieldset = document.createElement("fieldset");
-      fieldset.className = "criterion";
+      const fieldset = el("fieldset", "criterion");
       fieldset.dataset.key = criterion.key;
-      const legend = document.createElement("legend");
-      legend.textContent = criterion.question;
-      const row = document.createElement("div");
-      row.className = "choices";
-      row.append(choiceButton(criterion, task.images[0].uid, t.left, "1 ←"));
-      if (criterion.allow_tie) row.append(choiceButton(criterion, "tie", t.tie, "3 ↓"));
-      if (criterion.allow_both_bad) row.append(choiceButton(criterion, "both_bad", t.bothBad, "B"));
-      row.append(choiceButton(criterion, task.images[1].uid, t.right, "2 →"));
-      fieldset.append(legend, row);
+      fieldset.append(el("legend", "", criterion.question));
+      fill(fieldset, criterion);
       if (index === 0) fieldset.classList.add("active");
       box.append(fieldset);
     });
     return box;
   }
 
-  function buildRankingCriteria(task) {
-    const box = document.createElement("div");
-    task.criteria.forEach((criterion, index) => {
-      const fieldset = document.createElement("fieldset");
-      fieldset.className = "criterion board";
-      fieldset.dataset.key = criterion.key;
-      const legend = document.createElement("legend");
-      legend.textContent = criterion.question;
-      const rankedLabel = document.createElement("p");
-      rankedLabel.className = "board-label";
-      rankedLabel.textContent = t.rankedLabel;
-      const ranked = document.createElement("ol");
-      ranked.className = "ranked";
-      ranked.setAttribute("aria-label", t.rankedLabel);
-      const poolLabel = document.createElement("p");
-      poolLabel.className = "board-label";
-      poolLabel.textContent = t.poolLabel;
-      const pool = document.createElement("ul");
-      pool.className = "pool";
-      pool.setAttribute("aria-label", t.poolLabel);
-      fieldset.append(legend, rankedLabel, ranked, poolLabel, pool);
-      if (index === 0) fieldset.classList.add("active");
-      box.append(fieldset);
-    });
-    return box;
+  function pairwiseChoices(task) {
+    return (fieldset, criterion) => {
+      const row = el("div", "choices");
+      row.append(choiceButton(criterion, task.images[0].uid, t.left, "1 ←"));
+      if (criterion.allow_tie) row.append(choiceButton(criterion, "tie", t.tie, "3 ↓"));
+      if (criterion.allow_both_bad) row.append(choiceButton(criterion, "both_bad", t.bothBad, "B"));
+      row.append(choiceButton(criterion, task.images[1].uid, t.right, "2 →"));
+      fieldset.append(row);
+    };
+  }
+
+  // A ranked list (best first) and a pool of images not placed yet; renderBoards fills them.
+  function rankingBoard(fieldset) {
+    fieldset.classList.add("board");
+    const ranked = el("ol", "ranked");
+    ranked.setAttribute("aria-label", t.rankedLabel);
+    const pool = el("ul", "pool");
+    pool.setAttribute("aria-label", t.poolLabel);
+    fieldset.append(el("p", "board-label", t.rankedLabel), ranked, el("p", "board-label", t.poolLabel), pool);
   }
 
   function waitForImages(container) {
@@ -427,7 +421,7 @@
     // Keyboard focus on a control of the old task would be lost with it: keep it in the task.
     const refocus = $("task").contains(document.activeElement);
     const images = buildImages(task);
-    const criteria = config.kind === "pairwise" ? buildPairwiseCriteria(task) : buildRankingCriteria(task);
+    const criteria = buildCriteria(task, config.kind === "pairwise" ? pairwiseChoices(task) : rankingBoard);
     $("prompt").textContent = task.prompt.text;
     $("images").replaceWith(images);
     images.id = "images";
