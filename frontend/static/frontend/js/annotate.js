@@ -805,6 +805,7 @@
       if (index >= current.task.images.length) return;
       event.preventDefault();
       const tie = tieNext || event.shiftKey;
+      if (tieNext) notify("");
       tieNext = false;
       place(activeCriterion(), current.task.images[index].uid, tie);
     }
