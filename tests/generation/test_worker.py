@@ -46,9 +46,11 @@ def shared_database_url() -> str:
 
 
 class Worker:
-    """`celery worker -Q generate --pool=solo`, under a fixed node name across restarts."""
+    """`celery worker -Q generate --pool=solo` (or another queue), under a fixed node name
+    across restarts."""
 
-    def __init__(self, log_dir: Path):
+    def __init__(self, log_dir: Path, queue: str = "generate"):
+        self.queue = queue
         self.name = f"gen-test-{uuid.uuid4().hex[:8]}@%h"
         self.log_dir = log_dir
         self.env = {
@@ -71,7 +73,7 @@ class Worker:
         self.starts += 1
         with self.log.open("w") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "pickwise", "worker", "-Q", "generate"]
+                [sys.executable, "-m", "celery", "-A", "pickwise", "worker", "-Q", self.queue]
                 + ["-c", "1", "--pool=solo", "-n", self.name, "-l", "INFO"],
                 cwd=ROOT,
                 env=self.env,
