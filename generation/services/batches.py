@@ -8,7 +8,7 @@ per (prompt, generator, seed), and items already made are reused without touchin
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -171,7 +171,6 @@ def generation_batch_run(
     generator_id: int,
     item_ids: Sequence[int],
     worker: str = "",
-    progress: Callable[[BatchResult], None] | None = None,
 ) -> BatchResult:
     """Make the images of one batch and store them; then finish prompts and maybe the job.
 
@@ -224,7 +223,9 @@ def generation_batch_run(
     except SpecError as error:
         # The whole generator is unusable: fail what it still has to do in this job.
         message = ERROR_SPEC.format(error=error)
-        result.failed = _fail(GenerationItem.objects.filter(claim_token=token), message)
+        result.failed = _fail(
+            GenerationItem.objects.filter(claim_token=token, status=Status.RUNNING), message
+        )
         result.failed += _fail(
             job.items.filter(generator=generator, status=Status.PENDING), message
         )
@@ -242,8 +243,6 @@ def generation_batch_run(
     for prompt_id in sorted(result.prompts):
         result.comparisons += prompt_finish_if_complete(job=job, prompt_id=prompt_id)
     result.finished_job = generation_job_finish_if_complete(job_id=job.pk)
-    if progress is not None:
-        progress(result)
     return result
 
 

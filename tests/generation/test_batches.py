@@ -265,32 +265,9 @@ def test_a_restarted_worker_gives_back_what_it_held_and_finishes_the_job(
 
 
 def test_reward_scores_are_stored_when_a_local_model_is_configured(settings, tmp_path):
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+    from generation.tiny_model import write_tiny_clip_model
 
-    from generation.tiny_model import build_tiny_tokenizer
-
-    tokenizer = build_tiny_tokenizer()
-    small = {"hidden_size": 8, "intermediate_size": 16, "num_attention_heads": 2}
-    config = CLIPConfig(
-        text_config={
-            **small,
-            "num_hidden_layers": 1,
-            "vocab_size": 1000,
-            "eos_token_id": tokenizer.eos_token_id,
-            "bos_token_id": tokenizer.bos_token_id,
-            "pad_token_id": tokenizer.pad_token_id,
-        },
-        vision_config={**small, "num_hidden_layers": 1, "image_size": 32, "patch_size": 8},
-        projection_dim=8,
-    )
-    CLIPModel(config).save_pretrained(tmp_path / "pickscore")
-    processor = CLIPImageProcessor(
-        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-    )
-    CLIPProcessor(image_processor=processor, tokenizer=tokenizer).save_pretrained(
-        tmp_path / "pickscore"
-    )
-    settings.PICKWISE_REWARD_MODEL_DIR = str(tmp_path / "pickscore")
+    settings.PICKWISE_REWARD_MODEL_DIR = str(write_tiny_clip_model(tmp_path / "pickscore"))
 
     job = make_job(prompts=1, generators=2, seeds=1)
     generation_job_run_sync(job=job, worker="test")
@@ -333,3 +310,26 @@ def test_a_base_and_a_lora_tuned_generator_make_different_images_from_the_same_s
     assert made["base"].seed == made["tuned"].seed
     assert made["tuned"].params["lora_path"] == str(lora)
     assert np.abs(read_pixels(made["base"]) - read_pixels(made["tuned"])).max() > 0
+
+
+def test_a_bad_spec_leaves_images_made_earlier_in_place():
+    from annotate.services.images import image_create
+    from tests.factories import png_bytes
+
+    job = make_job(prompts=1, generators=1, seeds=2)
+    generator = job.generators.get()
+    made, missing = job.items.select_related("prompt").order_by("index")
+    image_create(
+        prompt=made.prompt,
+        data=png_bytes(),
+        source="generated",
+        generator=generator,
+        seed=made.seed,
+    )
+    job.generators.update(pipeline_class="NoSuchPipeline")
+
+    generation_job_run_sync(job=job, worker="test")
+
+    assert dict(job.items.values_list("pk", "status")) == {made.pk: "done", missing.pk: "failed"}
+    job.refresh_from_db()
+    assert job.status == GenerationJob.Status.DONE
