@@ -111,7 +111,12 @@ def test_the_leaderboard_ranks_the_preferred_model_first():
 
 def test_the_timeline_has_one_window_per_block_of_units():
     campaign = campaign_with_comparisons(prompts=10, overlap=2)
-    run_crowd(campaign, [(annotator(campaign), _larger_uid) for _ in range(2)])
+
+    def alternating(assignment, models, rng):  # lo better on even comparisons, hi on odd
+        lo, hi = assignment.comparison.slots.order_by("slot").values_list("image__uid", flat=True)
+        return {"overall": str(lo if assignment.comparison_id % 2 == 0 else hi)}
+
+    run_crowd(campaign, [(annotator(campaign), alternating) for _ in range(2)])
     windows = agreement_timeline(campaign=campaign, window=4)
     assert [w["units"] for w in windows] == [4, 4, 2]
     assert windows[0]["baseline"] is None and windows[1]["baseline"] == pytest.approx(1.0)
