@@ -28,10 +28,10 @@ RETRYABLE = (TransientGenerationError, OperationalError, InterfaceError)
 class BatchTask(DjangoTask):
     def on_failure(self, exc, task_id, args, kwargs, einfo):
         # Retries are spent (or the error was a bug): record it on the items, not only in logs.
-        job_id, _generator_id, item_ids = args
+        params = {**dict(zip(("job_id", "generator_id", "item_ids"), args, strict=False)), **kwargs}
         generation_items_fail(
-            job_id=job_id,
-            item_ids=item_ids,
+            job_id=params["job_id"],
+            item_ids=params["item_ids"],
             error=f"Failed after {self.request.retries} retries: {exc}",
             worker=self.request.hostname or "",
         )

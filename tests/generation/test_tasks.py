@@ -65,3 +65,20 @@ def test_the_sweep_gives_back_only_claims_past_the_timeout(
     assert counts == {"released": 1, "batches_sent": 1, "jobs_closed": 0}
     assert [send.args for send in sends] == [(job.pk, generator.pk, [old.pk])]
     assert dict(job.items.values_list("pk", "status")) == {old.pk: "pending", fresh.pk: "running"}
+
+
+def test_the_batch_task_records_its_final_failure_on_the_items():
+    job = make_job(seeds=1)
+    item = job.items.get()
+    generation_batch_task.on_failure(
+        TimeoutError("the database kept timing out"),
+        "task-id",
+        (job.pk, item.generator_id, [item.pk]),
+        {},
+        None,
+    )
+    item.refresh_from_db()
+    assert (item.status, item.error) == (
+        "failed",
+        "Failed after 0 retries: the database kept timing out",
+    )
