@@ -76,8 +76,21 @@ CLEARED = "No warning applies any more."
 
 
 def policy_for(campaign: Campaign) -> dict[str, Any]:
-    """The defaults, overridden by the campaign's qc_policy."""
-    return {**DEFAULT_POLICY, **(campaign.qc_policy or {})}
+    """The defaults, overridden by the campaign's qc_policy where a value is a usable number.
+
+    Unknown keys are left for others (exports read their own); a malformed threshold falls
+    back to the default rather than breaking every submit of the campaign.
+    """
+    policy = dict(DEFAULT_POLICY)
+    for key, value in (campaign.qc_policy or {}).items():
+        default = DEFAULT_POLICY.get(key)
+        if default is None or isinstance(value, bool) or not isinstance(value, int | float):
+            if key not in DEFAULT_POLICY:
+                policy[key] = value
+            continue
+        if math.isfinite(value) and value >= 0:
+            policy[key] = type(default)(value) if isinstance(default, int) else float(value)
+    return policy
 
 
 def wilson(successes: float, n: float, z: float) -> tuple[float, float]:

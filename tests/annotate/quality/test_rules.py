@@ -128,3 +128,17 @@ def test_speed_warns_alone_and_blocks_only_with_a_suspicion():
     assert _verdict(fast_random, median_ms=1200).block == []  # 0.6 s is not fast against 1.2 s
     assert "speed_with_suspicion" in _verdict(fast_random, median_ms=4000).block
     assert speed_bucket(600) < speed_bucket(4000 * 0.35)
+
+
+def test_a_campaigns_policy_overrides_defaults_and_ignores_malformed_values():
+    from annotate.models import Campaign
+    from annotate.quality.gating import policy_for
+
+    campaign = Campaign(
+        qc_policy={"tie_min": 50, "chance_z": "high", "position_z": -1, "export": "x"}
+    )
+    policy = policy_for(campaign)
+    assert policy["tie_min"] == 50
+    assert policy["chance_z"] == DEFAULT_POLICY["chance_z"]
+    assert policy["position_z"] == DEFAULT_POLICY["position_z"]
+    assert policy["export"] == "x"
