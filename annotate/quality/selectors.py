@@ -81,6 +81,7 @@ def rater_table(*, campaign: Campaign) -> list[dict]:
     """One row per annotator: gate state and the figures the rules use, worst first."""
     stats = {s.annotator_id: s for s in RaterStats.objects.filter(campaign=campaign)}
     p_e = campaign_chance_agreement(campaign=campaign)
+    z = policy_for(campaign)["chance_z"]
     rows = []
     memberships = Membership.objects.filter(
         campaign=campaign, role=Membership.Role.ANNOTATOR
@@ -101,7 +102,7 @@ def rater_table(*, campaign: Campaign) -> list[dict]:
                 "gold_wrong": s.gold_wrong,
                 "agreement": agreement,
                 "agreement_upper": (
-                    wilson(agreement * s.co_rated, s.co_rated, 3.09)[1]
+                    wilson(agreement * s.co_rated, s.co_rated, z)[1]
                     if agreement is not None
                     else None
                 ),
