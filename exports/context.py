@@ -47,10 +47,10 @@ class BuildContext:
     def images_of(self, comparison_ids: set[int]) -> dict[int, list[ImageRow]]:
         """Each comparison's images, remembered across batches (judgments of a comparison
         come close together in time); the memory is bounded and cleared when full."""
+        if len(self._images) > IMAGE_MEMORY:
+            self._images.clear()
         missing = sorted(c for c in comparison_ids if c not in self._images)
         if missing:
-            if len(self._images) > IMAGE_MEMORY:
-                self._images.clear()
             self._images.update(comparison_images(comparison_ids=missing))
         return self._images
 

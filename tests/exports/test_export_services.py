@@ -57,3 +57,19 @@ def test_only_a_pending_export_can_be_built(small_campaign):
         error.value.message
         == f"Export {export.pk} is finished; only a pending export can be built."
     )
+
+
+def test_comparison_images_forgotten_between_batches_are_read_again(
+    judged_campaign, settings, monkeypatch
+):
+    from exports import context
+
+    # A tiny memory and tiny batches: the memory is cleared while rows still need images.
+    monkeypatch.setattr(context, "IMAGE_MEMORY", 2)
+    settings.EXPORT_BATCH_ROWS = 5
+    export = export_create(
+        requested_by=None, campaign=judged_campaign, format="pickapic", enqueue=False
+    )
+    export = export_build(export=export)
+    assert export.status == Export.Status.FINISHED, export.error
+    assert export.manifest["counts"]["judgments_included"] == 48
