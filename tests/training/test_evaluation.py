@@ -1,0 +1,121 @@
+"""The evaluation loop: base vs tuned on the export's held-out prompts, and the win-rate."""
+
+import math
+
+import pytest
+
+from annotate.models import Comparison, Image
+from annotate.services.assignments import assignment_next
+from annotate.services.judgments import judgment_submit
+from generation.models import GenerationJob
+from generation.services.batches import generation_batch_run
+from generation.services.jobs import generation_batches
+from tests.factories import GeneratorFactory, annotator, campaign_with_comparisons, user_as
+from tests.training.jobs_support import TINY_OPTIONS, finished_export
+from training.export_files import held_out_captions
+from training.models import TrainingJob
+from training.runner import training_job_run
+from training.selectors import training_job_evaluation, win_rate
+from training.services.jobs import training_job_create
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _training_in_tmp(settings, tmp_path):
+    settings.TRAINING_ROOT = tmp_path / "training"
+    settings.EXPORT_ROOT = tmp_path / "exports"
+
+
+def wilson(p: float, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    # Written out from the formula, independently of the code under test.
+    a = p + z**2 / (2 * n)
+    b = z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
+    return (a - b) / (1 + z**2 / n), (a + b) / (1 + z**2 / n)
+
+
+def test_the_win_rate_counts_ties_half_with_a_wilson_interval():
+    result = win_rate(wins=6, ties=2, losses=2)
+    assert result["win_rate"] == pytest.approx(0.7)
+    low, high = wilson(0.7, 10)
+    assert (result["low"], result["high"]) == (pytest.approx(low), pytest.approx(high))
+    assert (round(result["low"], 4), round(result["high"], 4)) == (0.3968, 0.8922)
+    assert result["interval"] == "wilson" and result["judgments"] == 10
+    assert win_rate(wins=0, ties=0, losses=0)["win_rate"] is None
+
+
+def test_the_job_reports_the_win_rate_over_base_from_hand_made_judgments(tmp_path):
+    base, tuned = GeneratorFactory(name="job-base"), GeneratorFactory(name="job-tuned")
+    campaign = campaign_with_comparisons(prompts=10, models=("job-base", "job-tuned"), overlap=1)
+    export = finished_export(prompts=4)
+    job = TrainingJob.objects.create(
+        export=export,
+        pretrained=str(tmp_path),
+        status=TrainingJob.Status.DONE,
+        max_steps=4,
+        step=4,
+        evaluation_campaign=campaign,
+        base_generator=base,
+        tuned_generator=tuned,
+    )
+    # Ten comparisons: tuned wins six, two ties, base wins two.
+    plan = ["tuned"] * 6 + ["tie"] * 2 + ["base"] * 2
+    rater = annotator(campaign)
+    for outcome in plan:
+        assignment = assignment_next(campaign=campaign, annotator=rater)
+        models = {Image.objects.get(uid=uid).model_name: uid for uid in assignment.presented}
+        answer = "tie" if outcome == "tie" else models[f"job-{outcome}"]
+        judgment_submit(assignment=assignment, answers={"overall": answer})
+    assert assignment_next(campaign=campaign, annotator=rater) is None
+
+    result = training_job_evaluation(job=job)
+    assert (result["wins"], result["ties"], result["losses"]) == (6, 2, 2)
+    assert result["win_rate"] == pytest.approx(0.7)
+    assert (result["low"], result["high"]) == tuple(pytest.approx(v) for v in wilson(0.7, 10))
+    assert (result["base_model"], result["tuned_model"]) == ("job-base", "job-tuned")
+
+
+@pytest.mark.slow
+def test_a_finished_job_evaluates_on_held_out_prompts_base_and_tuned_at_the_same_seed(
+    api_client, tiny_model_dir, django_capture_on_commit_callbacks
+):
+    export = finished_export(prompts=8)
+    held_out = held_out_captions(folder=export.folder)
+    assert len(held_out) == 2
+    # A large learning rate so the tuned images differ visibly from the base ones.
+    job = training_job_create(
+        export=export,
+        pretrained=str(tiny_model_dir),
+        options={**TINY_OPTIONS, "learning_rate": 0.05},
+    )
+    assert training_job_run(job_id=job.pk, worker="here") == "done"
+
+    api_client.force_authenticate(user_as(export.campaign, "researcher"))
+    with django_capture_on_commit_callbacks(execute=False):
+        response = api_client.post(
+            f"/api/training-jobs/{job.pk}/evaluate/", {"steps": 2}, format="json"
+        )
+    assert response.status_code == 201, response.json()
+    again = api_client.post(f"/api/training-jobs/{job.pk}/evaluate/", {}, format="json")
+    assert (again.status_code, again.json()["code"]) == (409, "already_evaluated")
+
+    job.refresh_from_db()
+    campaign = job.evaluation_campaign
+    assert sorted(campaign.prompts.values_list("text", flat=True)) == sorted(held_out)
+    assert job.tuned_generator.lora_path == job.output_dir
+    assert job.base_generator.source == job.tuned_generator.source == job.pretrained
+    generation = GenerationJob.objects.get(campaign=campaign)
+    for generator_id, item_ids in generation_batches(job=generation):
+        generation_batch_run(job_id=generation.pk, generator_id=generator_id, item_ids=item_ids)
+
+    for prompt in campaign.prompts.all():
+        images = {image.generator_id: image for image in prompt.images.all()}
+        assert set(images) == {job.base_generator_id, job.tuned_generator_id}
+        base, tuned = images[job.base_generator_id], images[job.tuned_generator_id]
+        assert base.seed == tuned.seed and base.sha256 != tuned.sha256
+        comparisons = Comparison.objects.filter(campaign=campaign, prompt=prompt)
+        assert comparisons.count() == 1
+        assert set(comparisons.get().images.values_list("pk", flat=True)) == {base.pk, tuned.pk}
+    assert not Comparison.objects.filter(campaign=campaign, role="gold").exists()
+    data = api_client.get(f"/api/training-jobs/{job.pk}/").json()
+    assert data["evaluation"]["judgments"] == 0 and data["evaluation"]["win_rate"] is None
