@@ -211,7 +211,13 @@ def test_answers_survive_the_server_going_away(live_server, new_page):
         "() => document.getElementById('notice').textContent.includes('Connection lost')"
     )
     assert page.evaluate("() => window.pickwise.queueLength()") == 2
-    page.wait_for_timeout(2500)
+    # A reload while still offline keeps the unsent answers (they live in localStorage).
+    page.reload()
+    page.wait_for_function("() => window.pickwise && window.pickwise.queueLength() === 2")
+    page.wait_for_function(
+        "() => document.getElementById('notice').textContent.includes('Connection lost')"
+    )
+    assert Judgment.objects.filter(annotator=user).count() == 3  # two before, one delivered
     page.unroute("**/api/**")
 
     task_id = wait_for_task(page, after=task_id)
