@@ -148,21 +148,22 @@ def export_panel(*, campaign: Campaign, limit: int = 5) -> dict:
 
 def training_panel(*, campaign: Campaign, limit: int = 5) -> dict:
     jobs = optional_callable("training.selectors", "training_job_list")
-    if jobs is None:
+    progress = optional_callable("training.selectors", "training_job_progress")
+    if jobs is None or progress is None:
         return NOT_AVAILABLE
     rows = []
-    for job in jobs(campaign=campaign)[:limit]:
-        done = getattr(job, "step", 0) or 0
-        total = getattr(job, "max_steps", 0) or 0
+    for job in jobs(campaign=campaign).order_by("-created_at", "-id")[:limit]:
+        figures = progress(job=job)
+        loss = (figures.get("latest") or {}).get("loss")
         rows.append(
             {
-                "label": getattr(job, "name", "") or f"#{job.pk}",
-                "status": job.status,
-                "done": done,
-                "total": total,
-                "percent": _percent(done, total),
-                "created_at": getattr(job, "created_at", None),
-                "error": getattr(job, "error", ""),
+                "label": job.name or f"{job.method} #{job.pk}",
+                "status": job.status + (f" · loss {loss:.4f}" if isinstance(loss, float) else ""),
+                "done": figures["step"],
+                "total": figures["total_steps"],
+                "percent": figures["percent"],
+                "created_at": job.created_at,
+                "error": job.error,
             }
         )
     return {"available": True, "rows": rows}
