@@ -56,3 +56,11 @@ def test_the_dashboard_shows_generation_export_and_training_progress(client):
     assert b"loss 0.6931" in response.content
     # Researchers read; only admins get the block and unblock forms.
     assert not response.context["may_manage"]
+
+
+def test_a_panel_whose_app_has_not_shipped_is_marked_not_available():
+    from frontend.panels import optional_callable
+
+    assert optional_callable("no_such_app.selectors", "job_list") is None
+    assert optional_callable("exports.selectors", "no_such_selector") is None
+    assert optional_callable("exports.selectors", "export_list") is not None
