@@ -85,10 +85,10 @@ class Command(BaseCommand):
     def _train(self, options) -> None:
         if options["export"] is None or not options["pretrained"]:
             raise CommandError(NEEDS_EXPORT)
+        trainer_options = dict(_option(text) for text in options["option"])
         export = Export.objects.filter(pk=options["export"]).first()
         if export is None:
             raise CommandError(UNKNOWN_EXPORT.format(id=options["export"]))
-        trainer_options = dict(_option(text) for text in options["option"])
         if options["max_steps"] is not None:
             trainer_options["max_train_steps"] = options["max_steps"]
         fields = {
