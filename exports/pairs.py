@@ -53,8 +53,17 @@ def answer_pair_counts(answer: object) -> tuple[int, int] | None:
     return None
 
 
+_PAIRWISE = {
+    (1, 2): [(0, 0, 1, 1.0)],
+    (2, 1): [(0, 0, 1, 0.0)],
+    (1, 1): [(0, 0, 1, 0.5)],
+}
+
+
 def rank_pairs(ranks: list[int]) -> list[tuple[int, int, int, float]]:
     """(pair index, image a, image b, label of a) for a < b; label 1.0 a wins, 0.0 b, 0.5 tie."""
+    if len(ranks) == 2:
+        return _PAIRWISE[ranks[0], ranks[1]]  # the common case, without building anything
     pairs = []
     for index, (a, b) in enumerate(combinations(range(len(ranks)), 2)):
         if ranks[a] < ranks[b]:

@@ -170,7 +170,7 @@ def run_counting_pass(ctx) -> Tally:
     """Pass one: the tally, with nothing written."""
     tally = Tally()
     for _ in decisions(
-        batches=ctx.batches(),
+        batches=ctx.batches(with_time=False),
         raters=ctx.raters,
         policy=ctx.policy,
         tally=tally,

@@ -41,7 +41,7 @@ class JudgmentRow(NamedTuple):
     is_gold: bool
     is_repeat: bool
     excluded: bool
-    created_at: datetime | None
+    created_at: datetime | None  # naive, UTC
 
 
 class AuditRow(NamedTuple):
@@ -70,12 +70,12 @@ EPOCH = datetime(1970, 1, 1)
 
 
 def _moment(text: str) -> datetime:
-    """An aware UTC datetime from the timestamp's text (naive text is UTC, as Django
-    stores it on SQLite)."""
+    """A naive UTC datetime from the timestamp's text (Django keeps UTC on SQLite, without
+    an offset; PostgreSQL's text has one)."""
     value = datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
 
 
 def _json(value: Any) -> Any:

@@ -42,7 +42,7 @@ def write_jsonl(ctx: BuildContext) -> FormatResult:
                     "image_uids": [image.uid for image in images],
                     "image_urls": [urls[image.id] for image in images],
                     "models": [image.model_name for image in images],
-                    "created_at": row.created_at.isoformat(),
+                    "created_at": row.created_at.isoformat() + "Z",
                     "duration_ms": audit.duration_ms,
                     "server_ms": audit.server_ms,
                     "user_id": rater.rater_key if rater else None,

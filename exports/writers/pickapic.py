@@ -7,13 +7,14 @@ rows, re-encodes images once each (exports.writers.images) and streams them into
 """
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from exports.context import BuildContext, FormatResult
 from exports.pairs import PAIR_ID_STRIDE, coin, rank_pairs
 from exports.scan import Tally, run_counting_pass
 from exports.splits import TEST, TRAIN, VALIDATION
 from exports.writers.plan import SplitPlan, epoch_ns, kept_rows, plan_splits
-from exports.writers.table import RowBuffer, close_buffers
+from exports.writers.table import BUFFER_BYTES, RowBuffer, close_buffers
 
 DEFAULT, DPO = "default", "dpo"
 CONFIG_FOLDERS = {DEFAULT: "data", DPO: "dpo"}
@@ -44,6 +45,8 @@ SCHEMA = pa.schema(
         ("__index_level_0__", pa.int64()),
     ]
 )
+# Values a row carries before its two counts (default, dpo) and the index.
+ROW_VALUES = 17
 
 
 def write_pickapic(ctx: BuildContext) -> FormatResult:
@@ -60,8 +63,16 @@ def write_pickapic(ctx: BuildContext) -> FormatResult:
         for config in (DEFAULT, DPO)
         for split in SPLITS
     }
+    pairs = {
+        split: PairBuffer(
+            default=buffers[(DEFAULT, split)], dpo=buffers[(DPO, split)], batch_rows=ctx.batch_rows
+        )
+        for split in SPLITS
+    }
     try:
-        ties = _writing_pass(ctx=ctx, counted=counted, plan=plan, buffers=buffers)
+        ties = _writing_pass(ctx=ctx, counted=counted, plan=plan, pairs=pairs)
+        for buffer in pairs.values():
+            buffer.flush()
     except BaseException:
         for buffer in buffers.values():
             buffer.abort()
@@ -80,7 +91,42 @@ def write_pickapic(ctx: BuildContext) -> FormatResult:
     )
 
 
-def _writing_pass(*, ctx: BuildContext, counted: Tally, plan: SplitPlan, buffers: dict) -> int:
+class PairBuffer:
+    """Rows of one split for both configs at once: each row is built once, with its count
+    for the default config and for `dpo`; the tie-free `dpo` rows are cut from the same
+    Arrow columns with a filter on has_label instead of being built again in Python."""
+
+    def __init__(self, *, default: RowBuffer, dpo: RowBuffer, batch_rows: int) -> None:
+        self.default = default
+        self.dpo = dpo
+        self.batch_rows = batch_rows
+        self.rows: list[tuple] = []
+        self.bytes = 0
+
+    def add(self, row: tuple, nbytes: int) -> None:
+        self.rows.append(row)
+        self.bytes += nbytes
+        if len(self.rows) >= self.batch_rows or self.bytes >= BUFFER_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        columns = list(zip(*self.rows, strict=True))
+        self.rows = []
+        self.bytes = 0
+        arrays = [
+            pa.array(values, type=field.type)
+            for values, field in zip(columns[:ROW_VALUES], SCHEMA, strict=False)
+        ]
+        default_count = pa.array(columns[ROW_VALUES], pa.int64())
+        dpo_count = pa.array(columns[ROW_VALUES + 1], pa.int64())
+        self.default.write_arrays([*arrays, default_count])
+        has_label = arrays[SCHEMA.get_field_index("has_label")]
+        self.dpo.write_arrays([pc.filter(a, has_label) for a in [*arrays, dpo_count]])
+
+
+def _writing_pass(*, ctx: BuildContext, counted: Tally, plan: SplitPlan, pairs: dict) -> int:
     """Write every row; returns the number of tied rows (label 0.5) in the default splits."""
     ties = 0
     seed = ctx.seed
@@ -95,8 +141,7 @@ def _writing_pass(*, ctx: BuildContext, counted: Tally, plan: SplitPlan, buffers
         )
         created = epoch_ns(row.created_at)
         user_id = kept.decision.rater.rater_key
-        default_buffer = buffers[(DEFAULT, split)]
-        dpo_buffer = buffers[(DPO, split)]
+        add = pairs[split].add
         unique = UNIQUE_OF.get(split)
         # The prompt's representative in *_unique: its first judgment with a preference
         # (else its first judgment), and in that judgment the first pair with one.
@@ -137,12 +182,8 @@ def _writing_pass(*, ctx: BuildContext, counted: Tally, plan: SplitPlan, buffers
                 user_id,
             )
             nbytes = len(jpg_0) + len(jpg_1)
-            default_buffer.add((*values, prompt.pairs), nbytes)
-            if has_label:
-                dpo_buffer.add((*values, prompt.labelled_pairs), nbytes)
+            add((*values, prompt.pairs, prompt.labelled_pairs), nbytes)
             if pick and (has_label or not labelled_pick):
-                buffers[(DEFAULT, unique)].add((*values, 1), nbytes)
-                if has_label:
-                    buffers[(DPO, unique)].add((*values, 1), nbytes)
+                pairs[unique].add((*values, 1, 1), nbytes)
                 pick = False
     return ties

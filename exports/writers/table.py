@@ -61,18 +61,24 @@ class RowBuffer:
         if not self.rows:
             return
         columns = list(zip(*self.rows, strict=True))
-        fields = list(self.schema)
-        arrays = [
-            pa.array(values, type=field.type)
-            for values, field in zip(columns, fields, strict=False)
-        ]
-        if self.with_index:
-            start = self.written
-            arrays.append(pa.array(range(start, start + len(self.rows)), type=pa.int64()))
-        self.shards.write(pa.Table.from_arrays(arrays, schema=self.schema))
-        self.written += len(self.rows)
         self.rows = []
         self.bytes = 0
+        self.write_arrays(
+            [
+                pa.array(values, type=field.type)
+                for values, field in zip(columns, self.schema, strict=False)
+            ]
+        )
+
+    def write_arrays(self, arrays: list[pa.Array]) -> None:
+        """Write ready columns (all but `__index_level_0__`, which is added here)."""
+        count = len(arrays[0])
+        if count == 0:
+            return
+        if self.with_index:
+            arrays = [*arrays, pa.array(range(self.written, self.written + count), pa.int64())]
+        self.shards.write(pa.Table.from_arrays(arrays, schema=self.schema))
+        self.written += count
 
     def close(self) -> list[Shard]:
         self.flush()
