@@ -37,6 +37,7 @@
   let retryMs = RETRY_MIN_MS;
   let tieNext = false; // ranking: "=" pressed, the next number ties
   let leaseTimer = null;
+  let keepFocus = false;
   const dropped = new Map(); // tasks let go because their lease ran out or nearly did
 
   /* ---------- the answer queue (localStorage) ---------- */
@@ -419,7 +420,8 @@
       return nextOrWait();
     }
     // Keyboard focus on a control of the old task would be lost with it: keep it in the task.
-    const refocus = $("task").contains(document.activeElement);
+    const refocus = keepFocus || $("task").contains(document.activeElement);
+    keepFocus = false;
     const images = buildImages(task);
     const criteria = buildCriteria(task, config.kind === "pairwise" ? pairwiseChoices(task) : rankingBoard);
     $("prompt").textContent = task.prompt.text;
@@ -465,6 +467,8 @@
   // The current task is done (answered or skipped): show the next one at once if it is ready.
   function advance(keyAt) {
     clearTimeout(leaseTimer);
+    // Remembered now: while the next task loads, the old controls are hidden and lose focus.
+    keepFocus = $("task").contains(document.activeElement);
     pendingKeyAt = keyAt;
     current = null;
     nextOrWait();
