@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -208,6 +209,7 @@ def build_campaign(*, slug: str, judgments: int, images: bool, image_size: int) 
             ),
         )
         image0 = _next_id(Image)
+        uid_field = Image._meta.get_field("uid")
         shared_files = []
         if images:
             # A few hundred distinct pictures, stored once each, shared between prompts.
@@ -235,7 +237,9 @@ def build_campaign(*, slug: str, judgments: int, images: bool, image_size: int) 
             (
                 (
                     image0 + p * MODELS_PER_PROMPT + m,
-                    str(__import__("uuid").UUID(int=rng.getrandbits(128), version=4)),
+                    uid_field.get_db_prep_value(
+                        uuid.UUID(int=rng.getrandbits(128), version=4), connection
+                    ),
                     prompt0 + p,
                     shared_files[(p * MODELS_PER_PROMPT + m) % len(shared_files)]
                     if shared_files
@@ -414,6 +418,10 @@ def child(slug: str, images: bool) -> None:
         def progress(done, total):
             if done * 2 >= total and "counted" not in marks:
                 marks["counted"] = time.perf_counter()
+                marks["counted_cpu"] = time.process_time()
+            if done >= total and "written" not in marks:
+                marks["written"] = time.perf_counter()
+                marks["written_cpu"] = time.process_time()
 
         started = time.perf_counter()
         cpu_started = time.process_time()
@@ -437,6 +445,9 @@ def child(slug: str, images: bool) -> None:
                 "seconds": seconds,
                 "cpu_seconds": cpu_seconds,
                 "counting_seconds": marks.get("counted", started) - started,
+                "counting_cpu_seconds": marks.get("counted_cpu", cpu_started) - cpu_started,
+                "writing_cpu_seconds": marks.get("written_cpu", cpu_started)
+                - marks.get("counted_cpu", cpu_started),
                 "judgments": counts["judgments_considered"],
                 "rows_default": sum(rows["default"][s] for s in ("train", "validation", "test")),
                 "rows_all": sum(sum(split.values()) for split in rows.values()),

@@ -16,7 +16,7 @@ from django.db.models import CharField, Max, Min, QuerySet
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 
-from annotate.models import Campaign, ComparisonImage, Judgment, Membership, Prompt
+from annotate.models import Campaign, ComparisonImage, Image, Judgment, Membership, Prompt
 from exports.models import Export
 from pickwise.errors import ApplicationError
 
@@ -206,13 +206,25 @@ class ImageRow(NamedTuple):
 
 
 def comparison_images(*, comparison_ids: list[int]) -> dict[int, list[ImageRow]]:
-    """Each comparison's images in canonical order (slot order, i.e. ascending image id)."""
+    """Each comparison's images in canonical order (slot order, i.e. ascending image id).
+
+    Plain SQL: building an ORM IN-lookup of a thousand ids costs more than running it.
+    """
     found: dict[int, list[ImageRow]] = {}
-    rows = _raw_rows(
-        ComparisonImage.objects.filter(comparison_id__in=comparison_ids)
-        .order_by("comparison_id", "slot")
-        .values_list("comparison_id", "image_id", "image__uid", "image__model_name", "image__file")
+    if not comparison_ids:
+        return found
+    connection = connections[ComparisonImage.objects.db]
+    quote = connection.ops.quote_name
+    slots, images = quote(ComparisonImage._meta.db_table), quote(Image._meta.db_table)
+    marks = ", ".join(["%s"] * len(comparison_ids))
+    sql = (
+        f"SELECT s.comparison_id, s.image_id, i.uid, i.model_name, i.file "  # noqa: S608
+        f"FROM {slots} s JOIN {images} i ON i.id = s.image_id "
+        f"WHERE s.comparison_id IN ({marks}) ORDER BY s.comparison_id, s.slot"
     )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(comparison_ids))
+        rows = cursor.fetchall()
     for comparison_id, image_id, uid, model_name, file in rows:
         # SQLite keeps uuids as 32 hex digits, PostgreSQL as uuid: answers use the dashed form.
         found.setdefault(comparison_id, []).append(
