@@ -16,7 +16,7 @@ TINY_OPTIONS = {
 }
 
 
-def finished_export(*, prompts: int = 12, ties_only: bool = False, campaign=None):
+def finished_export(*, prompts: int = 4, ties_only: bool = False, campaign=None):
     """A finished pickapic export of a campaign with two models; its test split has held-out
     prompts (a quarter of them)."""
     campaign = campaign or campaign_with_comparisons(prompts=prompts, models=("model-a", "model-b"))

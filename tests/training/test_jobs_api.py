@@ -30,7 +30,13 @@ def model_dir(tmp_path):
 
 @pytest.fixture
 def export(db):
-    return finished_export(prompts=6)
+    return finished_export(prompts=4)
+
+
+@pytest.fixture
+def campaign(db):
+    """For refusals decided before any export is read."""
+    return campaign_with_comparisons(prompts=1)
 
 
 def body(export, model_dir, **extra):
@@ -91,8 +97,8 @@ def test_start_refuses_another_campaigns_export_as_missing(api_client, export, m
         {"export": 1, "pretrained": "x" * 1001},
     ],
 )
-def test_start_refuses_malformed_input(api_client, export, payload):
-    as_user(api_client, export.campaign, "researcher")
+def test_start_refuses_malformed_input(api_client, campaign, payload):
+    as_user(api_client, campaign, "researcher")
     response = api_client.post(URL, payload, format="json")
     assert response.status_code == 400
     assert not TrainingJob.objects.exists()
@@ -172,8 +178,8 @@ def test_cancel_flags_a_running_job_and_refuses_a_finished_one(api_client, expor
     ("method", "url"),
     [("get", URL), ("delete", f"{URL}1/"), ("get", f"{URL}1/cancel/"), ("put", f"{URL}1/")],
 )
-def test_wrong_methods_are_refused(api_client, export, method, url):
-    as_user(api_client, export.campaign, "researcher")
+def test_wrong_methods_are_refused(api_client, campaign, method, url):
+    as_user(api_client, campaign, "researcher")
     assert getattr(api_client, method)(url).status_code == 405
 
 

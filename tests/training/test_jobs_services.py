@@ -1,6 +1,9 @@
 """Starting, cancelling and recovering training jobs: the checks at start and the claims."""
 
 import json
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -46,7 +49,7 @@ def model_dir(tmp_path) -> Path:
 
 @pytest.fixture
 def export(db):
-    return finished_export(prompts=6)
+    return finished_export(prompts=4)
 
 
 def create(export, model_dir, **fields):
@@ -280,3 +283,17 @@ def test_recovery_requeues_stale_jobs_fails_those_that_died_too_often_and_honour
         cancelled.pk: "cancelled",
     }
     assert TrainingJob.objects.get(pk=tired.pk).error == jobs.DIED_TOO_OFTEN.format(attempts=2)
+
+
+def test_the_web_and_worker_side_of_training_do_not_import_torch():
+    # The API, admin, tasks, runner and command run in web processes and the worker's parent;
+    # only the trainer subprocess loads torch.
+    code = (
+        "import sys, django; django.setup(); "
+        "import pickwise.urls, training.apis, training.admin, training.tasks, training.runner, "
+        "training.services.evaluation, training.management.commands.train_dpo; "
+        "loaded = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]; "
+        "assert not loaded, loaded"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "pickwise.settings", "PICKWISE_TESTING": "1"}
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2], env=env)
