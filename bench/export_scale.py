@@ -488,6 +488,7 @@ def main() -> None:
     )
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--build-only", action="store_true", help="Build the data and stop.")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--no-images", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -518,6 +519,8 @@ def main() -> None:
         )
         runs.append((f"{args.with_images} judgments, {args.image_size}px JPEG", slug, True))
 
+    if args.build_only:
+        return
     print()
     header = (
         f"{'run':42} {'judgments':>10} {'rows':>9} {'seconds':>8} {'rows/s':>9} "
