@@ -211,6 +211,7 @@ def test_answers_survive_the_server_going_away(live_server, new_page):
         "() => document.getElementById('notice').textContent.includes('Connection lost')"
     )
     assert page.evaluate("() => window.pickwise.queueLength()") == 2
+    assert page.inner_text("#pending") == "2 answers waiting to be sent"
     # A reload while still offline keeps the unsent answers (they live in localStorage).
     page.reload()
     page.wait_for_function("() => window.pickwise && window.pickwise.queueLength() === 2")

@@ -65,10 +65,12 @@
     saveQueue(loadQueue().filter((q) => q.id !== id));
   }
 
+  // Shown only when answers pile up (offline or slow): one answer in flight is the normal case.
   function showPending(count) {
     const el = $("pending");
-    el.hidden = count === 0;
-    el.textContent = count ? t.pending.replace("%(count)s", count) : "";
+    const piling = count > 1 || (count === 1 && $("notice").dataset.offline);
+    el.hidden = !piling;
+    el.textContent = piling ? (count === 1 ? t.pendingOne : t.pendingMany.replace("%(count)s", count)) : "";
   }
 
   function csrfToken() {
@@ -177,6 +179,7 @@
     el.textContent = t.offline;
     el.dataset.offline = "1";
     el.hidden = false;
+    showPending(loadQueue().length);
   }
 
   function clearOffline() {
