@@ -323,3 +323,10 @@ def test_a_finished_export_is_read_only_and_a_new_request_is_a_new_version(judge
         if path.is_file():
             assert not path.stat().st_mode & 0o222
     assert Export.objects.get(pk=first.pk).status == Export.Status.FINISHED
+
+
+def test_the_parquet_loader_finds_the_custom_split_names_from_file_names(judged_campaign, tmp_path):
+    export = build(judged_campaign)
+    data = load_dataset("parquet", data_dir=export.folder, cache_dir=str(tmp_path / "hf"))
+    assert sorted(data) == sorted(SPLITS)
+    assert len(data["train"]) == export.manifest["counts"]["rows"]["default"]["train"]
