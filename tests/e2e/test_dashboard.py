@@ -78,3 +78,10 @@ def test_the_dashboard_shows_progress_moving_and_quality(live_server, new_page):
     row.locator("input[name=reason]").press("Enter")
     admin.wait_for_selector("text=rater0 is now blocked.")
     assert Membership.objects.get(user__username="rater0").gate_state == "blocked"
+
+    # On a phone the page does not scroll sideways; wide tables scroll inside their box.
+    admin.set_viewport_size({"width": 360, "height": 800})
+    admin.reload()
+    admin.wait_for_selector("[data-plot] .uplot")
+    width = admin.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 360, f"the dashboard scrolls sideways at 360 px ({width} px wide)"
