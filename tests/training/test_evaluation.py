@@ -1,6 +1,7 @@
 """The evaluation loop: base vs tuned on the export's held-out prompts, and the win-rate."""
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -14,8 +15,8 @@ from tests.factories import GeneratorFactory, annotator, campaign_with_compariso
 from tests.training.jobs_support import TINY_OPTIONS, finished_export
 from training.export_files import held_out_captions
 from training.models import TrainingJob
-from training.runner import training_job_run
-from training.selectors import training_job_evaluation, win_rate
+from training.runner import latest_checkpoint_step, training_job_run
+from training.selectors import training_job_evaluation, training_job_metric_series, win_rate
 from training.services.jobs import training_job_create
 
 pytestmark = pytest.mark.django_db
@@ -89,6 +90,14 @@ def test_a_finished_job_evaluates_on_held_out_prompts_base_and_tuned_at_the_same
         options={**TINY_OPTIONS, "learning_rate": 0.05},
     )
     assert training_job_run(job_id=job.pk, worker="here") == "done"
+    job.refresh_from_db()
+    assert (job.step, job.attempts, job.error) == (4, 1, "")
+    output = Path(job.output_dir)
+    assert latest_checkpoint_step(output) == 4
+    assert (output / "pytorch_lora_weights.safetensors").is_file()
+    assert training_job_metric_series(job=job)["step"] == [1, 2, 3, 4]
+    # A second message for the finished job does nothing.
+    assert training_job_run(job_id=job.pk, worker="here") == "not_claimed"
 
     api_client.force_authenticate(user_as(export.campaign, "researcher"))
     with django_capture_on_commit_callbacks(execute=False):

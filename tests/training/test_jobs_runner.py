@@ -1,15 +1,15 @@
-"""The runner on the tiny pipeline, in this process: the trainer as a real subprocess."""
+"""The runner on the tiny pipeline, in this process: the trainer as a real subprocess.
+
+A run to the end is in test_evaluation (in process) and test_jobs_worker (on a worker)."""
 
 import shutil
-from pathlib import Path
 
 import pytest
 
 from tests.training.jobs_support import TINY_OPTIONS, finished_export
 from training.models import TrainingJob, TrainingMetric
-from training.runner import MetricsTail, latest_checkpoint_step
+from training.runner import MetricsTail
 from training.runner import training_job_run as run
-from training.selectors import training_job_metric_series
 from training.services.jobs import training_job_create
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
@@ -25,26 +25,6 @@ def _training_in_tmp(settings, tmp_path):
 @pytest.fixture
 def export(db):
     return finished_export(prompts=6)
-
-
-def test_a_job_runs_to_the_end_and_stores_every_step(export, tiny_model_dir):
-    job = training_job_create(
-        export=export, pretrained=str(tiny_model_dir), options={**TINY_OPTIONS}
-    )
-    assert run(job_id=job.pk, worker="here") == TrainingJob.Status.DONE
-    job.refresh_from_db()
-    assert (job.status, job.step, job.max_steps, job.error) == ("done", 4, 4, "")
-    assert job.started_at and job.finished_at and job.attempts == 1
-    assert set(job.latest_metrics) >= {"loss", "implicit_acc", "reward_margin", "samples_per_s"}
-    series = training_job_metric_series(job=job)
-    assert series["step"] == [1, 2, 3, 4]
-    assert all(isinstance(value, float) for value in series["loss"])
-    output = Path(job.output_dir)
-    assert latest_checkpoint_step(output) == 4
-    assert (output / "pytorch_lora_weights.safetensors").is_file()
-    assert (output / "trainer-1.log").is_file()
-    # A second message for the same job finds it finished and does nothing.
-    assert run(job_id=job.pk, worker="here") == "not_claimed"
 
 
 def test_a_crash_in_the_trainer_fails_the_job_with_the_tail_of_its_output(
