@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from training.metrics_file import lines_kept_on_resume
+
 
 class MseTrend:
     """Detects the DPO failure mode where the loss falls because both errors grow.
@@ -57,16 +59,7 @@ class MetricsWriter:
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        kept = []
-        if resume_step is not None and self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                # The earlier run's "done" no longer holds once training goes on.
-                if record.get("step", 0) <= resume_step and record.get("event") != "done":
-                    kept.append(line + "\n")
+        kept = [] if resume_step is None else lines_kept_on_resume(self.path, resume_step)
         self.path.write_text("".join(kept), encoding="utf-8")
 
     def write(self, event: str, step: int, **values) -> None:

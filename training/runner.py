@@ -25,6 +25,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from training.metrics_file import lines_kept_on_resume
 from training.models import TrainingJob
 from training.options import trainer_argv
 from training.services.jobs import CANCELLED
@@ -64,8 +65,8 @@ def latest_checkpoint_step(output_dir: Path) -> int | None:
 class MetricsTail:
     """Reads the lines appended to the metrics file since the last read, whole lines only.
 
-    Before the trainer starts, prepare() cuts the file the way the trainer's own writer will
-    on a resume (lines up to the resumed step, no "done"), so the trainer's rewrite leaves the
+    Before the trainer starts, prepare() cuts the file by the rule the trainer's own writer
+    applies on a resume (training.metrics_file), so the trainer's rewrite leaves the
     bytes already read unchanged and reading goes on from the same offset.
     """
 
@@ -74,15 +75,7 @@ class MetricsTail:
         self.offset = 0
 
     def prepare(self, *, resume_step: int | None) -> None:
-        kept = []
-        if resume_step is not None and self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if record.get("step", 0) <= resume_step and record.get("event") != "done":
-                    kept.append(line + "\n")
+        kept = [] if resume_step is None else lines_kept_on_resume(self.path, resume_step)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text("".join(kept), encoding="utf-8")
         self.offset = self.path.stat().st_size
