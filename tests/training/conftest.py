@@ -65,3 +65,20 @@ def tiny_model_dir() -> Path:
 def export_dir(tmp_path) -> Path:
     # Five pairs in both orientations and one tie.
     return write_export(tmp_path / "export", [1.0, 0.0, 0.5, 1.0, 0.0, 1.0])
+
+
+# Training jobs (the Django side) ------------------------------------------------------------
+@pytest.fixture
+def training_dirs(settings, tmp_path):
+    """Job folders and exports under the test's own folder."""
+    settings.TRAINING_ROOT = tmp_path / "training"
+    settings.EXPORT_ROOT = tmp_path / "exports"
+
+
+@pytest.fixture
+def pipeline_layout_dir(tmp_path) -> Path:
+    """A folder that passes the start checks (model_index.json) without weights in it."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    return folder

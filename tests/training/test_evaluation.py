@@ -19,13 +19,7 @@ from training.runner import latest_checkpoint_step, training_job_run
 from training.selectors import training_job_evaluation, training_job_metric_series, win_rate
 from training.services.jobs import training_job_create
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _training_in_tmp(settings, tmp_path):
-    settings.TRAINING_ROOT = tmp_path / "training"
-    settings.EXPORT_ROOT = tmp_path / "exports"
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("training_dirs")]
 
 
 def wilson(p: float, n: int, z: float = 1.959963984540054) -> tuple[float, float]:

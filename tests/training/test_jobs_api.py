@@ -1,7 +1,5 @@
 """The training API: who may start, read and cancel jobs, and what bad input gets back."""
 
-import json
-
 import pytest
 
 from tests.factories import campaign_with_comparisons, user_as
@@ -10,22 +8,8 @@ from training.models import TrainingJob
 from training.services.jobs import ERROR_MODEL_MISSING, training_job_create
 from training.services.runs import Progress, training_job_claim, training_progress_save
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("training_dirs")]
 URL = "/api/training-jobs/"
-
-
-@pytest.fixture(autouse=True)
-def _training_in_tmp(settings, tmp_path):
-    settings.TRAINING_ROOT = tmp_path / "training"
-    settings.EXPORT_ROOT = tmp_path / "exports"
-
-
-@pytest.fixture
-def model_dir(tmp_path):
-    folder = tmp_path / "model"
-    folder.mkdir()
-    (folder / "model_index.json").write_text(json.dumps({"_class_name": "X"}))
-    return folder
 
 
 @pytest.fixture
@@ -39,8 +23,13 @@ def campaign(db):
     return campaign_with_comparisons(prompts=1)
 
 
-def body(export, model_dir, **extra):
-    return {"export": export.pk, "pretrained": str(model_dir), "options": TINY_OPTIONS, **extra}
+def body(export, pipeline_layout_dir, **extra):
+    return {
+        "export": export.pk,
+        "pretrained": str(pipeline_layout_dir),
+        "options": TINY_OPTIONS,
+        **extra,
+    }
 
 
 def as_user(api_client, campaign, who):
@@ -52,11 +41,13 @@ def as_user(api_client, campaign, who):
 
 @pytest.mark.parametrize("who", ["researcher", "admin"])
 def test_a_researcher_or_admin_starts_a_job_and_it_is_queued_on_commit(
-    api_client, export, model_dir, who, django_capture_on_commit_callbacks
+    api_client, export, pipeline_layout_dir, who, django_capture_on_commit_callbacks
 ):
     as_user(api_client, export.campaign, who)
     with django_capture_on_commit_callbacks(execute=False) as sends:
-        response = api_client.post(URL, body(export, model_dir, method="mapo"), format="json")
+        response = api_client.post(
+            URL, body(export, pipeline_layout_dir, method="mapo"), format="json"
+        )
     assert response.status_code == 202, response.json()
     data = response.json()
     assert (data["status"], data["method"], data["mode"]) == ("queued", "mapo", "lora")
@@ -69,17 +60,19 @@ def test_a_researcher_or_admin_starts_a_job_and_it_is_queued_on_commit(
     ("who", "status"),
     [("anonymous", 401), ("annotator", 403), ("outsider", 404), ("site_researcher", 202)],
 )
-def test_start_refuses_who_may_not_read_the_export(api_client, export, model_dir, who, status):
+def test_start_refuses_who_may_not_read_the_export(
+    api_client, export, pipeline_layout_dir, who, status
+):
     as_user(api_client, export.campaign, who)
-    response = api_client.post(URL, body(export, model_dir), format="json")
+    response = api_client.post(URL, body(export, pipeline_layout_dir), format="json")
     assert response.status_code == status
     assert TrainingJob.objects.count() == (1 if status == 202 else 0)
 
 
-def test_start_refuses_another_campaigns_export_as_missing(api_client, export, model_dir):
+def test_start_refuses_another_campaigns_export_as_missing(api_client, export, pipeline_layout_dir):
     other = campaign_with_comparisons(prompts=2)
     as_user(api_client, other, "researcher")
-    response = api_client.post(URL, body(export, model_dir), format="json")
+    response = api_client.post(URL, body(export, pipeline_layout_dir), format="json")
     assert response.status_code == 404
     assert not TrainingJob.objects.exists()
 
@@ -104,32 +97,40 @@ def test_start_refuses_malformed_input(api_client, campaign, payload):
     assert not TrainingJob.objects.exists()
 
 
-def test_bad_input_fails_at_start_with_the_reason(api_client, export, model_dir, tmp_path):
+def test_bad_input_fails_at_start_with_the_reason(
+    api_client, export, pipeline_layout_dir, tmp_path
+):
     as_user(api_client, export.campaign, "researcher")
     missing = tmp_path / "gone"
-    response = api_client.post(URL, body(export, model_dir, pretrained=str(missing)), format="json")
+    response = api_client.post(
+        URL, body(export, pipeline_layout_dir, pretrained=str(missing)), format="json"
+    )
     assert response.status_code == 400
     assert response.json() == {
         "detail": ERROR_MODEL_MISSING.format(path=missing),
         "code": "model_missing",
     }
     response = api_client.post(
-        URL, body(export, model_dir, options={"resolution": 30}), format="json"
+        URL, body(export, pipeline_layout_dir, options={"resolution": 30}), format="json"
     )
     assert response.status_code == 400
     assert response.json()["code"] == "invalid_options"
     assert "resolution must be a positive multiple of 8, not 30." in response.json()["detail"]
 
     ties = finished_export(prompts=4, ties_only=True)
-    response = api_client.post(URL, body(ties, model_dir), format="json")
+    response = api_client.post(URL, body(ties, pipeline_layout_dir), format="json")
     assert response.status_code == 404  # another campaign: this researcher cannot see it
     as_user(api_client, ties.campaign, "researcher")
-    response = api_client.post(URL, body(ties, model_dir), format="json")
+    response = api_client.post(URL, body(ties, pipeline_layout_dir), format="json")
     assert (response.status_code, response.json()["code"]) == (400, "no_pairs")
 
 
-def test_the_job_page_shows_progress_and_the_series_to_readers_only(api_client, export, model_dir):
-    job = training_job_create(export=export, pretrained=str(model_dir), options=TINY_OPTIONS)
+def test_the_job_page_shows_progress_and_the_series_to_readers_only(
+    api_client, export, pipeline_layout_dir
+):
+    job = training_job_create(
+        export=export, pretrained=str(pipeline_layout_dir), options=TINY_OPTIONS
+    )
     claimed = training_job_claim(job_id=job.pk, worker="w")
     training_progress_save(
         job=claimed,
@@ -162,8 +163,12 @@ def test_the_job_page_shows_progress_and_the_series_to_readers_only(api_client, 
     assert api_client.get(f"{URL}999999/").status_code == 404
 
 
-def test_cancel_flags_a_running_job_and_refuses_a_finished_one(api_client, export, model_dir):
-    job = training_job_create(export=export, pretrained=str(model_dir), options=TINY_OPTIONS)
+def test_cancel_flags_a_running_job_and_refuses_a_finished_one(
+    api_client, export, pipeline_layout_dir
+):
+    job = training_job_create(
+        export=export, pretrained=str(pipeline_layout_dir), options=TINY_OPTIONS
+    )
     training_job_claim(job_id=job.pk, worker="w")
     as_user(api_client, export.campaign, "admin")
     response = api_client.post(f"{URL}{job.pk}/cancel/")
@@ -183,8 +188,10 @@ def test_wrong_methods_are_refused(api_client, campaign, method, url):
     assert getattr(api_client, method)(url).status_code == 405
 
 
-def test_evaluate_refuses_a_job_that_has_not_finished(api_client, export, model_dir):
-    job = training_job_create(export=export, pretrained=str(model_dir), options=TINY_OPTIONS)
+def test_evaluate_refuses_a_job_that_has_not_finished(api_client, export, pipeline_layout_dir):
+    job = training_job_create(
+        export=export, pretrained=str(pipeline_layout_dir), options=TINY_OPTIONS
+    )
     as_user(api_client, export.campaign, "researcher")
     response = api_client.post(f"{URL}{job.pk}/evaluate/", {}, format="json")
     assert (response.status_code, response.json()["code"]) == (409, "job_not_done")

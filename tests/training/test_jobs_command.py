@@ -1,32 +1,16 @@
 """manage.py train_dpo: queue a job with trainer options, refuse bad input, evaluate."""
 
-import json
-
 import pytest
 from django.core.management import CommandError, call_command
 
 from tests.training.jobs_support import finished_export
 from training.models import TrainingJob
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _training_in_tmp(settings, tmp_path):
-    settings.TRAINING_ROOT = tmp_path / "training"
-    settings.EXPORT_ROOT = tmp_path / "exports"
-
-
-@pytest.fixture
-def model_dir(tmp_path):
-    folder = tmp_path / "model"
-    folder.mkdir()
-    (folder / "model_index.json").write_text(json.dumps({"_class_name": "X"}))
-    return folder
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("training_dirs")]
 
 
 def test_it_queues_a_job_with_the_options_given(
-    model_dir, capsys, django_capture_on_commit_callbacks
+    pipeline_layout_dir, capsys, django_capture_on_commit_callbacks
 ):
     export = finished_export(prompts=4)
     with django_capture_on_commit_callbacks(execute=False) as sends:
@@ -35,7 +19,7 @@ def test_it_queues_a_job_with_the_options_given(
             "--export",
             str(export.pk),
             "--pretrained",
-            str(model_dir),
+            str(pipeline_layout_dir),
             "--method",
             "mapo",
             "--max-steps",
@@ -66,9 +50,11 @@ def test_it_refuses_bad_arguments_with_the_reason(argv, message):
         call_command("train_dpo", *argv)
 
 
-def test_it_reports_the_services_refusal(model_dir):
+def test_it_reports_the_services_refusal(pipeline_layout_dir):
     export = finished_export(prompts=4, ties_only=True)
     with pytest.raises(CommandError, match=f"Export {export.pk} has no preference pairs"):
-        call_command("train_dpo", "--export", str(export.pk), "--pretrained", str(model_dir))
+        call_command(
+            "train_dpo", "--export", str(export.pk), "--pretrained", str(pipeline_layout_dir)
+        )
     with pytest.raises(CommandError, match="Base model folder not found"):
         call_command("train_dpo", "--export", str(export.pk), "--pretrained", "/no/such/dir")

@@ -12,14 +12,7 @@ from training.runner import MetricsTail
 from training.runner import training_job_run as run
 from training.services.jobs import training_job_create
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db]
-
-
-@pytest.fixture(autouse=True)
-def _training_in_tmp(settings, tmp_path):
-    settings.TRAINING_ROOT = tmp_path / "training"
-    settings.EXPORT_ROOT = tmp_path / "exports"
-    settings.PICKWISE_TRAINING_PROGRESS_SECONDS = 0.2
+pytestmark = [pytest.mark.slow, pytest.mark.django_db, pytest.mark.usefixtures("training_dirs")]
 
 
 @pytest.fixture

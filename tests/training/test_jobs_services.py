@@ -1,6 +1,5 @@
 """Starting, cancelling and recovering training jobs: the checks at start and the claims."""
 
-import json
 import os
 import subprocess
 import sys
@@ -29,22 +28,7 @@ from training.services.runs import (
     training_run_end,
 )
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _training_in_tmp(settings, tmp_path):
-    settings.TRAINING_ROOT = tmp_path / "training"
-    settings.EXPORT_ROOT = tmp_path / "exports"
-
-
-@pytest.fixture
-def model_dir(tmp_path) -> Path:
-    # Only the layout is checked at start; the trainer tests use the real tiny pipeline.
-    folder = tmp_path / "model"
-    folder.mkdir()
-    (folder / "model_index.json").write_text(json.dumps({"_class_name": "X"}))
-    return folder
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("training_dirs")]
 
 
 @pytest.fixture
@@ -52,14 +36,16 @@ def export(db):
     return finished_export(prompts=4)
 
 
-def create(export, model_dir, **fields):
+def create(export, pipeline_layout_dir, **fields):
     return training_job_create(
-        export=export, pretrained=str(model_dir), options={**TINY_OPTIONS}, **fields
+        export=export, pretrained=str(pipeline_layout_dir), options={**TINY_OPTIONS}, **fields
     )
 
 
-def test_it_records_a_queued_job_with_its_output_folder_and_step_total(export, model_dir, settings):
-    job = create(export, model_dir, method="mapo")
+def test_it_records_a_queued_job_with_its_output_folder_and_step_total(
+    export, pipeline_layout_dir, settings
+):
+    job = create(export, pipeline_layout_dir, method="mapo")
     assert job.status == TrainingJob.Status.QUEUED
     assert job.max_steps == TINY_OPTIONS["max_train_steps"]
     assert Path(job.output_dir) == Path(settings.TRAINING_ROOT) / f"job-{job.pk}"
@@ -67,19 +53,21 @@ def test_it_records_a_queued_job_with_its_output_folder_and_step_total(export, m
 
 
 def test_start_enqueues_the_run_only_on_commit(
-    export, model_dir, django_capture_on_commit_callbacks
+    export, pipeline_layout_dir, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=False) as sends:
-        job = training_job_start(export=export, pretrained=str(model_dir), options=TINY_OPTIONS)
+        job = training_job_start(
+            export=export, pretrained=str(pipeline_layout_dir), options=TINY_OPTIONS
+        )
     assert [(send.func.__self__.name, send.args) for send in sends] == [
         ("training.run_job", (job.pk,))
     ]
 
 
-def test_it_refuses_an_export_whose_pairs_are_all_ties(model_dir):
+def test_it_refuses_an_export_whose_pairs_are_all_ties(pipeline_layout_dir):
     export = finished_export(prompts=6, ties_only=True)
     with pytest.raises(ApplicationError) as error:
-        create(export, model_dir)
+        create(export, pipeline_layout_dir)
     assert error.value.code == "no_pairs"
     assert error.value.message.startswith(f"Export {export.pk} has no preference pairs")
     assert not TrainingJob.objects.exists()
@@ -115,9 +103,11 @@ def test_it_refuses_a_folder_that_is_not_a_pipeline(export, tmp_path):
         ({"options": {"learning_rte": 1e-4}}, "Unknown training options: learning_rte."),
     ],
 )
-def test_it_refuses_impossible_configs_with_the_reason(export, model_dir, fields, problem):
+def test_it_refuses_impossible_configs_with_the_reason(
+    export, pipeline_layout_dir, fields, problem
+):
     with pytest.raises(ApplicationError) as error:
-        training_job_create(export=export, pretrained=str(model_dir), **fields)
+        training_job_create(export=export, pretrained=str(pipeline_layout_dir), **fields)
     assert error.value.code == "invalid_options"
     assert problem in error.value.message
     assert not TrainingJob.objects.exists()
@@ -130,24 +120,24 @@ def test_it_refuses_impossible_configs_with_the_reason(export, model_dir, fields
         ({"mode": "half"}, jobs.ERROR_BAD_MODE.format(choices=("lora", "full"), value="half")),
     ],
 )
-def test_it_refuses_an_unknown_method_or_mode(export, model_dir, fields, message):
+def test_it_refuses_an_unknown_method_or_mode(export, pipeline_layout_dir, fields, message):
     with pytest.raises(ApplicationError) as error:
-        training_job_create(export=export, pretrained=str(model_dir), **fields)
+        training_job_create(export=export, pretrained=str(pipeline_layout_dir), **fields)
     assert error.value.message == message
 
 
-def test_it_refuses_an_unfinished_or_non_pickapic_export(export, model_dir):
+def test_it_refuses_an_unfinished_or_non_pickapic_export(export, pipeline_layout_dir):
     Export.objects.filter(pk=export.pk).update(status=Export.Status.RUNNING)
     export.refresh_from_db()
     with pytest.raises(ApplicationError) as error:
-        create(export, model_dir)
+        create(export, pipeline_layout_dir)
     assert error.value.message == jobs.ERROR_EXPORT_NOT_FINISHED.format(
         id=export.pk, status="running"
     )
     Export.objects.filter(pk=export.pk).update(status=Export.Status.FINISHED, format="trl")
     export.refresh_from_db()
     with pytest.raises(ApplicationError) as error:
-        create(export, model_dir)
+        create(export, pipeline_layout_dir)
     assert error.value.message == jobs.ERROR_EXPORT_FORMAT.format(id=export.pk, format="trl")
 
 
@@ -210,13 +200,15 @@ def test_the_trainer_command_line_names_every_option_and_the_resume_mode():
     assert "--no-random-flip" in argv and "--lora-rank 4" in joined and "--beta 2500.0" in joined
 
 
-def test_a_queued_job_is_cancelled_at_once_and_a_running_one_is_flagged(export, model_dir):
-    queued = create(export, model_dir)
+def test_a_queued_job_is_cancelled_at_once_and_a_running_one_is_flagged(
+    export, pipeline_layout_dir
+):
+    queued = create(export, pipeline_layout_dir)
     training_job_cancel(job=queued)
     queued.refresh_from_db()
     assert queued.status == TrainingJob.Status.CANCELLED and queued.finished_at is not None
 
-    running = create(export, model_dir)
+    running = create(export, pipeline_layout_dir)
     assert training_job_claim(job_id=running.pk, worker="w1") is not None
     training_job_cancel(job=running)
     running.refresh_from_db()
@@ -227,19 +219,19 @@ def test_a_queued_job_is_cancelled_at_once_and_a_running_one_is_flagged(export, 
     assert error.value.status == 409
 
 
-def test_a_job_is_claimed_once_and_a_cancelled_one_not_at_all(export, model_dir):
-    job = create(export, model_dir)
+def test_a_job_is_claimed_once_and_a_cancelled_one_not_at_all(export, pipeline_layout_dir):
+    job = create(export, pipeline_layout_dir)
     first = training_job_claim(job_id=job.pk, worker="w1")
     assert first is not None and first.attempts == 1 and first.worker == "w1"
     assert training_job_claim(job_id=job.pk, worker="w2") is None
 
-    cancelled = create(export, model_dir)
+    cancelled = create(export, pipeline_layout_dir)
     training_job_cancel(job=cancelled)
     assert training_job_claim(job_id=cancelled.pk, worker="w1") is None
 
 
-def test_progress_is_stored_and_a_lost_claim_writes_nothing(export, model_dir):
-    job = training_job_claim(job_id=create(export, model_dir).pk, worker="w1")
+def test_progress_is_stored_and_a_lost_claim_writes_nothing(export, pipeline_layout_dir):
+    job = training_job_claim(job_id=create(export, pipeline_layout_dir).pk, worker="w1")
     ack = training_progress_save(
         job=job,
         progress=Progress(step=2, latest={"loss": 0.6}, warnings=[], rows=[(1, {"loss": 0.7})]),
@@ -257,11 +249,11 @@ def test_progress_is_stored_and_a_lost_claim_writes_nothing(export, model_dir):
 
 
 def test_recovery_requeues_stale_jobs_fails_those_that_died_too_often_and_honours_cancel(
-    export, model_dir, settings, django_capture_on_commit_callbacks
+    export, pipeline_layout_dir, settings, django_capture_on_commit_callbacks
 ):
     settings.PICKWISE_TRAINING_MAX_ATTEMPTS = 2
     stale = timezone.now() - timedelta(seconds=settings.PICKWISE_TRAINING_HEARTBEAT_TIMEOUT + 5)
-    alive, dead, tired, cancelled = (create(export, model_dir) for _ in range(4))
+    alive, dead, tired, cancelled = (create(export, pipeline_layout_dir) for _ in range(4))
     for job in (alive, dead, tired, cancelled):
         training_job_claim(job_id=job.pk, worker="w1")
     TrainingJob.objects.filter(pk__in=[dead.pk, tired.pk, cancelled.pk]).update(heartbeat_at=stale)

@@ -17,13 +17,11 @@ from tests.training.jobs_support import TINY_OPTIONS, finished_export
 from training.models import TrainingJob
 from training.runner import latest_checkpoint_step
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(autouse=True)
-def _training_in_tmp(settings, tmp_path):
-    settings.TRAINING_ROOT = tmp_path / "training"
-    settings.EXPORT_ROOT = tmp_path / "exports"
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("training_dirs"),
+]
 
 
 @pytest.fixture
