@@ -10,11 +10,13 @@ The incremental path never scans a rater's history: one query for the unit's oth
 ratings, one ordered lock of the involved stats rows, two updates.
 """
 
+import json
 from collections import defaultdict
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Case, Count, F, IntegerField, Q, Value, When
+from django.db.models.fields.json import KeyTextTransform
 
 from annotate.models import Campaign, ComparisonImage, Judgment
 from annotate.quality.encoding import (
@@ -254,6 +256,7 @@ def same_answer(first: Any, second: Any) -> bool:
 
 # -- full recompute -------------------------------------------------------------------------
 
+# Per judgment first (a ranking yields several pairs per judgment), then per rater.
 _OWN_SQL = """
 SELECT annotator_id, COUNT(*), SUM(lo), SUM(tie), SUM(hi), SUM(bb),
        SUM(CASE WHEN 2 * tie > pairs THEN 1 ELSE 0 END),
@@ -273,6 +276,24 @@ FROM (
 GROUP BY annotator_id
 """
 
+# The same figures for a pairwise campaign, where a judgment is exactly one rating.
+_OWN_PAIR_SQL = """
+SELECT annotator_id, COUNT(*),
+       SUM(CASE WHEN value = 0 THEN 1 ELSE 0 END),
+       SUM(CASE WHEN value = 1 THEN 1 ELSE 0 END),
+       SUM(CASE WHEN value = 2 THEN 1 ELSE 0 END),
+       SUM(CASE WHEN value = 3 THEN 1 ELSE 0 END),
+       SUM(CASE WHEN value = 1 THEN 1 ELSE 0 END),
+       SUM(CASE WHEN value IN (0, 2) THEN 1 ELSE 0 END),
+       SUM(CASE WHEN value IN (0, 2) THEN 1 ELSE 0 END),
+       SUM(CASE WHEN value IN (0, 2) THEN side * (1 - value) ELSE 0 END),
+       SUM(CASE WHEN value IN (0, 2) THEN 1 ELSE 0 END)
+FROM {table}
+WHERE campaign_id = %s AND criterion = %s AND kind = 0
+GROUP BY annotator_id
+"""
+
+# Each rating against its unit's non-excluded value counts, less its own (leave-one-out).
 _CO_SQL = """
 SELECT r.annotator_id, r.value,
        t.n0 - CASE WHEN NOT r.excluded AND r.value = 0 THEN 1 ELSE 0 END,
@@ -281,32 +302,43 @@ SELECT r.annotator_id, r.value,
        COUNT(*)
 FROM {table} AS r
 JOIN (
-    SELECT comparison_id, image_lo_id, image_hi_id,
+    SELECT {unit},
            SUM(CASE WHEN value = 0 THEN 1 ELSE 0 END) AS n0,
            SUM(CASE WHEN value = 1 THEN 1 ELSE 0 END) AS n1,
            SUM(CASE WHEN value = 2 THEN 1 ELSE 0 END) AS n2
     FROM {table}
-    WHERE campaign_id = %s AND criterion = %s AND kind IN (0, 2) AND NOT excluded AND value < 3
-    GROUP BY comparison_id, image_lo_id, image_hi_id
-) AS t ON t.comparison_id = r.comparison_id AND t.image_lo_id = r.image_lo_id
-      AND t.image_hi_id = r.image_hi_id
-WHERE r.campaign_id = %s AND r.criterion = %s AND r.kind IN (0, 2) AND r.value < 3
+    WHERE campaign_id = %s AND criterion = %s AND kind IN ({kinds}) AND NOT excluded AND value < 3
+    GROUP BY {unit}
+) AS t ON {join}
+WHERE r.campaign_id = %s AND r.criterion = %s AND r.kind IN ({kinds}) AND r.value < 3
 GROUP BY 1, 2, 3, 4, 5
 """
 
 
+def _co_sql(table: str, *, pairwise: bool) -> str:
+    # A pairwise unit is its comparison: one integer to join on instead of three.
+    columns = ["comparison_id"] if pairwise else ["comparison_id", "image_lo_id", "image_hi_id"]
+    return _CO_SQL.format(
+        table=table,
+        unit=", ".join(columns),
+        kinds="0" if pairwise else "0, 2",
+        join=" AND ".join(f"t.{c} = r.{c}" for c in columns),
+    )
+
+
 def _speed_sql() -> str:
-    ms = (
-        "CASE WHEN duration_ms IS NOT NULL AND duration_ms < server_ms "
-        "THEN duration_ms ELSE server_ms END"
-    )
-    ladder = " ".join(
-        f"WHEN {ms} < {edge} THEN {index}" for index, edge in enumerate(SPEED_EDGES_MS)
-    )
-    bucket = f"CASE {ladder} ELSE {len(SPEED_EDGES_MS)} END"
+    table = Judgment._meta.db_table
+    if connection.vendor == "postgresql":
+        edges = ", ".join(str(edge) for edge in SPEED_EDGES_MS)
+        bucket = f"width_bucket(ms, ARRAY[{edges}])"
+    else:
+        ladder = " ".join(f"WHEN ms < {edge} THEN {i}" for i, edge in enumerate(SPEED_EDGES_MS))
+        bucket = f"CASE {ladder} ELSE {len(SPEED_EDGES_MS)} END"
     return (
-        f"SELECT annotator_id, {bucket} AS bucket, COUNT(*) FROM {Judgment._meta.db_table} "  # noqa: S608
-        "WHERE campaign_id = %s AND NOT is_gold AND NOT is_repeat GROUP BY 1, 2"
+        f"SELECT annotator_id, {bucket} AS bucket, COUNT(*) FROM ("  # noqa: S608
+        "SELECT annotator_id, CASE WHEN duration_ms IS NOT NULL AND duration_ms < server_ms "
+        f"THEN duration_ms ELSE server_ms END AS ms FROM {table} "
+        "WHERE campaign_id = %s AND NOT is_gold AND NOT is_repeat) AS timed GROUP BY 1, 2"
     )
 
 
@@ -342,8 +374,13 @@ def stats_compute(*, campaign: Campaign) -> dict[int, dict[str, Any]]:
             "kappa_n": 0,
         }
     )
-    with connection.cursor() as cursor:
-        cursor.execute(_OWN_SQL.format(table=table), [campaign.pk, primary])
+    pairwise = campaign.kind == Campaign.Kind.PAIRWISE
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # Room for the per-unit hash tables, so a million ratings do not spill to disk.
+            cursor.execute("SET LOCAL work_mem = '64MB'")
+        own_sql = _OWN_PAIR_SQL if pairwise else _OWN_SQL
+        cursor.execute(own_sql.format(table=table), [campaign.pk, primary])
         for row in cursor.fetchall():
             figures = result[row[0]]
             for name, value in zip(
@@ -363,7 +400,9 @@ def stats_compute(*, campaign: Campaign) -> dict[int, dict[str, Any]]:
                 strict=True,
             ):
                 figures[name] = int(value or 0)
-        cursor.execute(_CO_SQL.format(table=table), [campaign.pk, primary, campaign.pk, primary])
+        cursor.execute(
+            _co_sql(table, pairwise=pairwise), [campaign.pk, primary, campaign.pk, primary]
+        )
         confusions: dict[int, dict[tuple[int, int], int]] = defaultdict(lambda: defaultdict(int))
         co_rows: dict[int, int] = defaultdict(int)
         for annotator_id, value, o0, o1, o2, count in cursor.fetchall():
@@ -396,15 +435,33 @@ def stats_compute(*, campaign: Campaign) -> dict[int, dict[str, Any]]:
     for row in gold:
         result[row["annotator_id"]]["gold_correct"] = row["correct"]
         result[row["annotator_id"]]["gold_wrong"] = row["wrong"]
-    repeats = Judgment.objects.filter(campaign=campaign, is_repeat=True).values_list(
-        "annotator_id", "answers", "assignment__repeat_of__answers"
-    )
-    for annotator_id, answers, original in repeats.iterator(chunk_size=2000):
+    _repeats_compute(campaign=campaign, primary=primary, result=result)
+    return dict(result)
+
+
+def _repeats_compute(*, campaign: Campaign, primary: str, result: dict) -> None:
+    repeats = Judgment.objects.filter(campaign=campaign, is_repeat=True)
+    if campaign.kind == Campaign.Kind.PAIRWISE:
+        # A pairwise answer is one string: the database compares them.
+        rows = (
+            repeats.annotate(
+                mine=KeyTextTransform(primary, "answers"),
+                original=KeyTextTransform(primary, "assignment__repeat_of__answers"),
+            )
+            .values("annotator_id")
+            .annotate(n=Count("id"), same=Count("id", filter=Q(mine=F("original"))))
+        )
+        for row in rows:
+            result[row["annotator_id"]]["repeats"] = row["n"]
+            result[row["annotator_id"]]["repeats_same"] = row["same"]
+        return
+    # Rankings: the same ranking may list a tier's images in another order.
+    pairs = repeats.values_list("annotator_id", "answers", "assignment__repeat_of__answers")
+    for annotator_id, answers, original in pairs.iterator(chunk_size=2000):
         result[annotator_id]["repeats"] += 1
         result[annotator_id]["repeats_same"] += int(
             same_answer(answers.get(primary), (original or {}).get(primary))
         )
-    return dict(result)
 
 
 def _count(condition: Q) -> Count:
@@ -443,9 +500,46 @@ def stats_write(*, campaign: Campaign, computed: dict[int, dict[str, Any]], now)
             now,
         )
         changed.append(stats)
-    RaterStats.objects.bulk_update(changed, fields, batch_size=500)
+    _update_many(changed, fields)
     RaterStats.objects.bulk_create(created, batch_size=500)
     return len(changed) + len(created)
+
+
+def _update_many(rows: list[RaterStats], fields: list[str], batch: int = 500) -> None:
+    """One UPDATE ... FROM (VALUES ...) per batch: bulk_update's CASE per field and row is
+    quadratic in the batch and took seconds for a thousand raters."""
+    table = RaterStats._meta.db_table
+    names = ["id", *fields]
+    postgres = connection.vendor == "postgresql"
+
+    def value(name: str) -> str:
+        if name == "speed_hist":
+            return "CAST(v.speed_hist AS jsonb)" if postgres else "v.speed_hist"
+        if name == "kappa":
+            return "CAST(v.kappa AS double precision)" if postgres else "v.kappa"
+        if name == "recomputed_at":
+            return "CAST(v.recomputed_at AS timestamptz)" if postgres else "v.recomputed_at"
+        return f"CAST(v.{name} AS integer)" if postgres else f"v.{name}"
+
+    assignments = ", ".join(f"{name} = {value(name)}" for name in fields)
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), batch):
+            chunk = rows[start : start + batch]
+            placeholders = ", ".join("(" + ", ".join(["%s"] * len(names)) + ")" for _ in chunk)
+            params = []
+            for stats in chunk:
+                for name in names:
+                    item = getattr(stats, name)
+                    if name == "speed_hist":
+                        item = json.dumps(list(item))
+                    elif name == "recomputed_at":
+                        item = connection.ops.adapt_datetimefield_value(item)
+                    params.append(item)
+            cursor.execute(
+                f"WITH v({', '.join(names)}) AS (VALUES {placeholders}) "  # noqa: S608
+                f"UPDATE {table} SET {assignments} FROM v WHERE {table}.id = v.id",
+                params,
+            )
 
 
 def stored_counters(*, campaign: Campaign) -> dict[int, dict[str, Any]]:
