@@ -121,9 +121,9 @@ FROM plan p JOIN annotate_assignment a
   ON a.comparison_id = p.comparison_id AND a.annotator_id = p.user_id AND NOT a.is_repeat;
 
 INSERT INTO annotate_rating (campaign_id, comparison_id, judgment_id, annotator_id, criterion, kind,
-                             image_lo_id, image_hi_id, value, side, excluded, created_at)
+                             image_lo_id, image_hi_id, value, side, speed_bucket, excluded, created_at)
 SELECT %(campaign)s, p.comparison_id, j.id, p.user_id, 'overall', 0, p.lo_id, p.hi_id, p.value,
-       CASE WHEN p.lo_left THEN 1 ELSE -1 END, false, j.created_at
+       CASE WHEN p.lo_left THEN 1 ELSE -1 END, width_bucket(p.ms, %(edges)s), false, j.created_at
 FROM plan p JOIN annotate_judgment j ON j.comparison_id = p.comparison_id AND j.annotator_id = p.user_id;
 
 UPDATE annotate_comparison c SET done = 2, status = 'open'
@@ -183,6 +183,7 @@ def generate(args) -> "object":
     from django.db import connection
 
     from annotate.models import Campaign, Membership
+    from annotate.quality.encoding import SPEED_EDGES_MS
     from annotate.services.campaigns import membership_set
 
     campaign = Campaign.objects.create(
@@ -206,6 +207,7 @@ def generate(args) -> "object":
         "raters": RATERS,
         "first_user": users[0].pk,
         "full": prompts * 6 - OPEN_FOR_SUBMITS,
+        "edges": SPEED_EDGES_MS,
     }
     with connection.cursor() as cursor:
         for statement in GENERATE.split(";\n"):

@@ -39,6 +39,9 @@ class Rating(models.Model):
     value = models.PositiveSmallIntegerField()
     # +1 when lo was shown before hi, -1 otherwise (pairs only): the position-bias test.
     side = models.SmallIntegerField(default=0)
+    # The judgment's duration bucket (encoding.SPEED_EDGES_MS), so a pairwise recompute
+    # reads speed from this table in the same pass instead of scanning the judgments.
+    speed_bucket = models.PositiveSmallIntegerField(default=0)
     # Mirrors Judgment.excluded, so statistics need no join.
     excluded = models.BooleanField(default=False)
     created_at = models.DateTimeField()

@@ -100,6 +100,9 @@ def canonical_images(comparison_id: int) -> list[tuple[int, str]]:
 def ratings_store(*, judgment: Judgment, campaign: Campaign) -> list[Unit]:
     """Encode and store a regular judgment's ratings; returns the first criterion's units."""
     images = canonical_images(judgment.comparison_id)
+    bucket = speed_bucket(
+        judgment_ms(duration_ms=judgment.duration_ms, server_ms=judgment.server_ms)
+    )
     rows, primary_units = [], []
     primary = primary_criterion(campaign)
     for criterion in campaign.criteria:
@@ -121,6 +124,7 @@ def ratings_store(*, judgment: Judgment, campaign: Campaign) -> list[Unit]:
                 image_hi_id=u.hi,
                 value=u.value,
                 side=u.side,
+                speed_bucket=bucket,
                 created_at=judgment.created_at,
             )
             for u in units
@@ -276,9 +280,10 @@ FROM (
 GROUP BY annotator_id
 """
 
-# The same figures for a pairwise campaign, where a judgment is exactly one rating.
+# The same figures for a pairwise campaign, where a judgment is exactly one rating, per
+# speed bucket (summed per rater in Python), so one pass over the ratings gives both.
 _OWN_PAIR_SQL = """
-SELECT annotator_id, COUNT(*),
+SELECT annotator_id, speed_bucket, COUNT(*),
        SUM(CASE WHEN value = 0 THEN 1 ELSE 0 END),
        SUM(CASE WHEN value = 1 THEN 1 ELSE 0 END),
        SUM(CASE WHEN value = 2 THEN 1 ELSE 0 END),
@@ -290,7 +295,7 @@ SELECT annotator_id, COUNT(*),
        SUM(CASE WHEN value IN (0, 2) THEN 1 ELSE 0 END)
 FROM {table}
 WHERE campaign_id = %s AND criterion = %s AND kind = 0
-GROUP BY annotator_id
+GROUP BY annotator_id, speed_bucket
 """
 
 # Each rating against its unit's non-excluded value counts, less its own (leave-one-out).
@@ -383,6 +388,9 @@ def stats_compute(*, campaign: Campaign) -> dict[int, dict[str, Any]]:
         cursor.execute(own_sql.format(table=table), [campaign.pk, primary])
         for row in cursor.fetchall():
             figures = result[row[0]]
+            if pairwise:
+                figures["speed_hist"][row[1]] += row[2]
+                row = row[1:]
             for name, value in zip(
                 (
                     "judgments",
@@ -399,7 +407,7 @@ def stats_compute(*, campaign: Campaign) -> dict[int, dict[str, Any]]:
                 row[1:],
                 strict=True,
             ):
-                figures[name] = int(value or 0)
+                figures[name] += int(value or 0)
         cursor.execute(
             _co_sql(table, pairwise=pairwise), [campaign.pk, primary, campaign.pk, primary]
         )
@@ -421,9 +429,10 @@ def stats_compute(*, campaign: Campaign) -> dict[int, dict[str, Any]]:
             result[annotator_id]["co_rated"] = rows // pairs_per_judgment
         for annotator_id, confusion in confusions.items():
             result[annotator_id]["kappa"], result[annotator_id]["kappa_n"] = kappa(confusion)
-        cursor.execute(_speed_sql(), [campaign.pk])
-        for annotator_id, bucket, count in cursor.fetchall():
-            result[annotator_id]["speed_hist"][bucket] = count
+        if not pairwise:
+            cursor.execute(_speed_sql(), [campaign.pk])
+            for annotator_id, bucket, count in cursor.fetchall():
+                result[annotator_id]["speed_hist"][bucket] = count
     gold = (
         Judgment.objects.filter(campaign=campaign, is_gold=True)
         .values("annotator_id")
