@@ -74,11 +74,15 @@ class MetricsTail:
         self.path = path
         self.offset = 0
 
-    def prepare(self, *, resume_step: int | None) -> None:
+    def prepare(self, *, resume_step: int | None) -> list[dict]:
+        """Cut the file for a run starting at resume_step (None: from scratch); returns the
+        records kept, which the database may lack (a worker can die between the trainer
+        writing a line and the runner storing it)."""
         kept = [] if resume_step is None else lines_kept_on_resume(self.path, resume_step)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text("".join(kept), encoding="utf-8")
         self.offset = self.path.stat().st_size
+        return [json.loads(line) for line in kept]
 
     def read(self) -> list[dict]:
         try:
@@ -100,13 +104,21 @@ class MetricsTail:
         return records
 
 
+def _load_prctl():
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: recovery's heartbeat check still applies
+        return None
+
+
+# Looked up here, in the parent: between fork and exec the child should only make the call.
+_prctl = _load_prctl()
+
+
 def _die_with_parent() -> None:
     """In the child before exec: get SIGKILL when the worker that started it dies."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: recovery's heartbeat check still applies
-        pass
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -146,10 +158,10 @@ def failure_message(*, returncode: int, log: Path) -> str:
 class _Progress:
     """What the metrics file said so far, and what the database has not seen yet."""
 
-    def __init__(self, *, step: int, warnings: list, latest: dict):
-        self.step = step
-        self.warnings = list(warnings)
-        self.latest = latest
+    def __init__(self):
+        self.step = 0
+        self.warnings: list[dict] = []
+        self.latest: dict = {}
         self.rows: list[tuple[int, dict]] = []
         self.done = False
         self.urgent = False
@@ -191,10 +203,12 @@ def training_job_run(*, job_id: int, worker: str) -> str:
     resume = job.attempts > 1
     resume_step = latest_checkpoint_step(output) if resume else None
     tail = MetricsTail(output / "metrics.jsonl")
-    tail.prepare(resume_step=resume_step)
-    warnings = training_run_restart_at(job=job, step=resume_step or 0)
-    job.refresh_from_db(fields=["latest_metrics"])
-    state = _Progress(step=resume_step or 0, warnings=warnings, latest=job.latest_metrics)
+    kept = tail.prepare(resume_step=resume_step)
+    training_run_restart_at(job=job, step=resume_step or 0)
+    # The file is the record: the kept lines are stored again (upserts) with the first save.
+    state = _Progress()
+    for record in kept:
+        state.add(record)
     argv = trainer_argv(
         data=job.export.folder,
         pretrained=job.pretrained,

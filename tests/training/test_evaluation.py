@@ -11,12 +11,19 @@ from annotate.services.judgments import judgment_submit
 from generation.models import GenerationJob
 from generation.services.batches import generation_batch_run
 from generation.services.jobs import generation_batches
+from pickwise.errors import ApplicationError
+from tests.exports.helpers import build
 from tests.factories import GeneratorFactory, annotator, campaign_with_comparisons, user_as
 from tests.training.jobs_support import TINY_OPTIONS, finished_export
 from training.export_files import held_out_captions
 from training.models import TrainingJob
 from training.runner import latest_checkpoint_step, training_job_run
 from training.selectors import training_job_evaluation, training_job_metric_series, win_rate
+from training.services.evaluation import (
+    ERROR_NO_HELD_OUT,
+    ERROR_NO_WEIGHTS,
+    evaluation_campaign_create,
+)
 from training.services.jobs import training_job_create
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("training_dirs")]
@@ -122,3 +129,73 @@ def test_a_finished_job_evaluates_on_held_out_prompts_base_and_tuned_at_the_same
     assert not Comparison.objects.filter(campaign=campaign, role="gold").exists()
     data = api_client.get(f"/api/training-jobs/{job.pk}/").json()
     assert data["evaluation"]["judgments"] == 0 and data["evaluation"]["win_rate"] is None
+
+
+def done_job(*, export, pretrained, mode: str, output: Path) -> TrainingJob:
+    """A finished job row over weights laid out as the trainer leaves them (not trained)."""
+    job = TrainingJob.objects.create(
+        export=export,
+        pretrained=str(pretrained),
+        mode=mode,
+        options={"resolution": 32},
+        status=TrainingJob.Status.DONE,
+        output_dir=str(output),
+    )
+    output.mkdir(parents=True)
+    if mode == "lora":
+        (output / "pytorch_lora_weights.safetensors").write_bytes(b"")
+    else:
+        (output / "unet").mkdir()
+        (output / "unet" / "config.json").write_text("{}")
+    return job
+
+
+def test_a_full_fine_tune_is_drawn_from_the_base_pipeline_with_its_own_unet(
+    tiny_model_dir, tmp_path
+):
+    export = finished_export(prompts=4)
+    job = done_job(export=export, pretrained=tiny_model_dir, mode="full", output=tmp_path / "o")
+    campaign = evaluation_campaign_create(job=job, by=None, steps=2)
+    job.refresh_from_db()
+    folder = Path(job.tuned_generator.source)
+    assert folder == tmp_path / "o" / "pipeline" and not job.tuned_generator.lora_path
+    assert (folder / "unet").resolve() == (tmp_path / "o" / "unet").resolve()
+    assert (folder / "vae").resolve() == (tiny_model_dir / "vae").resolve()
+    assert (folder / "model_index.json").is_file()
+    assert campaign.prompts.count() == len(held_out_captions(folder=export.folder)) == 1
+    generation = GenerationJob.objects.get(campaign=campaign)
+    assert set(generation.generators.all()) == {job.base_generator, job.tuned_generator}
+    items = list(generation.items.values_list("prompt_id", "generator_id", "seed"))
+    assert len(items) == 2 and items[0][2] == items[1][2]  # one seed, both generators
+
+
+def test_a_job_evaluated_again_after_its_campaign_went_reuses_its_generators(
+    tiny_model_dir, tmp_path
+):
+    export = finished_export(prompts=4)
+    job = done_job(export=export, pretrained=tiny_model_dir, mode="lora", output=tmp_path / "o")
+    first = evaluation_campaign_create(job=job, by=None)
+    job.refresh_from_db()
+    generators = (job.base_generator_id, job.tuned_generator_id)
+    TrainingJob.objects.filter(pk=job.pk).update(evaluation_campaign=None)
+    second = evaluation_campaign_create(job=job, by=None)
+    job.refresh_from_db()
+    assert second.pk != first.pk and second.slug == f"eval-training-job-{job.pk}-2"
+    assert (job.base_generator_id, job.tuned_generator_id) == generators
+    assert job.evaluation_campaign == second
+
+
+def test_evaluation_needs_held_out_prompts_and_the_tuned_weights(tiny_model_dir, tmp_path):
+    export = finished_export(prompts=4)
+    job = done_job(export=export, pretrained=tiny_model_dir, mode="lora", output=tmp_path / "o")
+    (tmp_path / "o" / "pytorch_lora_weights.safetensors").unlink()
+    with pytest.raises(ApplicationError) as error:
+        evaluation_campaign_create(job=job, by=None)
+    assert error.value.message == ERROR_NO_WEIGHTS.format(id=job.pk, folder=tmp_path / "o")
+
+    no_test = build(export.campaign, splits={"validation": 0.0, "test": 0.0})
+    job = done_job(export=no_test, pretrained=tiny_model_dir, mode="lora", output=tmp_path / "p")
+    with pytest.raises(ApplicationError) as error:
+        evaluation_campaign_create(job=job, by=None)
+    assert error.value.message == ERROR_NO_HELD_OUT.format(id=no_test.pk)
+    assert not TrainingJob.objects.filter(evaluation_campaign__isnull=False).exists()

@@ -2,7 +2,9 @@
 
 A run to the end is in test_evaluation (in process) and test_jobs_worker (on a worker)."""
 
+import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -10,7 +12,9 @@ from tests.training.jobs_support import TINY_OPTIONS, finished_export
 from training.models import TrainingJob, TrainingMetric
 from training.runner import MetricsTail
 from training.runner import training_job_run as run
-from training.services.jobs import training_job_create
+from training.selectors import training_job_metric_series
+from training.services.jobs import training_job_create, training_jobs_recover
+from training.services.runs import Progress, training_job_claim, training_progress_save
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db, pytest.mark.usefixtures("training_dirs")]
 
@@ -77,3 +81,40 @@ def test_the_metrics_tail_keeps_what_a_resumed_trainer_keeps_and_reads_whole_lin
         '{"event": "step", "step": 1}',
         '{"event": "checkpoint", "step": 1}',
     ]
+
+
+def test_a_resumed_run_stores_the_kept_steps_its_dead_predecessor_had_not(
+    export, pipeline_layout_dir
+):
+    job = training_job_create(
+        export=export, pretrained=str(pipeline_layout_dir), options={**TINY_OPTIONS}
+    )
+    first = training_job_claim(job_id=job.pk, worker="dead")
+    training_progress_save(
+        job=first,
+        progress=Progress(step=1, latest={"loss": 0.7}, warnings=[], rows=[(1, {"loss": 0.7})]),
+    )
+    # The dead run got to step 3, checkpointed step 2, and its runner stored step 1 only.
+    output = Path(job.output_dir)
+    (output / "checkpoints" / "step-2").mkdir(parents=True)
+    (output / "checkpoints" / "latest").write_text("step-2")
+    records = [
+        {"event": "start", "step": 0},
+        {"event": "step", "step": 1, "loss": 0.7},
+        {"event": "step", "step": 2, "loss": 0.6},
+        {"event": "warning", "step": 2, "message": "both MSE grew"},
+        {"event": "checkpoint", "step": 2},
+        {"event": "step", "step": 3, "loss": 0.5},
+    ]
+    (output / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    training_jobs_recover(worker="dead")
+
+    # The layout-only model cannot load, so this run fails after the start: what it stored
+    # is what the resume kept.
+    assert run(job_id=job.pk, worker="alive") == TrainingJob.Status.FAILED
+    job.refresh_from_db()
+    assert job.attempts == 2
+    assert training_job_metric_series(job=job)["step"] == [1, 2]
+    assert (job.step, job.latest_metrics) == (2, {"loss": 0.6})
+    assert job.warnings == [{"step": 2, "message": "both MSE grew"}]
+    assert (output / "metrics.jsonl").read_text().count('"event": "step"') == 2

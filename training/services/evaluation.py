@@ -81,12 +81,20 @@ def _generators(*, job: TrainingJob, steps: int, guidance: float) -> tuple[Gener
                 ERROR_NO_WEIGHTS.format(id=job.pk, folder=output), code="no_weights"
             )
         tuned = {"source": str(tuned_pipeline_folder(job=job))}
-    base = Generator(name=f"training-job-{job.pk}-base", source=job.pretrained, **common)
-    tuned = Generator(name=f"training-job-{job.pk}-tuned", **tuned, **common)
-    for generator in (base, tuned):
-        generator.full_clean()
-        generator.save()
+    base = _generator(name=f"training-job-{job.pk}-base", source=job.pretrained, **common)
+    tuned = _generator(name=f"training-job-{job.pk}-tuned", **tuned, **common)
     return base, tuned
+
+
+def _generator(*, name: str, **fields) -> Generator:
+    """The job's generator under its name, made or brought up to date (a job evaluated again
+    after its campaign was deleted finds its generators)."""
+    generator = Generator.objects.filter(name=name).first() or Generator(name=name)
+    for field, value in {"lora_path": "", **fields}.items():
+        setattr(generator, field, value)
+    generator.full_clean()
+    generator.save()
+    return generator
 
 
 def _slug(job: TrainingJob) -> str:

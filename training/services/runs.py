@@ -54,16 +54,11 @@ def training_job_claim(*, job_id: int, worker: str) -> TrainingJob | None:
 
 
 @transaction.atomic
-def training_run_restart_at(*, job: TrainingJob, step: int) -> list:
-    """A (re)started run continues from `step`: later metric rows and warnings go (the trainer
-    writes them again). Returns the warnings kept."""
+def training_run_restart_at(*, job: TrainingJob, step: int) -> None:
+    """A (re)started run continues from `step`: later metric rows go (the trainer writes those
+    steps again), and the job shows that step until the first progress save."""
     TrainingMetric.objects.filter(job=job, step__gt=step).delete()
-    warnings = [w for w in job.warnings if w.get("step", 0) <= step]
-    latest = TrainingMetric.objects.filter(job=job, step__lte=step).order_by("-step").first()
-    TrainingJob.objects.filter(pk=job.pk, claim_token=job.claim_token).update(
-        step=step, warnings=warnings, latest_metrics=latest.values if latest else {}
-    )
-    return warnings
+    TrainingJob.objects.filter(pk=job.pk, claim_token=job.claim_token).update(step=step)
 
 
 @transaction.atomic
