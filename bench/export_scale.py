@@ -138,6 +138,7 @@ def build_campaign(*, slug: str, judgments: int, images: bool, image_size: int) 
     existing = Campaign.objects.filter(slug=slug).first()
     if existing is not None:
         if Judgment.objects.filter(campaign=existing).count() == judgments:
+            _analyze()
             return
         raise SystemExit(f"campaign {slug} exists with another size; use a fresh database")
 
@@ -391,9 +392,19 @@ def build_campaign(*, slug: str, judgments: int, images: bool, image_size: int) 
                 no_style(), [User, Prompt, Image, Comparison, Assignment, Judgment]
             ):
                 cursor.execute(sql)
+    _analyze()
     print(
         f"  built {slug}: {judgments} judgments in {time.monotonic() - started:.0f} s", flush=True
     )
+
+
+def _analyze() -> None:
+    """Fresh planner statistics, as autovacuum would have them on a live database: after a
+    bulk load, stale statistics make PostgreSQL pick scans that no live system would."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
 
 
 # ---------------------------------------------------------------------------------------
