@@ -7,7 +7,7 @@ Rows are generated with set-based SQL (generate_series), not through the service
 pairwise campaign, 4 models per prompt (6 pairs), overlap 3, 1000 raters (5% of them
 near chance), 2% gold and 5% side-swapped repeats on top. The database is dropped and
 rebuilt on each run unless --reuse is given. Then:
-- the full recompute (every rater's counters, kappa, alpha with 1000-replicate unit
+- the full recompute (every rater's counters and kappa, side by side with alpha and its 1000-replicate unit
   bootstrap intervals), median of --repeats runs, split into its steps;
 - the gating sweep after it (applies the rules to every rater);
 - per submit: queries and milliseconds of judgment_submit through the real service for a
@@ -99,7 +99,7 @@ WITH c AS (
 SELECT r.id AS comparison_id, r.k, r.n, r.lo_id, r.hi_id, r.lo_uid, r.hi_uid, r.lo_left,
        %(first_user)s + r.rater AS user_id,
        CASE WHEN r.u1 < 0.08 THEN 1
-            WHEN r.u2 < (CASE WHEN r.rater %% 20 = 0 THEN 0.5 ELSE 0.8 END) THEN r.truth
+            WHEN r.u2 < (CASE WHEN r.rater %% 20 = 10 THEN 0.5 ELSE 0.8 END) THEN r.truth
             ELSE 2 - r.truth END AS value,
        (1500 + (random() * 6000))::int AS ms
 FROM r;
@@ -250,7 +250,7 @@ def main() -> None:
     )
 
     runs = [quality_recompute(campaign=campaign, evaluate=False) for _ in range(args.repeats)]
-    steps = ("stats_compute_s", "stats_write_s", "agreement_s", "total_s")
+    steps = ("stats_compute_s", "agreement_s", "stats_write_s", "total_s")
     print(f"{'full recompute (s)':<24}" + "".join(f"{s[:-2]:>16}" for s in steps))
     for index, run in enumerate(runs, 1):
         print(f"{'run ' + str(index):<24}" + "".join(f"{run[s]:>16.2f}" for s in steps))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import krippendorff
 import numpy as np
-from django.db import connection
+from django.db import connection, transaction
 
 from annotate.quality.encoding import BOTH_BAD_VALUE, DERIVED, PAIR, RANK
 from annotate.quality.models import Rating
@@ -40,22 +40,27 @@ def rank_domain(k: int) -> list[int]:
     return list(range(2, 2 * k + 1))
 
 
-def _unit_counts_sql(domain: list[int]) -> str:
+def _unit_counts_sql(domain: list[int], *, kind: int, with_time: bool) -> str:
     columns = ", ".join(f"SUM(CASE WHEN value = {v} THEN 1 ELSE 0 END) AS c{v}" for v in domain)
+    # A pairwise unit is its comparison: grouping on one integer is much cheaper.
+    unit = "comparison_id" if kind == PAIR else "comparison_id, image_lo_id, image_hi_id"
+    last = "MAX(created_at) AS last, " if with_time else ""
     # Only integers from our own domain and the model's table name are interpolated.
     return (
-        f"SELECT comparison_id, image_lo_id, image_hi_id, MAX(created_at) AS last, {columns} "  # noqa: S608
-        f"FROM {Rating._meta.db_table} "
+        f"SELECT {unit}, {last}{columns} FROM {Rating._meta.db_table} "  # noqa: S608
         "WHERE campaign_id = %s AND criterion = %s AND kind = %s AND NOT excluded AND value <> %s "
-        "GROUP BY comparison_id, image_lo_id, image_hi_id HAVING COUNT(*) >= 2"
+        f"GROUP BY {unit} HAVING COUNT(*) >= 2"
     )
 
 
 def value_patterns(*, campaign_id: int, criterion: str, kind: int, domain: list[int]) -> Patterns:
     """Units with at least two ratings, grouped by count vector, in one query."""
     names = ", ".join(f"c{v}" for v in domain)
-    sql = f"SELECT {names}, COUNT(*) FROM ({_unit_counts_sql(domain)}) AS units GROUP BY {names}"  # noqa: S608
-    with connection.cursor() as cursor:
+    inner = _unit_counts_sql(domain, kind=kind, with_time=False)
+    sql = f"SELECT {names}, COUNT(*) FROM ({inner}) AS units GROUP BY {names}"  # noqa: S608
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL work_mem = '64MB'")  # the per-unit hash table fits
         cursor.execute(sql, [campaign_id, criterion, kind, BOTH_BAD_VALUE])
         rows = cursor.fetchall()
     if not rows:
@@ -68,13 +73,16 @@ def unit_counts_by_completion(
     *, campaign_id: int, criterion: str, kind: int, domain: list[int]
 ) -> tuple[np.ndarray, list]:
     """Per-unit count vectors and completion times, ordered by the time the unit's latest rating arrived."""
-    sql = _unit_counts_sql(domain) + " ORDER BY last, comparison_id, image_lo_id"
+    sql = _unit_counts_sql(domain, kind=kind, with_time=True) + " ORDER BY last, comparison_id"
     with connection.cursor() as cursor:
         cursor.execute(sql, [campaign_id, criterion, kind, BOTH_BAD_VALUE])
         rows = cursor.fetchall()
     if not rows:
         return np.zeros((0, len(domain)), dtype=np.int64), []
-    return np.asarray([row[4:] for row in rows], dtype=np.int64), [row[3] for row in rows]
+    first = 2 if kind == PAIR else 4  # after the unit's columns and its last time
+    return np.asarray([row[first:] for row in rows], dtype=np.int64), [
+        row[first - 1] for row in rows
+    ]
 
 
 def pattern_coincidences(counts: np.ndarray) -> np.ndarray:

@@ -1,11 +1,13 @@
 """Quality writes: evaluate a rater, admin overrides, the full recompute."""
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, connections, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -229,6 +231,27 @@ def gating_sweep(*, campaign: Campaign) -> int:
     return moves
 
 
+def _timed(call):
+    started = time.perf_counter()
+    try:
+        return call(), time.perf_counter() - started
+    finally:
+        if threading.current_thread() is not threading.main_thread():
+            connections.close_all()  # this worker thread's own connections only
+
+
+def _side_by_side(*calls):
+    """Run independent reads at once on PostgreSQL (each thread has its own connection).
+
+    Inside an open transaction (tests, a caller's atomic block) other connections would not
+    see its rows, so the calls then run one after the other.
+    """
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return [_timed(call) for call in calls]
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return [future.result() for future in [pool.submit(_timed, call) for call in calls]]
+
+
 def quality_recompute(
     *, campaign: Campaign, evaluate: bool = True, now: datetime | None = None
 ) -> dict:
@@ -239,15 +262,13 @@ def quality_recompute(
     now = now or timezone.now()
     timings = {}
     started = time.perf_counter()
-    computed = stats_compute(campaign=campaign)
-    timings["stats_compute_s"] = time.perf_counter() - started
+    (computed, timings["stats_compute_s"]), (_, timings["agreement_s"]) = _side_by_side(
+        lambda: stats_compute(campaign=campaign), lambda: agreement_snapshot(campaign=campaign)
+    )
     mark = time.perf_counter()
     with transaction.atomic():
         timings["raters"] = stats_write(campaign=campaign, computed=computed, now=now)
     timings["stats_write_s"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    agreement_snapshot(campaign=campaign)
-    timings["agreement_s"] = time.perf_counter() - mark
     if evaluate:
         mark = time.perf_counter()
         timings["gate_moves"] = gating_sweep(campaign=campaign)
