@@ -7,8 +7,8 @@ Rows are generated with set-based SQL (generate_series), not through the service
 pairwise campaign, 4 models per prompt (6 pairs), overlap 3, 1000 raters (5% of them
 near chance), 2% gold and 5% side-swapped repeats on top. The database is dropped and
 rebuilt on each run unless --reuse is given. Then:
-- the full recompute (every rater's counters and kappa, side by side with alpha and its 1000-replicate unit
-  bootstrap intervals), median of --repeats runs, split into its steps;
+- the full recompute (every rater's counters and kappa, side by side with alpha and its
+  1000-replicate unit-bootstrap intervals), median of --repeats runs, split into steps;
 - the gating sweep after it (applies the rules to every rater);
 - per submit: queries and milliseconds of judgment_submit through the real service for a
   rater with a long history, on comparisons that already hold two ratings.
