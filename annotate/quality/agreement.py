@@ -7,10 +7,13 @@ patterns, thousands of replicates in milliseconds, exact for resampling units.
 """
 
 from dataclasses import dataclass
+from datetime import UTC
 
 import krippendorff
 import numpy as np
 from django.db import connection, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from annotate.quality.encoding import BOTH_BAD_VALUE, DERIVED, PAIR, RANK
 from annotate.quality.models import Rating
@@ -80,9 +83,17 @@ def unit_counts_by_completion(
     if not rows:
         return np.zeros((0, len(domain)), dtype=np.int64), []
     first = 2 if kind == PAIR else 4  # after the unit's columns and its last time
-    return np.asarray([row[first:] for row in rows], dtype=np.int64), [
-        row[first - 1] for row in rows
-    ]
+    times = [_aware(row[first - 1]) for row in rows]
+    return np.asarray([row[first:] for row in rows], dtype=np.int64), times
+
+
+def _aware(value):
+    """Raw SQL gives SQLite's timestamps as text; hand out datetimes on every backend."""
+    if isinstance(value, str):
+        value = parse_datetime(value)
+        if value is not None and timezone.is_naive(value):
+            value = timezone.make_aware(value, UTC)
+    return value
 
 
 def pattern_coincidences(counts: np.ndarray) -> np.ndarray:

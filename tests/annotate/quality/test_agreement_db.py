@@ -1,5 +1,7 @@
 """Alpha and the leaderboard on ratings stored by real submits."""
 
+from datetime import datetime
+
 import krippendorff
 import numpy as np
 import pytest
@@ -119,5 +121,7 @@ def test_the_timeline_has_one_window_per_block_of_units():
     run_crowd(campaign, [(annotator(campaign), alternating) for _ in range(2)])
     windows = agreement_timeline(campaign=campaign, window=4)
     assert [w["units"] for w in windows] == [4, 4, 2]
+    assert isinstance(windows[0]["start"], datetime)  # datetimes on every backend
+    assert windows[0]["start"] <= windows[2]["end"]
     assert windows[0]["baseline"] is None and windows[1]["baseline"] == pytest.approx(1.0)
     assert not any(w["alert"] for w in windows)
