@@ -21,7 +21,12 @@ from annotate.access import (
 from annotate.models import Campaign, Membership
 from annotate.selectors import assignment_task, campaign_list_for_user, campaign_progress
 from annotate.services.assignments import assignment_next, assignment_skip
-from annotate.services.campaigns import campaign_create, campaign_update, membership_set
+from annotate.services.campaigns import (
+    CAMPAIGN_FIELDS,
+    campaign_create,
+    campaign_update,
+    membership_set,
+)
 from annotate.services.comparisons import comparisons_build_for_campaign
 from annotate.services.gold import gold_build
 from annotate.services.image_imports import images_import
@@ -99,24 +104,7 @@ class CriterionSerializer(serializers.Serializer):
 class CampaignOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Campaign
-        fields = [
-            "id",
-            "slug",
-            "title",
-            "instructions",
-            "kind",
-            "k",
-            "criteria",
-            "overlap",
-            "gold_rate",
-            "repeat_rate",
-            "qualification_size",
-            "lease_seconds",
-            "pairs_per_prompt",
-            "qc_policy",
-            "status",
-            "created_at",
-        ]
+        fields = ["id", "slug", *CAMPAIGN_FIELDS, "created_at"]
 
 
 class CampaignFieldsSerializer(serializers.Serializer):

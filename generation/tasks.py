@@ -5,12 +5,10 @@ that dies holding it does not lose it on brokers that redeliver; on those that d
 before Redis's visibility timeout, the restarted worker recovers its items (worker_ready).
 """
 
-import logging
-
 from celery import shared_task
 from celery.contrib.django.task import DjangoTask
 from celery.signals import worker_ready
-from django.db import InterfaceError, OperationalError, connections
+from django.db import InterfaceError, OperationalError
 
 from generation.services.batches import (
     TransientGenerationError,
@@ -18,8 +16,7 @@ from generation.services.batches import (
     generation_items_fail,
 )
 from generation.services.recovery import generation_items_recover
-
-logger = logging.getLogger(__name__)
+from pickwise.worker_recovery import recover_on_worker_start
 
 GENERATE_QUEUE = "generate"
 RETRYABLE = (TransientGenerationError, OperationalError, InterfaceError)
@@ -67,15 +64,8 @@ def generation_recover_task(worker: str | None = None, resend_pending: bool = Fa
 @worker_ready.connect
 def _recover_after_restart(sender=None, **kwargs) -> None:
     """A generate worker that starts holds nothing: give back what its previous life held."""
-    app = sender.app if sender is not None else None
-    if app is None or GENERATE_QUEUE not in app.amqp.queues.consume_from:
-        return
-    hostname = getattr(sender, "hostname", "") or ""
-    try:
-        counts = generation_items_recover(worker=hostname, resend_pending=True)
-        logger.info("generation recovery on start of %s: %s", hostname, counts)
-    except Exception:
-        logger.exception("generation recovery on start of %s failed", hostname)
-    finally:
-        # The prefork pool's children must not share the parent's database connection.
-        connections.close_all()
+    recover_on_worker_start(
+        sender=sender,
+        queue=GENERATE_QUEUE,
+        recover=lambda hostname: generation_items_recover(worker=hostname, resend_pending=True),
+    )

@@ -6,16 +6,12 @@ with prefetch 1. A killed worker's job is put back in the queue on the worker's 
 checkpoint.
 """
 
-import logging
-
 from celery import shared_task
 from celery.signals import worker_ready
-from django.db import connections
 
+from pickwise.worker_recovery import recover_on_worker_start
 from training.runner import training_job_run
 from training.services.jobs import training_jobs_recover
-
-logger = logging.getLogger(__name__)
 
 TRAIN_QUEUE = "train"
 
@@ -33,15 +29,8 @@ def training_recover_task() -> dict:
 @worker_ready.connect
 def _recover_after_restart(sender=None, **kwargs) -> None:
     """A train worker that starts runs nothing: re-queue what its previous life was running."""
-    app = sender.app if sender is not None else None
-    if app is None or TRAIN_QUEUE not in app.amqp.queues.consume_from:
-        return
-    hostname = getattr(sender, "hostname", "") or ""
-    try:
-        counts = training_jobs_recover(worker=hostname, resend_queued=True)
-        logger.info("training recovery on start of %s: %s", hostname, counts)
-    except Exception:
-        logger.exception("training recovery on start of %s failed", hostname)
-    finally:
-        # The prefork pool's children must not share the parent's database connection.
-        connections.close_all()
+    recover_on_worker_start(
+        sender=sender,
+        queue=TRAIN_QUEUE,
+        recover=lambda hostname: training_jobs_recover(worker=hostname, resend_queued=True),
+    )
