@@ -1,8 +1,8 @@
 """Which judgments an export keeps, and why it leaves the others out.
 
-Reasons are checked in a fixed order, so each left-out judgment is counted once, under the
-first reason that applies: a blocked rater's judgment counts as `blocked_rater` even when it
-is also flagged, gold or a repeat.
+Reasons are checked in the order of REASONS (in exports.scan.decide_batch, the hot loop), so
+each left-out judgment is counted once, under the first reason that applies: a blocked
+rater's judgment counts as `blocked_rater` even when it is also flagged, gold or a repeat.
 """
 
 from dataclasses import asdict, dataclass
@@ -78,26 +78,3 @@ def policy_from_dict(data: Any, *, training_format: bool) -> Policy:
 def rater_verdict(*, gate_state: str | None, policy: Policy) -> tuple[bool, bool]:
     """(blocked, state included) for a rater: decided once per rater, not per judgment."""
     return gate_state == BLOCKED_STATE, gate_state in policy.states
-
-
-def exclusion_reason(
-    *,
-    blocked: bool,
-    state_included: bool,
-    excluded: bool,
-    is_gold: bool,
-    is_repeat: bool,
-    policy: Policy,
-) -> str | None:
-    """Why a judgment is left out before its answer is read, or None when it is kept."""
-    if blocked:
-        return BLOCKED_RATER
-    if excluded:
-        return EXCLUDED_FLAG
-    if not state_included:
-        return STATE_NOT_INCLUDED
-    if is_gold and policy.exclude_gold:
-        return GOLD
-    if is_repeat and policy.exclude_repeats:
-        return REPEAT
-    return None

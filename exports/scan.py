@@ -28,7 +28,7 @@ from exports.policy import (
 from exports.selectors import JudgmentRow, Rater
 
 
-@dataclass
+@dataclass(slots=True)
 class PromptTally:
     pairs: int = 0
     labelled_pairs: int = 0  # pairs that are not ties
@@ -73,8 +73,8 @@ def decide_batch(
 ) -> list[Decision]:
     """The policy's verdict on each judgment, added to `tally`.
 
-    The hot loop of every export, run twice per judgment: the rules of exclusion_reason
-    are inlined on per-rater verdicts computed once, and plain locals are used throughout.
+    The hot loop of every export, run twice per judgment: the reasons are checked in the
+    order of policy.REASONS on per-rater verdicts computed once, with plain locals.
     """
     decided = []
     append = decided.append
@@ -93,7 +93,7 @@ def decide_batch(
             verdict = verdicts[row.annotator_id] = (rater, blocked, state_included)
         rater, blocked, state_included = verdict
         considered += 1
-        # The order of exclusion_reason: each left-out judgment counts under one reason.
+        # The order of policy.REASONS: each left-out judgment counts under one reason.
         if blocked:
             reason = BLOCKED_RATER
         elif row.excluded:

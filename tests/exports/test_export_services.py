@@ -73,3 +73,31 @@ def test_comparison_images_forgotten_between_batches_are_read_again(
     export = export_build(export=export)
     assert export.status == Export.Status.FINISHED, export.error
     assert export.manifest["counts"]["judgments_included"] == 48
+
+
+def test_gold_and_repeats_are_left_out_of_training_formats_and_counted(small_campaign):
+    first, second = Judgment.objects.order_by("id")[:2]
+    Judgment.objects.filter(pk=first.pk).update(is_gold=True)
+    Judgment.objects.filter(pk=second.pk).update(is_repeat=True)
+    # Asking to keep them changes nothing for a training format...
+    export = export_create(
+        requested_by=None,
+        campaign=small_campaign,
+        format="pickapic",
+        policy={"exclude_gold": False, "exclude_repeats": False},
+        enqueue=False,
+    )
+    assert (export.policy["exclude_gold"], export.policy["exclude_repeats"]) == (True, True)
+    export = export_build(export=export)
+    assert export.manifest["counts"]["excluded"] == {"gold": 1, "repeat": 1}
+    # ...while the audit format keeps them when asked.
+    audit = export_create(
+        requested_by=None,
+        campaign=small_campaign,
+        format="jsonl",
+        policy={"exclude_gold": False, "exclude_repeats": False},
+        enqueue=False,
+    )
+    audit = export_build(export=audit)
+    assert audit.manifest["counts"]["excluded"] == {}
+    assert audit.manifest["counts"]["judgments_included"] == 6
