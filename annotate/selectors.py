@@ -4,7 +4,14 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Q, QuerySet, Sum
 
 from annotate.access import user_is_site_admin, user_is_site_researcher
-from annotate.models import Assignment, Campaign, Comparison, Image, Membership
+from annotate.models import (
+    Assignment,
+    Campaign,
+    Comparison,
+    ComparisonImage,
+    Image,
+    Membership,
+)
 
 
 def campaign_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Campaign]:
@@ -16,22 +23,20 @@ def campaign_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Campaign]:
 def assignment_task(*, assignment: Assignment) -> dict:
     """What an annotator sees of a task: never the gold answer, model names or other raters."""
     campaign = assignment.campaign
-    comparison = (
-        Comparison.objects.select_related("prompt")
-        .only("prompt__text")
-        .get(pk=assignment.comparison_id)
-    )
-    images = {
-        str(image.uid): image
-        for image in Image.objects.filter(uid__in=assignment.presented).only(
-            "uid", "file", "width", "height"
+    # One query: the comparison's images with the prompt. A repeat shows the same images.
+    slots = list(
+        ComparisonImage.objects.filter(comparison_id=assignment.comparison_id)
+        .select_related("image", "comparison__prompt")
+        .only(
+            "image__uid", "image__file", "image__width", "image__height", "comparison__prompt__text"
         )
-    }
+    )
+    images = {str(slot.image.uid): slot.image for slot in slots}
     return {
         "id": assignment.pk,
         "kind": campaign.kind,
         "expires_at": assignment.expires_at,
-        "prompt": {"text": comparison.prompt.text},
+        "prompt": {"text": slots[0].comparison.prompt.text},
         "images": [
             {
                 "uid": uid,

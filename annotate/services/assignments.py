@@ -198,7 +198,6 @@ def assignment_next(
         raise ApplicationError(
             TOO_MANY_OPEN.format(count=len(open_tasks)), code="too_many_open", status=409
         )
-    assignments_expire_overdue(now=now, campaign=campaign, limit=50)
 
     kind = _choose_kind(campaign=campaign, membership=membership)
     comparison, repeat_of = None, None
@@ -209,6 +208,10 @@ def assignment_next(
     if comparison is None and repeat_of is None:
         kind = "regular"
         comparison = _pick_regular(campaign=campaign, annotator=annotator)
+        # Nothing open: overdue leases may be holding the last slots. Expire them (the
+        # periodic sweep may not have run yet) and look once more. Off the common path.
+        if comparison is None and assignments_expire_overdue(now=now, campaign=campaign, limit=50):
+            comparison = _pick_regular(campaign=campaign, annotator=annotator)
         if comparison is None:
             return None
 

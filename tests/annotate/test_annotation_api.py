@@ -254,7 +254,7 @@ def test_next_and_submit_use_a_fixed_number_of_queries(api_client, django_assert
         task = api_client.post(_next_url(campaign), {}, format="json").json()
         api_client.post(_submit_url(task["id"]), {"answers": {"overall": "tie"}}, format="json")
     # Counts include the two SAVEPOINT statements the test transaction adds around the service.
-    with django_assert_max_num_queries(13):
+    with django_assert_max_num_queries(11):
         task = api_client.post(_next_url(campaign), {}, format="json").json()
     # Submit also keeps the rater's quality counters (rating row, co-raters, stats row).
     with django_assert_max_num_queries(13):

@@ -98,3 +98,15 @@ def test_presented_order_is_randomised_per_assignment():
         assignment = assignment_next(campaign=campaign, annotator=annotator(campaign))
         orders.add(tuple(assignment.presented))
     assert len(orders) == 2
+
+
+def test_next_expires_overdue_leases_itself_when_nothing_else_is_open():
+    campaign = campaign_with_comparisons(prompts=1, overlap=1)
+    slow, other = annotator(campaign), annotator(campaign)
+    assignment_next(campaign=campaign, annotator=slow)
+    later = timezone.now() + timedelta(seconds=campaign.lease_seconds + 1)
+    taken = assignment_next(campaign=campaign, annotator=other, now=later)
+    assert taken is not None
+    assert Assignment.objects.get(annotator=slow).state == Assignment.State.EXPIRED
+    comparison = Comparison.objects.get()
+    assert (comparison.in_flight, comparison.status) == (1, "full")
