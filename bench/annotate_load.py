@@ -9,8 +9,9 @@ many annotators thinking an exponentially distributed time between tasks. Prints
 percentiles per call, judgments/s, and then checks the invariants: no comparison over its
 overlap, no annotator judging a regular comparison twice, every acknowledged submit stored.
 
-Needs PostgreSQL (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/pickwise_bench);
-the database is dropped and rebuilt.
+Needs PostgreSQL (--database-url, default postgres://postgres@127.0.0.1:5432/pickwise_bench;
+the database is dropped and rebuilt) and Redis as the broker (CELERY_BROKER_URL, default
+redis://127.0.0.1:6379/15), as in production.
 """
 
 import argparse
@@ -136,30 +137,51 @@ def build_data(*, comparisons: int, judgments: int, clients: int, overlap: int) 
             """,
             [campaign_id],
         )
-        # History: judgment j goes to comparison (j mod N) by rater (j div N) mod R, so no
-        # rater meets a comparison twice and done stays within overlap - 1 (room is left).
+        # History: judgment g goes to comparison c = g mod N by rater (g div N + c) mod R, so
+        # raters share the work evenly, none meets a comparison twice (while M <= N * R), and
+        # done stays two below overlap (room is left for the run).
+        # Indexed temp tables keep the planner on hash joins; CTEs here made it crawl.
         cur.execute(
             """
-            WITH comps AS (
-                SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM annotate_comparison
-                WHERE campaign_id = %(c)s AND role = 'regular'),
-            raters AS (
-                SELECT u.id, row_number() OVER (ORDER BY u.id) - 1 AS n FROM auth_user u
-                WHERE u.username LIKE 'rater%%' AND u.id <= (SELECT min(id) FROM auth_user
-                    WHERE username LIKE 'rater%%') + %(r)s - 1),
-            plan AS (
-                SELECT g AS j, g %% %(n)s AS comp_n, (g / %(n)s) %% %(r)s AS rater_n
-                FROM generate_series(0, %(m)s - 1) g)
+            CREATE TEMP TABLE comps AS
+            SELECT c.id, row_number() OVER (ORDER BY c.id) - 1 AS n,
+                   (SELECT json_agg(i.uid::text ORDER BY ci.slot) FROM annotate_comparisonimage ci
+                    JOIN annotate_image i ON i.id = ci.image_id
+                    WHERE ci.comparison_id = c.id) AS presented
+            FROM annotate_comparison c WHERE c.campaign_id = %s AND c.role = 'regular'
+            """,
+            [campaign_id],
+        )
+        cur.execute(
+            """
+            CREATE TEMP TABLE raters AS
+            SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM auth_user
+            WHERE username LIKE 'rater%%' ORDER BY id LIMIT %s
+            """,
+            [history_raters],
+        )
+        cur.execute("CREATE INDEX ON comps (n); CREATE INDEX ON raters (n); ANALYZE comps, raters")
+        cur.execute(
+            """
             INSERT INTO annotate_assignment (campaign_id, comparison_id, annotator_id, presented,
                 issued_at, expires_at, state, is_gold, is_repeat, sequence, closed_at)
-            SELECT %(c)s, comps.id, raters.id,
-                   (SELECT json_agg(i.uid::text ORDER BY ci.slot) FROM annotate_comparisonimage ci
-                    JOIN annotate_image i ON i.id = ci.image_id WHERE ci.comparison_id = comps.id),
+            SELECT %(c)s, comps.id, raters.id, comps.presented,
                    now() - interval '1 day', now() - interval '1 day' + interval '10 minutes',
-                   'submitted', false, false, plan.j / (%(n)s * %(r)s), now() - interval '1 day'
-            FROM plan JOIN comps ON comps.n = plan.comp_n JOIN raters ON raters.n = plan.rater_n
+                   'submitted', false, false, 0, now() - interval '1 day'
+            FROM generate_series(0, %(m)s - 1) g
+            JOIN comps ON comps.n = g %% %(n)s
+            JOIN raters ON raters.n = (g / %(n)s + g %% %(n)s) %% %(r)s
             """,
             {"c": campaign_id, "n": comparisons, "r": history_raters, "m": judgments},
+        )
+        cur.execute(
+            """
+            UPDATE annotate_assignment a SET sequence = s.seq FROM (
+                SELECT id, row_number() OVER (PARTITION BY annotator_id ORDER BY id) - 1 AS seq
+                FROM annotate_assignment WHERE campaign_id = %s) s
+            WHERE a.id = s.id
+            """,
+            [campaign_id],
         )
         cur.execute(
             """
@@ -328,6 +350,9 @@ def start_gunicorn(port: int, workers: int, database_url: str) -> subprocess.Pop
     env = dict(
         os.environ,
         DATABASE_URL=database_url,
+        # Production path: submit enqueues quality evaluations on Redis (nothing consumes
+        # them during the run; they only cost the enqueue).
+        CELERY_BROKER_URL=os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15"),
         DEBUG="0",
         THROTTLE_SUBMIT="100000/min",
         THROTTLE_NEXT="100000/min",
