@@ -16,7 +16,15 @@ from django.db.models import CharField, Max, Min, QuerySet
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 
-from annotate.models import Campaign, ComparisonImage, Image, Judgment, Membership, Prompt
+from annotate.models import (
+    Campaign,
+    Comparison,
+    ComparisonImage,
+    Image,
+    Judgment,
+    Membership,
+    Prompt,
+)
 from exports.models import Export
 from pickwise.errors import ApplicationError
 
@@ -57,7 +65,6 @@ class AuditRow(NamedTuple):
 JUDGMENT_FIELDS = (
     "id",
     "comparison_id",
-    "comparison__prompt_id",
     "annotator_id",
     "answer_text",
     "is_gold",
@@ -144,23 +151,31 @@ def judgment_batches(
     )
     fields = JUDGMENT_FIELDS if with_time else JUDGMENT_FIELDS[:-1]
     fields += AUDIT_FIELDS if audit else ()
+    prompt_of: dict[int, int] = {}
     for low in range(first, last_id + 1, batch_size):
         window = base.filter(id__gte=low, id__lt=min(low + batch_size, last_id + 1))
         raw = _raw_rows(window.order_by("id").values_list(*fields))
         if not raw:
             continue
+        # Prompts through a lookup of the window's comparisons rather than a join: joined,
+        # PostgreSQL hashes the whole comparison table for every window of a big campaign.
+        if len(prompt_of) > PROMPT_MEMORY:
+            prompt_of.clear()
+        missing = {r[1] for r in raw} - prompt_of.keys()
+        if missing:
+            prompt_of.update(comparison_prompts(comparison_ids=sorted(missing)))
         if with_time:
             rows = [
                 JudgmentRow(
                     r[0],
                     r[1],
+                    prompt_of[r[1]],
                     r[2],
-                    r[3],
-                    json.loads(r[4]) if r[4] and r[4][0] == "[" else r[4],
+                    json.loads(r[3]) if r[3] and r[3][0] == "[" else r[3],
+                    bool(r[4]),
                     bool(r[5]),
                     bool(r[6]),
-                    bool(r[7]),
-                    _moment(r[8]),
+                    _moment(r[7]),
                 )
                 for r in raw
             ]
@@ -169,23 +184,38 @@ def judgment_batches(
                 JudgmentRow(
                     r[0],
                     r[1],
+                    prompt_of[r[1]],
                     r[2],
-                    r[3],
-                    json.loads(r[4]) if r[4] and r[4][0] == "[" else r[4],
+                    json.loads(r[3]) if r[3] and r[3][0] == "[" else r[3],
+                    r[4],
                     r[5],
                     r[6],
-                    r[7],
                     None,
                 )
                 for r in raw
             ]
         if audit:
             yield [
-                (row, AuditRow(_json(r[9]), _json(r[10]), r[11], r[12], _bool_or_none(r[13])))
+                (row, AuditRow(_json(r[8]), _json(r[9]), r[10], r[11], _bool_or_none(r[12])))
                 for row, r in zip(rows, raw, strict=True)
             ]
         else:
             yield rows
+
+
+# Comparisons whose prompt is remembered between windows (a few MB).
+PROMPT_MEMORY = 200_000
+
+
+def comparison_prompts(*, comparison_ids: list[int]) -> dict[int, int]:
+    """Each comparison's prompt id: primary-key lookups, one plain IN query."""
+    connection = connections[Comparison.objects.db]
+    table = connection.ops.quote_name(Comparison._meta.db_table)
+    marks = ", ".join(["%s"] * len(comparison_ids))
+    sql = f"SELECT id, prompt_id FROM {table} WHERE id IN ({marks})"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(comparison_ids))
+        return dict(cursor.fetchall())
 
 
 def _bool_or_none(value: Any) -> bool | None:
