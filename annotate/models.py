@@ -364,4 +364,3 @@ class Judgment(models.Model):
 
 # Quality tables live in their own package; imported here so the app registry sees them.
 from annotate.quality.models import *  # noqa: E402,F401,F403
-from annotate.quality import tasks as _quality_tasks  # noqa: E402,F401  (registers the tasks)

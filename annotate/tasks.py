@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from annotate.quality import tasks as quality_tasks  # noqa: F401  (autodiscovery finds only this module)
 from annotate.services.assignments import assignments_expire_overdue
 
 
