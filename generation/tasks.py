@@ -66,6 +66,7 @@ def _recover_after_restart(sender=None, **kwargs) -> None:
     """A generate worker that starts holds nothing: give back what its previous life held."""
     recover_on_worker_start(
         sender=sender,
+        label="generation",
         queue=GENERATE_QUEUE,
         recover=lambda hostname: generation_items_recover(worker=hostname, resend_pending=True),
     )

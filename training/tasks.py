@@ -31,6 +31,7 @@ def _recover_after_restart(sender=None, **kwargs) -> None:
     """A train worker that starts runs nothing: re-queue what its previous life was running."""
     recover_on_worker_start(
         sender=sender,
+        label="training",
         queue=TRAIN_QUEUE,
         recover=lambda hostname: training_jobs_recover(worker=hostname, resend_queued=True),
     )

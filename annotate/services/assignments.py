@@ -88,16 +88,20 @@ def assignments_expire_overdue(
 def _pick_regular(*, campaign: Campaign, annotator: AbstractBaseUser) -> Comparison | None:
     """Lock the fullest open comparison this annotator has never met, skipping locked rows."""
     met = Assignment.objects.filter(comparison=OuterRef("pk"), annotator=annotator, is_repeat=False)
-    candidate = (
+    candidates = (
         Comparison.objects.filter(
             campaign=campaign, status=Comparison.Status.OPEN, role=Comparison.Role.REGULAR
         )
         .filter(~Exists(met))
         .order_by((F("done") + F("in_flight")).desc(), "id")
-        .select_for_update(skip_locked=True)
         .only("id", "prompt_id")
-        .first()
     )
+    candidate = candidates.select_for_update(skip_locked=True).first()
+    if candidate is None:
+        # The last open rows may only be locked for a moment (a submit or another next in
+        # flight): SKIP LOCKED would then say "nothing left" while a slot is still free. Wait
+        # for the lock instead; PostgreSQL re-checks the row once it is released.
+        candidate = candidates.select_for_update().first()
     if candidate is None:
         return None
     # One more in flight; the row is locked, so the status computed from it is exact.

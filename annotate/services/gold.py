@@ -81,8 +81,10 @@ def gold_build(*, campaign: Campaign, count: int, seed: int = 0) -> list[Compari
         kinds.append("identical")
     rng.shuffle(sources)
     created: list[Comparison] = []
-    for index in range(min(count, len(sources))):
-        image = sources[index]
+    # Go on past sources that made nothing (no other prompt, or a pair that is gold already).
+    for index, image in enumerate(sources):
+        if len(created) >= count:
+            break
         kind = kinds[index % len(kinds)]
         data = _read(image)
         if campaign.kind == Campaign.Kind.RANKING:
