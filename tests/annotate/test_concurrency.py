@@ -7,11 +7,12 @@ import threading
 from collections import Counter
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import F
 from rest_framework.test import APIClient
 
 from annotate.models import Assignment, Comparison, Judgment
+from annotate.services.assignments import assignment_next
 from tests.factories import annotator, campaign_with_comparisons
 
 ANNOTATORS = 8
@@ -74,3 +75,29 @@ def test_concurrent_next_and_submit_keep_every_invariant():
     pairs = Counter(Judgment.objects.values_list("annotator_id", "comparison_id"))
     assert max(pairs.values()) == 1
     assert not Assignment.objects.filter(state=Assignment.State.OPEN).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_next_waits_for_a_briefly_locked_last_comparison_instead_of_saying_nothing_left():
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks: SQLite serialises writers instead")
+    campaign = campaign_with_comparisons(prompts=1, overlap=2)
+    user = annotator(campaign)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_row():
+        try:
+            with transaction.atomic():
+                Comparison.objects.select_for_update().get()
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_the_row)
+    holder.start()
+    assert locked.wait(10)
+    threading.Timer(0.5, release.set).start()
+    assignment = assignment_next(campaign=campaign, annotator=user)
+    holder.join()
+    assert assignment is not None
