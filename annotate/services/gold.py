@@ -17,7 +17,7 @@ from PIL import ImageFilter
 
 from annotate.criteria import TIE
 from annotate.models import Campaign, Comparison, Image
-from annotate.services.comparisons import comparisons_create
+from annotate.services.comparisons import comparison_key, comparisons_create
 from annotate.services.images import image_create
 
 GOLD_KINDS = ("corrupted", "mismatched", "identical")
@@ -80,13 +80,19 @@ def gold_build(*, campaign: Campaign, count: int, seed: int = 0) -> list[Compari
     if criterion.get("allow_tie") and campaign.kind == Campaign.Kind.PAIRWISE:
         kinds.append("identical")
     rng.shuffle(sources)
+    # Keys already compared in this campaign: a mismatched pair must not repeat one.
+    taken = set(Comparison.objects.filter(campaign=campaign).values_list("key", flat=True))
     created: list[Comparison] = []
-    # Go on past sources that made nothing (no other prompt, or a pair that is gold already).
     for index, image in enumerate(sources):
         if len(created) >= count:
             break
         kind = kinds[index % len(kinds)]
         data = _read(image)
+        partner = None
+        if kind == "mismatched":
+            partner = _unrelated_partner(image, sources=sources, taken=taken, rng=rng)
+        if kind == "mismatched" and partner is None:
+            kind = "corrupted"  # no unrelated image that is not paired with this one already
         if campaign.kind == Campaign.Kind.RANKING:
             copies = [
                 _copy(image, data=degrade(data, strength=(step + 1) / (campaign.k - 1)))
@@ -98,16 +104,13 @@ def gold_build(*, campaign: Campaign, count: int, seed: int = 0) -> list[Compari
             group = [image, _copy(image, data=degrade(data, strength=1.0))]
             answer = {key: str(image.uid)}
         elif kind == "mismatched":
-            others = [s for s in sources if s.prompt_id != image.prompt_id]
-            if not others:
-                continue
-            group = [image, rng.choice(others)]
+            group = [image, partner]
             answer = {key: str(image.uid)}
         else:
             # An exact copy as its own row: same pixels, another uid, so the answer is a tie.
             group = [image, _copy(image, data=_tie_copy(data))]
             answer = {key: TIE}
-        created += comparisons_create(
+        made = comparisons_create(
             campaign=campaign,
             prompt=image.prompt,
             groups=[group],
@@ -115,7 +118,20 @@ def gold_build(*, campaign: Campaign, count: int, seed: int = 0) -> list[Compari
             gold_answers=[answer],
             gold_kind=kind,
         )
+        taken.update(comparison.key for comparison in made)
+        created += made
     return created
+
+
+def _unrelated_partner(
+    image: Image, *, sources: list[Image], taken: set[str], rng: random.Random, tries: int = 32
+) -> Image | None:
+    """An image made for another prompt whose pair with `image` is not compared yet."""
+    for _ in range(tries):
+        other = rng.choice(sources)
+        if other.prompt_id != image.prompt_id and comparison_key((image.pk, other.pk)) not in taken:
+            return other
+    return None
 
 
 def _tie_copy(data: bytes) -> bytes:
