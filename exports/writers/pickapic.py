@@ -14,7 +14,7 @@ from exports.pairs import PAIR_ID_STRIDE, coin, rank_pairs
 from exports.scan import Tally, run_counting_pass
 from exports.splits import TEST, TRAIN, VALIDATION
 from exports.writers.plan import SplitPlan, epoch_ns, kept_rows, plan_splits
-from exports.writers.table import BUFFER_BYTES, RowBuffer, close_buffers
+from exports.writers.table import BUFFER_BYTES, RowBuffer, format_result, removed_on_error
 
 DEFAULT, DPO = "default", "dpo"
 CONFIG_FOLDERS = {DEFAULT: "data", DPO: "dpo"}
@@ -69,20 +69,14 @@ def write_pickapic(ctx: BuildContext) -> FormatResult:
         )
         for split in SPLITS
     }
-    try:
+    with removed_on_error(buffers):
         ties = _writing_pass(ctx=ctx, counted=counted, plan=plan, pairs=pairs)
         for buffer in pairs.values():
             buffer.flush()
-    except BaseException:
-        for buffer in buffers.values():
-            buffer.abort()
-        raise
-    rows, configs, info = close_buffers(folder=ctx.folder, buffers=buffers)
-    return FormatResult(
+    return format_result(
+        folder=ctx.folder,
+        buffers=buffers,
         tally=counted,
-        rows=rows,
-        configs=configs,
-        dataset_info=info,
         extra_counts={
             "ties": ties,
             "ties_dropped_for_dpo": ties,

@@ -13,7 +13,7 @@ from exports.pairs import answer_ranks, seeded_order
 from exports.scan import run_counting_pass
 from exports.splits import TEST, TRAIN, VALIDATION
 from exports.writers.plan import epoch_ns, kept_rows, plan_splits
-from exports.writers.table import RowBuffer, close_buffers
+from exports.writers.table import RowBuffer, format_result, removed_on_error
 
 SPLITS = (TRAIN, VALIDATION, TEST)
 BASE_FIELDS = [
@@ -50,7 +50,7 @@ def write_ranked(ctx: BuildContext) -> FormatResult:
         )
         for split in SPLITS
     }
-    try:
+    with removed_on_error(buffers):
         for kept in kept_rows(ctx=ctx, counted=counted, plan=plan, audit=per_criterion):
             row = kept.decision.row
             order = seeded_order(ctx.seed, row.id, len(kept.images))
@@ -71,15 +71,9 @@ def write_ranked(ctx: BuildContext) -> FormatResult:
                     ranks = answer_ranks(answer=kept.audit.answers.get(key), uids=uids)
                     values.append(None if ranks is None else [ranks[i] for i in order])
             buffers[("default", kept.split)].add(values, sum(len(j) for j in jpegs))
-    except BaseException:
-        for buffer in buffers.values():
-            buffer.abort()
-        raise
-    rows, configs, info = close_buffers(folder=ctx.folder, buffers=buffers)
-    return FormatResult(
+    return format_result(
+        folder=ctx.folder,
+        buffers=buffers,
         tally=counted,
-        rows=rows,
-        configs=configs,
-        dataset_info=info,
         extra_counts={"prompts": plan.prompts_per_split()},
     )

@@ -4,11 +4,13 @@ A buffer flushes after `batch_rows` rows or `max_bytes` of image data, whichever
 first, so a batch of large images never holds more than a few tens of MB.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
 
+from exports.context import FormatResult
 from exports.writers.shards import Shard, ShardSet, schema_with_features
 
 BUFFER_BYTES = 16 * 1024 * 1024
@@ -113,3 +115,24 @@ def close_buffers(
             }
         )
     return rows, configs, info
+
+
+@contextmanager
+def removed_on_error(buffers: dict[tuple[str, str], RowBuffer]) -> Iterator[None]:
+    """Abort every buffer, removing its partial shards, when the block raises."""
+    try:
+        yield
+    except BaseException:
+        for buffer in buffers.values():
+            buffer.abort()
+        raise
+
+
+def format_result(
+    *, folder: Path, buffers: dict[tuple[str, str], RowBuffer], tally, extra_counts: dict
+) -> FormatResult:
+    """Close the buffers and describe what they wrote."""
+    rows, configs, info = close_buffers(folder=folder, buffers=buffers)
+    return FormatResult(
+        tally=tally, rows=rows, configs=configs, dataset_info=info, extra_counts=extra_counts
+    )

@@ -11,7 +11,7 @@ from exports.pairs import rank_pairs
 from exports.scan import run_counting_pass
 from exports.splits import TEST, TRAIN, VALIDATION
 from exports.writers.plan import kept_rows, plan_splits
-from exports.writers.table import RowBuffer, close_buffers
+from exports.writers.table import RowBuffer, format_result, removed_on_error
 
 SPLITS = (TRAIN, VALIDATION, TEST)
 SCHEMA = pa.schema(
@@ -40,7 +40,7 @@ def write_trl(ctx: BuildContext) -> FormatResult:
         for split in SPLITS
     }
     ties = 0
-    try:
+    with removed_on_error(buffers):
         for kept in kept_rows(ctx=ctx, counted=counted, plan=plan):
             user_id = kept.decision.rater.rater_key
             for _index, a, b, label in rank_pairs(kept.ranks):
@@ -63,15 +63,9 @@ def write_trl(ctx: BuildContext) -> FormatResult:
                     ),
                     len(chosen_jpeg) + len(rejected_jpeg),
                 )
-    except BaseException:
-        for buffer in buffers.values():
-            buffer.abort()
-        raise
-    rows, configs, info = close_buffers(folder=ctx.folder, buffers=buffers)
-    return FormatResult(
+    return format_result(
+        folder=ctx.folder,
+        buffers=buffers,
         tally=counted,
-        rows=rows,
-        configs=configs,
-        dataset_info=info,
         extra_counts={"ties_dropped": ties, "prompts": plan.prompts_per_split()},
     )
