@@ -52,6 +52,21 @@ def campaign_role(*, user: AbstractBaseUser, campaign: Campaign) -> str | None:
     return role
 
 
+def campaign_authorise(
+    *, user: AbstractBaseUser, campaign: Campaign, roles: tuple[str, ...] | None = None
+) -> str:
+    """The user's role in the campaign: Http404 without one, PermissionDenied if not in `roles`.
+
+    Objects that belong to a campaign (exports, jobs) are authorised through their campaign.
+    """
+    role = campaign_role(user=user, campaign=campaign)
+    if role is None:
+        raise Http404
+    if roles is not None and role not in roles:
+        raise PermissionDenied
+    return role
+
+
 def campaign_get_for_user(
     *, user: AbstractBaseUser, campaign_id: int, roles: tuple[str, ...] | None = None
 ) -> Campaign:
@@ -60,11 +75,7 @@ def campaign_get_for_user(
         campaign = Campaign.objects.get(pk=campaign_id)
     except (Campaign.DoesNotExist, ValueError, TypeError):
         raise Http404 from None
-    role = campaign_role(user=user, campaign=campaign)
-    if role is None:
-        raise Http404
-    if roles is not None and role not in roles:
-        raise PermissionDenied
+    campaign_authorise(user=user, campaign=campaign, roles=roles)
     return campaign
 
 

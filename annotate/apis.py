@@ -32,24 +32,13 @@ from annotate.services.gold import gold_build
 from annotate.services.image_imports import images_import
 from annotate.services.judgments import judgment_submit
 from annotate.services.prompts import prompt_rows_from_payload, prompt_rows_parse, prompts_add
+from pickwise.api import ERRORS, ErrorSerializer
 from pickwise.errors import ApplicationError
 
 ADMIN_ONLY = (Membership.Role.ADMIN,)
 INVALID_CREDENTIALS = "Unable to log in with the given username and password."
 UPLOAD_TOO_LARGE = "The upload is {size} bytes; the limit is {limit}."
 NEEDS_PROMPTS_OR_FILE = "Send {prompts: [...]} as JSON or a txt/csv/json/jsonl file as 'file'."
-
-
-class ErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField()
-    code = serializers.CharField()
-
-
-ERRORS = {
-    400: OpenApiResponse(ErrorSerializer, "Malformed input"),
-    403: OpenApiResponse(ErrorSerializer, "Not allowed"),
-    404: OpenApiResponse(ErrorSerializer, "Not found or not visible to you"),
-}
 
 
 class TokenObtainApi(APIView):

@@ -5,10 +5,9 @@ as for a missing export, so ids do not leak.
 """
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
-from annotate.access import READERS, campaign_role
+from annotate.access import READERS, campaign_authorise
 from exports.models import Export
 
 
@@ -19,9 +18,5 @@ def export_get_for_user(*, user: AbstractBaseUser, export_id: int) -> Export:
         export = Export.objects.select_related("campaign").get(pk=export_id)
     except (Export.DoesNotExist, ValueError, TypeError):
         raise Http404 from None
-    role = campaign_role(user=user, campaign=export.campaign)
-    if role is None:
-        raise Http404
-    if role not in READERS:
-        raise PermissionDenied
+    campaign_authorise(user=user, campaign=export.campaign, roles=READERS)
     return export

@@ -1,10 +1,9 @@
 """Fetch-and-authorise for generation jobs: visible to the campaign's members, run by its admins."""
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
-from annotate.access import campaign_role
+from annotate.access import campaign_authorise
 from annotate.models import Membership
 from generation.models import GenerationJob
 
@@ -19,11 +18,7 @@ def generation_job_get_for_user(
         job = GenerationJob.objects.select_related("campaign").get(pk=job_id)
     except (GenerationJob.DoesNotExist, ValueError, TypeError):
         raise Http404 from None
-    role = campaign_role(user=user, campaign=job.campaign)
-    if role is None:
-        raise Http404
-    if role not in roles:
-        raise PermissionDenied
+    campaign_authorise(user=user, campaign=job.campaign, roles=roles)
     return job
 
 

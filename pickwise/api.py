@@ -4,7 +4,8 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
-from rest_framework import exceptions, status
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -18,6 +19,18 @@ def _validation_detail(error: DjangoValidationError) -> tuple[str, dict]:
         return first, {"fields": fields}
     return "; ".join(error.messages), {}
 
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    code = serializers.CharField()
+
+
+# The error responses every API documents (extend_schema(responses={..., **ERRORS})).
+ERRORS = {
+    400: OpenApiResponse(ErrorSerializer, "Malformed input"),
+    403: OpenApiResponse(ErrorSerializer, "Not allowed"),
+    404: OpenApiResponse(ErrorSerializer, "Not found or not visible to you"),
+}
 
 REQUEST_TOO_LARGE = "The request body is larger than this endpoint accepts."
 

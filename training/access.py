@@ -5,10 +5,9 @@ for a missing job, so ids do not leak.
 """
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
-from annotate.access import READERS, campaign_role
+from annotate.access import READERS, campaign_authorise
 from training.models import TrainingJob
 
 
@@ -19,9 +18,5 @@ def training_job_get_for_user(*, user: AbstractBaseUser, job_id: int) -> Trainin
         job = TrainingJob.objects.select_related("export__campaign").get(pk=job_id)
     except (TrainingJob.DoesNotExist, ValueError, TypeError):
         raise Http404 from None
-    role = campaign_role(user=user, campaign=job.export.campaign)
-    if role is None:
-        raise Http404
-    if role not in READERS:
-        raise PermissionDenied
+    campaign_authorise(user=user, campaign=job.export.campaign, roles=READERS)
     return job

@@ -2,7 +2,7 @@
 
 from django.contrib.auth import get_user_model
 from django.http import Http404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -11,18 +11,7 @@ from annotate.access import MANAGERS, READERS, campaign_get_for_user
 from annotate.models import Membership
 from annotate.quality.selectors import quality_summary
 from annotate.quality.services import rater_gate_override
-
-
-class _Error(serializers.Serializer):
-    detail = serializers.CharField()
-    code = serializers.CharField()
-
-
-ERRORS = {
-    400: OpenApiResponse(_Error, "Malformed input"),
-    403: OpenApiResponse(_Error, "Not allowed"),
-    404: OpenApiResponse(_Error, "Not found or not visible to you"),
-}
+from pickwise.api import ERRORS
 
 
 class QualitySummaryApi(APIView):
