@@ -11,6 +11,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from pickwise.model_folders import model_folder_error
+
 # Ranges the API, the command and the admin share.
 MAX_SEEDS_PER_PROMPT = 64
 MAX_JOB_SEED = 2**31 - 1
@@ -89,13 +91,26 @@ class Generator(models.Model):
         # The same checks the worker runs, without loading weights: a missing folder or an
         # unknown scheduler is a form error here instead of a crash on a GPU box later.
         from generation.backends import SpecError, validate_spec
+        from generation.backends.spec import is_local_source
 
         try:
-            validate_spec(self.to_spec())
-        except SpecError as error:
-            raise ValidationError(error.errors) from None
+            spec = self.to_spec()
         except (TypeError, ValueError):
-            pass  # a field of the wrong type; clean_fields() reports it
+            return  # a field of the wrong type; clean_fields() reports it
+        errors: dict[str, str] = {}
+        try:
+            validate_spec(spec)
+        except SpecError as error:
+            errors.update(error.errors)
+        # Checked on the web side only, and over the spec's own verdict on those fields, so
+        # the answer for a path outside the roots never tells whether it exists.
+        source = (spec.source or "").strip()
+        if source and is_local_source(source) and (problem := model_folder_error(source)):
+            errors["source"] = problem
+        if spec.lora_path and (problem := model_folder_error(spec.lora_path)):
+            errors["lora_path"] = problem
+        if errors:
+            raise ValidationError(errors)
 
 
 class GenerationJob(models.Model):

@@ -298,6 +298,11 @@ CELERY_BEAT_SCHEDULE["quality.recompute_all"] = {
 # Training ---------------------------------------------------------------------------------
 # Each job's weights, checkpoints, feature cache, metrics and trainer logs: TRAINING_ROOT/job-N.
 TRAINING_ROOT = Path(env.str("TRAINING_ROOT", default=str(VAR_DIR / "training")))
+# Local model folders that generators and training jobs may name (TRAINING_ROOT is always
+# allowed: tuned models are written there); anything else is refused on the web side.
+PICKWISE_MODEL_ROOTS = [
+    Path(folder) for folder in env.list("PICKWISE_MODEL_ROOTS", default=[str(VAR_DIR / "models")])
+]
 # How often a running job's progress and heartbeat reach the database.
 PICKWISE_TRAINING_PROGRESS_SECONDS = env.float("PICKWISE_TRAINING_PROGRESS_SECONDS", default=2.0)
 # A running job with no heartbeat for this long is taken to have lost its worker and re-queued.

@@ -1,5 +1,8 @@
 """Shared fixtures. Keep this small: most set-up lives in tests/factories.py."""
 
+import tempfile
+from pathlib import Path
+
 import pytest
 from django.core.cache import cache
 
@@ -11,6 +14,13 @@ def _isolated_media_and_throttles(settings, tmp_path):
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _model_folders_in_temp(settings):
+    # Tests write their tiny pipelines to temporary folders; the server only accepts model
+    # folders under PICKWISE_MODEL_ROOTS (tests/test_model_folders.py narrows this again).
+    settings.PICKWISE_MODEL_ROOTS = [*settings.PICKWISE_MODEL_ROOTS, Path(tempfile.gettempdir())]
 
 
 @pytest.fixture

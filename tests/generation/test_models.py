@@ -81,3 +81,42 @@ def test_the_admin_form_shows_a_bad_spec_as_a_field_error(client, tmp_path):
         f"The pipeline folder {tmp_path / 'nowhere'} does not exist." in response.content.decode()
     )
     assert not Generator.objects.exists()
+
+
+def test_a_pipeline_outside_the_model_roots_is_refused_without_saying_if_it_exists(
+    settings, tmp_path
+):
+    settings.PICKWISE_MODEL_ROOTS = [tmp_path / "models"]
+    settings.TRAINING_ROOT = tmp_path / "training"
+    for source in (str(cached_tiny_pipeline_dir()), "/etc/passwd-folder"):
+        with pytest.raises(ValidationError) as raised:
+            tiny(source=source).full_clean()
+        (message,) = raised.value.message_dict["source"]
+        assert message.startswith(f"{source} is outside the model folders this server accepts")
+
+
+def test_a_lora_outside_the_model_roots_is_refused(settings, tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "pytorch_lora_weights.safetensors").write_bytes(b"x")
+    settings.PICKWISE_MODEL_ROOTS = [cached_tiny_pipeline_dir().parent]
+    with pytest.raises(ValidationError) as raised:
+        tiny(lora_path=str(outside)).full_clean()
+    assert list(raised.value.message_dict) == ["lora_path"]
+
+
+def test_a_link_inside_a_root_that_points_outside_is_refused(settings, tmp_path):
+    root = tmp_path / "models"
+    root.mkdir()
+    (root / "linked").symlink_to(cached_tiny_pipeline_dir(), target_is_directory=True)
+    settings.PICKWISE_MODEL_ROOTS = [root]
+    with pytest.raises(ValidationError) as raised:
+        tiny(source=str(root / "linked")).full_clean()
+    assert "outside the model folders" in raised.value.message_dict["source"][0]
+    settings.PICKWISE_MODEL_ROOTS = [root, cached_tiny_pipeline_dir().parent]
+    tiny(source=str(root / "linked")).full_clean()
+
+
+def test_hub_ids_are_not_local_folders_and_need_no_root(settings, tmp_path):
+    settings.PICKWISE_MODEL_ROOTS = [tmp_path]
+    tiny(source="stable-diffusion-v1-5/stable-diffusion-v1-5").full_clean()

@@ -200,3 +200,18 @@ def test_evaluate_refuses_a_job_that_has_not_finished(api_client, export, pipeli
     api_client.force_authenticate(None)
     as_user(api_client, export.campaign, "annotator")
     assert api_client.post(f"{URL}{job.pk}/evaluate/", {}, format="json").status_code == 403
+
+
+def test_start_refuses_a_model_folder_outside_the_model_roots(
+    api_client, export, pipeline_layout_dir, settings, tmp_path
+):
+    settings.PICKWISE_MODEL_ROOTS = [tmp_path / "models"]
+    as_user(api_client, export.campaign, "researcher")
+    for pretrained in (str(pipeline_layout_dir), "/nonexistent/secret"):
+        response = api_client.post(
+            URL, body(export, pipeline_layout_dir, pretrained=pretrained), format="json"
+        )
+        assert response.status_code == 400
+        assert response.json()["code"] == "model_not_allowed"
+        assert response.json()["detail"].startswith(f"{pretrained} is outside the model folders")
+    assert not TrainingJob.objects.exists()

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from exports.models import Export
 from pickwise.errors import ApplicationError
+from pickwise.model_folders import model_folder_error
 from training.export_files import split_counts
 from training.models import TrainingJob
 from training.options import METHODS, MODES, max_steps_of, options_clean
@@ -60,6 +61,8 @@ def _check_export(export: Export) -> None:
 
 def _check_model(pretrained: str) -> str:
     path = Path(pretrained).expanduser()
+    if problem := model_folder_error(path):
+        raise ApplicationError(problem, code="model_not_allowed")
     if not path.is_dir():
         raise ApplicationError(ERROR_MODEL_MISSING.format(path=pretrained), code="model_missing")
     if not (path / "model_index.json").is_file():
