@@ -13,3 +13,70 @@ class GateOverrideForm(forms.Form):
         strip=True,
         help_text=_("Recorded with the change and shown to the rater when blocked."),
     )
+
+
+class TrainingStartForm(forms.Form):
+    """The common trainer settings; everything else keeps the trainer's documented defaults.
+
+    Blank numbers mean "the trainer's default", which for the learning rate and the LoRA rank
+    depends on the mode (training.dpo.DPOConfig)."""
+
+    name = forms.CharField(label=_("Name"), max_length=200, required=False)
+    pretrained = forms.ChoiceField(
+        label=_("Base model"),
+        help_text=_("Pipelines found in the server's model folders (PICKWISE_MODEL_ROOTS)."),
+    )
+    method = forms.ChoiceField(
+        label=_("Objective"),
+        choices=[("dpo", _("Diffusion-DPO")), ("mapo", _("MaPO (reference-free)"))],
+    )
+    mode = forms.ChoiceField(
+        label=_("Weights"), choices=[("lora", _("LoRA adapters")), ("full", _("Full UNet"))]
+    )
+    max_train_steps = forms.IntegerField(
+        label=_("Steps"), min_value=1, max_value=1_000_000, initial=2000
+    )
+    train_batch_size = forms.IntegerField(
+        label=_("Pairs per step"), min_value=1, max_value=1024, initial=8
+    )
+    resolution = forms.IntegerField(label=_("Resolution"), min_value=8, max_value=4096, initial=512)
+    learning_rate = forms.FloatField(
+        label=_("Learning rate"), min_value=1e-12, max_value=1.0, required=False
+    )
+    beta = forms.FloatField(label=_("DPO beta"), min_value=1e-6, initial=5000.0, required=False)
+    lora_rank = forms.IntegerField(
+        label=_("LoRA rank"), min_value=1, max_value=1024, required=False
+    )
+    gradient_checkpointing = forms.BooleanField(
+        label=_("Gradient checkpointing (less memory, slower)"), required=False
+    )
+
+    OPTION_FIELDS = (
+        "max_train_steps",
+        "train_batch_size",
+        "resolution",
+        "learning_rate",
+        "beta",
+        "lora_rank",
+        "gradient_checkpointing",
+    )
+
+    def __init__(self, *args, model_folders: list, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["pretrained"].choices = [(str(path), str(path)) for path in model_folders]
+
+    def options(self) -> dict:
+        """The trainer options the form sets; blanks are left to the trainer's defaults."""
+        values = {name: self.cleaned_data.get(name) for name in self.OPTION_FIELDS}
+        return {name: value for name, value in values.items() if value not in (None, "")}
+
+
+class EvaluationForm(forms.Form):
+    """Sampling settings for the base-vs-tuned images of an evaluation campaign."""
+
+    steps = forms.IntegerField(label=_("Sampling steps"), min_value=1, max_value=1000, initial=25)
+    guidance = forms.FloatField(label=_("Guidance"), min_value=0.0, max_value=50.0, initial=7.5)
+    overlap = forms.IntegerField(
+        label=_("Judgments per comparison"), min_value=1, max_value=100, initial=3
+    )
+    seed = forms.IntegerField(label=_("Seed"), min_value=0, max_value=2**31 - 1, initial=0)

@@ -11,8 +11,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
 
 from annotate.models import Campaign
 
@@ -140,6 +142,15 @@ def export_panel(*, campaign: Campaign, limit: int = 5) -> dict:
             "percent": _percent(export.progress_done, export.progress_total),
             "created_at": export.created_at,
             "error": export.error,
+            # A finished Pick-a-Pic export is what the trainer reads.
+            "action": (
+                {
+                    "url": reverse("frontend:training-start", args=[export.pk]),
+                    "text": _("Fine-tune"),
+                }
+                if export.status == "finished" and export.format == "pickapic"
+                else None
+            ),
         }
         for export in exports(campaign=campaign)[:limit]
     ]
@@ -164,6 +175,10 @@ def training_panel(*, campaign: Campaign, limit: int = 5) -> dict:
                 "percent": figures["percent"],
                 "created_at": job.created_at,
                 "error": job.error,
+                "action": {
+                    "url": reverse("frontend:training-job", args=[job.pk]),
+                    "text": _("Curves and evaluation"),
+                },
             }
         )
     return {"available": True, "rows": rows}

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from frontend import views
+from frontend import training_views, views
 
 app_name = "frontend"
 urlpatterns = [
@@ -31,5 +31,22 @@ urlpatterns = [
         "campaigns/<int:campaign_id>/raters/<int:user_id>/gate/",
         views.rater_gate,
         name="rater-gate",
+    ),
+    path("exports/<int:export_id>/train/", training_views.training_start, name="training-start"),
+    path("training-jobs/<int:job_id>/", training_views.training_job_detail, name="training-job"),
+    path(
+        "training-jobs/<int:job_id>/status/",
+        training_views.training_job_status,
+        name="training-job-status",
+    ),
+    path(
+        "training-jobs/<int:job_id>/cancel/",
+        training_views.training_job_cancel_view,
+        name="training-job-cancel",
+    ),
+    path(
+        "training-jobs/<int:job_id>/evaluate/",
+        training_views.training_job_evaluate_view,
+        name="training-job-evaluate",
     ),
 ]

@@ -36,3 +36,15 @@ def model_folder_error(path: str | Path) -> str | None:
     return ERROR_OUTSIDE_ROOTS.format(
         path=path, roots=", ".join(str(root) for root in model_roots())
     )
+
+
+def model_folder_choices(*, limit: int = 200) -> list[Path]:
+    """Diffusers pipeline folders (with model_index.json) directly inside a model root or one
+    level below it, for forms that offer a choice instead of a free path. TRAINING_ROOT is not
+    searched: it holds LoRA weights and checkpoints, not pipelines."""
+    found: set[Path] = set()
+    for root in settings.PICKWISE_MODEL_ROOTS:
+        root = Path(root).expanduser().resolve()
+        for pattern in ("*/model_index.json", "*/*/model_index.json"):
+            found.update(index.parent for index in root.glob(pattern))
+    return sorted(found)[:limit]

@@ -64,7 +64,7 @@ class TrainingJobDetailOutputSerializer(TrainingJobOutputSerializer):
         fields = [*TrainingJobOutputSerializer.Meta.fields, "series"]
 
     def get_series(self, job) -> dict:
-        return training_job_metric_series(job=job)
+        return training_job_metric_series(job=job, after_step=self.context.get("after_step", 0))
 
 
 class TrainingJobStartApi(APIView):
@@ -107,12 +107,22 @@ class TrainingJobStartApi(APIView):
 
 
 class TrainingJobDetailApi(APIView):
-    """GET: status, live progress (step of total, latest metrics) and the metric series."""
+    """GET: status, live progress (step of total, latest metrics) and the metric series
+    (only the steps after ``after_step`` when given, for pages that poll)."""
 
-    @extend_schema(responses={200: TrainingJobDetailOutputSerializer, **ERRORS})
+    class FilterSerializer(serializers.Serializer):
+        after_step = serializers.IntegerField(min_value=0, max_value=2**31 - 1, default=0)
+
+    @extend_schema(
+        parameters=[FilterSerializer],
+        responses={200: TrainingJobDetailOutputSerializer, **ERRORS},
+    )
     def get(self, request, job_id: int):
         job = training_job_get_for_user(user=request.user, job_id=job_id)
-        return Response(TrainingJobDetailOutputSerializer(job).data)
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        context = {"after_step": filters.validated_data["after_step"]}
+        return Response(TrainingJobDetailOutputSerializer(job, context=context).data)
 
 
 class TrainingJobCancelApi(APIView):

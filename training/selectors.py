@@ -42,10 +42,16 @@ def training_job_progress(*, job: TrainingJob) -> dict:
     }
 
 
-def training_job_metric_series(*, job: TrainingJob) -> dict[str, list]:
+def training_job_metric_series(*, job: TrainingJob, after_step: int = 0) -> dict[str, list]:
     """Column-wise series for the chart library: {"step": [...], "loss": [...], ...};
-    a step without a value (no reference for MaPO, a non-finite loss) has null."""
-    rows = TrainingMetric.objects.filter(job=job).order_by("step").values_list("step", "values")
+    a step without a value (no reference for MaPO, a non-finite loss) has null.
+
+    ``after_step`` keeps only later steps, so a page that polls fetches what is new."""
+    rows = (
+        TrainingMetric.objects.filter(job=job, step__gt=after_step)
+        .order_by("step")
+        .values_list("step", "values")
+    )
     series: dict[str, list] = {"step": []}
     for name in SERIES:
         series[name] = []

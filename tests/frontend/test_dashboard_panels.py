@@ -28,7 +28,7 @@ def test_the_dashboard_shows_generation_export_and_training_progress(client):
         progress_done=30,
         progress_total=120,
     )
-    TrainingJob.objects.create(
+    job = TrainingJob.objects.create(
         export=export,
         pretrained="/models/tiny",
         name="dpo-lora-1",
@@ -50,9 +50,11 @@ def test_the_dashboard_shows_generation_export_and_training_progress(client):
         "percent": 25,
         "created_at": None,
         "error": "",
+        "action": None,  # only a finished export offers fine-tuning
     }
     training = panels["training"]["rows"][0]
     assert (training["label"], training["percent"]) == ("dpo-lora-1", 25)
+    assert training["action"]["url"] == reverse("frontend:training-job", args=[job.pk])
     assert b"loss 0.6931" in response.content
     # Researchers read; only admins get the block and unblock forms.
     assert not response.context["may_manage"]

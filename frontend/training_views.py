@@ -1,0 +1,125 @@
+"""Training pages for researchers: start a job on an export, follow it, cancel, evaluate.
+
+Thin like the other pages: fetch-and-authorise, then the same services and selectors as the
+training API. The metric charts fetch new steps from GET /api/training-jobs/{id}/.
+"""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST
+
+from exports.access import export_get_for_user
+from frontend.forms import EvaluationForm, TrainingStartForm
+from pickwise.errors import ApplicationError
+from pickwise.model_folders import model_folder_choices
+from training.access import training_job_get_for_user
+from training.models import TrainingJob
+from training.selectors import (
+    training_job_evaluation,
+    training_job_metric_series,
+    training_job_progress,
+)
+from training.services.evaluation import evaluation_campaign_create
+from training.services.jobs import training_job_cancel, training_job_start
+
+
+def _job_url(job: TrainingJob) -> str:
+    return reverse("frontend:training-job", args=[job.pk])
+
+
+def _status_context(job: TrainingJob) -> dict:
+    return {
+        "job": job,
+        "active": job.status in TrainingJob.ACTIVE,
+        "progress": training_job_progress(job=job),
+    }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def training_start(request, export_id: int):
+    export = export_get_for_user(user=request.user, export_id=export_id)
+    folders = model_folder_choices()
+    form = TrainingStartForm(request.POST or None, model_folders=folders)
+    if request.method == "POST" and form.is_valid():
+        values = form.cleaned_data
+        try:
+            job = training_job_start(
+                export=export,
+                pretrained=values["pretrained"],
+                method=values["method"],
+                mode=values["mode"],
+                options=form.options(),
+                name=values["name"],
+                created_by=request.user,
+            )
+        except ApplicationError as error:
+            form.add_error(None, error.message)
+        else:
+            messages.success(request, _("Training job %(id)s is queued.") % {"id": job.pk})
+            return redirect(_job_url(job))
+    context = {"export": export, "campaign": export.campaign, "form": form, "folders": folders}
+    return render(
+        request, "frontend/training_start.html", context, status=400 if form.errors else 200
+    )
+
+
+@login_required
+@require_http_methods(["GET"])
+def training_job_detail(request, job_id: int):
+    job = training_job_get_for_user(user=request.user, job_id=job_id)
+    context = {
+        **_status_context(job),
+        "campaign": job.export.campaign,
+        "series": training_job_metric_series(job=job),
+        "evaluation": training_job_evaluation(job=job),
+        "evaluation_form": EvaluationForm(),
+    }
+    return render(request, "frontend/training_job.html", context)
+
+
+@login_required
+@require_http_methods(["GET"])
+def training_job_status(request, job_id: int):
+    """The status card alone, polled by htmx while the job is queued or running."""
+    job = training_job_get_for_user(user=request.user, job_id=job_id)
+    return render(request, "frontend/partials/training_status.html", _status_context(job))
+
+
+@login_required
+@require_POST
+def training_job_cancel_view(request, job_id: int):
+    job = training_job_get_for_user(user=request.user, job_id=job_id)
+    try:
+        training_job_cancel(job=job)
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, _("Cancel requested."))
+    return redirect(_job_url(job))
+
+
+@login_required
+@require_POST
+def training_job_evaluate_view(request, job_id: int):
+    job = training_job_get_for_user(user=request.user, job_id=job_id)
+    form = EvaluationForm(request.POST)
+    if not form.is_valid():
+        for name, errors in form.errors.items():
+            for error in errors:
+                messages.error(request, f"{form.fields[name].label}: {error}")
+        return redirect(_job_url(job))
+    try:
+        campaign = evaluation_campaign_create(job=job, by=request.user, **form.cleaned_data)
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(
+            request,
+            _("Evaluation campaign %(slug)s created; its images are being generated.")
+            % {"slug": campaign.slug},
+        )
+    return redirect(_job_url(job))

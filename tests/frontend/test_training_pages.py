@@ -1,0 +1,256 @@
+"""The training pages: start a job on an export, follow it, cancel it, evaluate it."""
+
+import pytest
+
+from tests.factories import GeneratorFactory, campaign_with_comparisons, user_as
+from tests.training.jobs_support import finished_export
+from training.models import TrainingJob
+from training.services.evaluation import ERROR_NOT_DONE
+from training.services.jobs import ERROR_JOB_FINISHED
+from training.services.runs import Progress, training_job_claim, training_progress_save
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("training_dirs")]
+
+
+@pytest.fixture
+def training_dirs(settings, tmp_path):
+    settings.TRAINING_ROOT = tmp_path / "training"
+    settings.EXPORT_ROOT = tmp_path / "exports"
+
+
+@pytest.fixture
+def model_root(settings, tmp_path):
+    """One base pipeline folder in the server's only model root."""
+    root = tmp_path / "models"
+    (root / "sd-base").mkdir(parents=True)
+    (root / "sd-base" / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    settings.PICKWISE_MODEL_ROOTS = [root]
+    return root
+
+
+@pytest.fixture
+def export(db):
+    return finished_export(prompts=4)
+
+
+def log_in(client, campaign, who):
+    user = user_as(campaign, who)
+    if user is not None:
+        client.force_login(user)
+    return user
+
+
+def job_on(export, **fields) -> TrainingJob:
+    values = {"pretrained": "/models/base", "max_steps": 10, "output_dir": "/tmp/none"}
+    return TrainingJob.objects.create(export=export, **{**values, **fields})
+
+
+def start_form(model_root, **extra) -> dict:
+    return {
+        "pretrained": str((model_root / "sd-base").resolve()),
+        "method": "dpo",
+        "mode": "lora",
+        "max_train_steps": 20,
+        "train_batch_size": 2,
+        "resolution": 64,
+        "beta": 2500,
+        **extra,
+    }
+
+
+def test_a_researcher_starts_training_from_the_form_and_lands_on_the_job_page(
+    client, export, model_root, django_capture_on_commit_callbacks
+):
+    log_in(client, export.campaign, "researcher")
+    page = client.get(f"/exports/{export.pk}/train/")
+    assert page.status_code == 200
+    assert str((model_root / "sd-base").resolve()) in page.content.decode()
+
+    with django_capture_on_commit_callbacks() as queued:
+        response = client.post(f"/exports/{export.pk}/train/", start_form(model_root))
+    job = TrainingJob.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == f"/training-jobs/{job.pk}/"
+    assert len(queued) == 1  # the train task, sent once the job row is committed
+    assert (job.method, job.mode, job.max_steps) == ("dpo", "lora", 20)
+    assert job.options["beta"] == 2500 and job.options["resolution"] == 64
+    assert "learning_rate" not in job.options  # blank: the trainer's default for LoRA
+
+
+@pytest.mark.parametrize(
+    ("who", "status"), [("annotator", 403), ("outsider", 404), ("site_researcher", 200)]
+)
+def test_the_start_form_is_for_those_who_may_read_the_export(
+    client, export, model_root, who, status
+):
+    log_in(client, export.campaign, who)
+    assert client.get(f"/exports/{export.pk}/train/").status_code == status
+    response = client.post(f"/exports/{export.pk}/train/", start_form(model_root))
+    assert response.status_code == (302 if status == 200 else status)
+    assert TrainingJob.objects.count() == (1 if status == 200 else 0)
+
+
+def test_anonymous_visitors_are_sent_to_log_in(client, export):
+    response = client.get(f"/exports/{export.pk}/train/")
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"pretrained": "/etc"}, "Select a valid choice."),
+        ({"max_train_steps": "many"}, "Enter a whole number."),
+        ({"resolution": 60}, "resolution must be a positive multiple of 8, not 60."),
+        ({"mode": "full", "lora_rank": 4}, "lora_rank and lora_alpha apply to mode lora"),
+    ],
+)
+def test_bad_settings_are_shown_on_the_form_and_start_nothing(
+    client, export, model_root, change, message
+):
+    log_in(client, export.campaign, "researcher")
+    response = client.post(f"/exports/{export.pk}/train/", start_form(model_root, **change))
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert not TrainingJob.objects.exists()
+
+
+def test_an_unfinished_export_is_refused_with_the_reason(client, model_root):
+    export = finished_export(prompts=4)
+    export.status = "running"
+    export.save(update_fields=["status"])
+    log_in(client, export.campaign, "researcher")
+    response = client.post(f"/exports/{export.pk}/train/", start_form(model_root))
+    assert response.status_code == 400
+    assert (
+        f"Export {export.pk} is running; train on a finished export." in response.content.decode()
+    )
+
+
+def test_the_form_says_where_to_put_models_when_there_are_none(client, export, settings, tmp_path):
+    settings.PICKWISE_MODEL_ROOTS = [tmp_path / "empty"]
+    log_in(client, export.campaign, "researcher")
+    page = client.get(f"/exports/{export.pk}/train/").content.decode()
+    assert "No base model was found" in page and "PICKWISE_MODEL_ROOTS" in page
+
+
+@pytest.mark.parametrize(("who", "status"), [("annotator", 403), ("outsider", 404)])
+def test_job_pages_are_hidden_from_annotators_and_outsiders(client, export, who, status):
+    job = job_on(export)
+    log_in(client, export.campaign, who)
+    for path in ("", "status/"):
+        assert client.get(f"/training-jobs/{job.pk}/{path}").status_code == status
+    for path in ("cancel/", "evaluate/"):
+        assert client.post(f"/training-jobs/{job.pk}/{path}").status_code == status
+    job.refresh_from_db()
+    assert job.status == TrainingJob.Status.QUEUED and not job.cancel_requested
+
+
+def test_the_job_page_carries_the_curves_and_polls_while_running(client, export):
+    job = job_on(export)
+    claimed = training_job_claim(job_id=job.pk, worker="w1")
+    training_progress_save(
+        job=claimed,
+        progress=Progress(
+            step=2,
+            latest={"loss": 0.6931, "implicit_acc": 0.5},
+            warnings=["winner and loser MSE both grew"],
+            rows=[(1, {"loss": 0.7}), (2, {"loss": 0.6931, "implicit_acc": 0.5})],
+        ),
+    )
+    log_in(client, export.campaign, "researcher")
+    page = client.get(f"/training-jobs/{job.pk}/")
+    html = page.content.decode()
+    assert page.context["series"]["step"] == [1, 2]
+    assert page.context["series"]["loss"] == [0.7, 0.6931]
+    assert 'id="training-series"' in html and 'data-active="true"' in html
+    assert "winner and loser MSE both grew" in html
+    status = client.get(f"/training-jobs/{job.pk}/status/").content.decode()
+    assert 'hx-trigger="every 3s"' in status and "Cancel training" in status
+
+    job.status = TrainingJob.Status.DONE
+    job.save(update_fields=["status"])
+    status = client.get(f"/training-jobs/{job.pk}/status/").content.decode()
+    assert "hx-trigger" not in status and "Cancel training" not in status
+
+
+def test_cancel_stops_a_queued_job_and_explains_a_finished_one(client, export):
+    queued, done = job_on(export), job_on(export, status=TrainingJob.Status.DONE)
+    log_in(client, export.campaign, "researcher")
+    assert client.get(f"/training-jobs/{queued.pk}/cancel/").status_code == 405
+    response = client.post(f"/training-jobs/{queued.pk}/cancel/", follow=True)
+    queued.refresh_from_db()
+    assert queued.status == TrainingJob.Status.CANCELLED
+    assert "Cancel requested." in response.content.decode()
+
+    response = client.post(f"/training-jobs/{done.pk}/cancel/", follow=True)
+    expected = ERROR_JOB_FINISHED.format(id=done.pk, status="done")
+    assert expected in response.content.decode()
+    done.refresh_from_db()
+    assert done.status == TrainingJob.Status.DONE
+
+
+def test_evaluation_is_offered_only_when_done_and_bad_settings_change_nothing(client, export):
+    job = job_on(export)
+    log_in(client, export.campaign, "researcher")
+    assert (
+        "Available once training has finished."
+        in client.get(f"/training-jobs/{job.pk}/").content.decode()
+    )
+    settings = {"steps": 25, "guidance": 7.5, "overlap": 3, "seed": 0}
+    response = client.post(f"/training-jobs/{job.pk}/evaluate/", settings, follow=True)
+    assert ERROR_NOT_DONE.format(id=job.pk, status="queued") in response.content.decode()
+
+    job.status = TrainingJob.Status.DONE
+    job.save(update_fields=["status"])
+    assert "Create evaluation campaign" in client.get(f"/training-jobs/{job.pk}/").content.decode()
+    response = client.post(
+        f"/training-jobs/{job.pk}/evaluate/",
+        {**settings, "steps": 0},
+        follow=True,
+    )
+    assert "Sampling steps: Ensure this value is greater than or equal to 1." in (
+        response.content.decode()
+    )
+    job.refresh_from_db()
+    assert job.evaluation_campaign is None
+
+
+def test_the_job_page_shows_the_human_win_rate_with_its_interval(client, export):
+    base, tuned = GeneratorFactory(name="page-base"), GeneratorFactory(name="page-tuned")
+    campaign = campaign_with_comparisons(prompts=2, models=("page-base", "page-tuned"))
+    job = job_on(
+        export,
+        status=TrainingJob.Status.DONE,
+        evaluation_campaign=campaign,
+        base_generator=base,
+        tuned_generator=tuned,
+    )
+    log_in(client, export.campaign, "researcher")
+    html = client.get(f"/training-jobs/{job.pk}/").content.decode()
+    assert "No judgments yet." in html
+    assert f"/campaigns/{campaign.pk}/dashboard/" in html
+
+
+def test_the_api_returns_only_steps_after_the_one_asked_for(api_client, export):
+    job = job_on(export)
+    training_progress_save(
+        job=training_job_claim(job_id=job.pk, worker="w1"),
+        progress=Progress(
+            step=3, latest={}, warnings=[], rows=[(s, {"loss": 1.0 / s}) for s in (1, 2, 3)]
+        ),
+    )
+    api_client.force_authenticate(user_as(export.campaign, "researcher"))
+    series = api_client.get(f"/api/training-jobs/{job.pk}/?after_step=1").json()["series"]
+    assert series["step"] == [2, 3] and series["loss"] == [0.5, 1 / 3]
+    assert api_client.get(f"/api/training-jobs/{job.pk}/").json()["series"]["step"] == [1, 2, 3]
+    for bad in ("-1", "two", str(2**31)):
+        response = api_client.get(f"/api/training-jobs/{job.pk}/?after_step={bad}")
+        assert response.status_code == 400 and "after_step" in response.json()["detail"]
+
+
+def test_the_dashboard_links_exports_to_training_and_jobs_to_their_page(client, export):
+    job = job_on(export)
+    log_in(client, export.campaign, "researcher")
+    html = client.get(f"/campaigns/{export.campaign.pk}/dashboard/").content.decode()
+    assert f'href="/exports/{export.pk}/train/"' in html
+    assert f'href="/training-jobs/{job.pk}/"' in html
