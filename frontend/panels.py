@@ -1,13 +1,8 @@
-"""Dashboard panels backed by other apps' selectors, which may not have shipped yet.
+"""Dashboard panels: each turns another app's selectors into what the template shows.
 
-Each app lands on its own schedule, so the dashboard imports their selectors lazily, inside
-the request: a missing module or function gives a neutral "not available yet" panel instead
-of a broken page. Each panel is {"available": bool, ...what the template shows}. Nothing here
-imports torch or diffusers (selectors never do).
+Nothing here imports torch or diffusers (selectors never do).
 """
 
-import importlib
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,16 +12,15 @@ from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
 from annotate.models import Campaign
-
-NOT_AVAILABLE: dict[str, Any] = {"available": False}
-
-
-def optional_callable(module: str, name: str) -> Callable[..., Any] | None:
-    """`module.name` if that app has shipped it, else None."""
-    try:
-        return getattr(importlib.import_module(module), name, None)
-    except ImportError:
-        return None
+from annotate.quality.selectors import (
+    agreement_summary,
+    agreement_timeline,
+    model_leaderboard,
+    rater_table,
+)
+from exports.selectors import export_list
+from generation.selectors import generation_job_list, generation_job_progress
+from training.selectors import training_job_list, training_job_progress
 
 
 def _percent(done: int, total: int) -> int:
@@ -45,12 +39,8 @@ def _stamp(value: Any) -> float | None:
 def agreement_panel(*, campaign: Campaign) -> dict:
     """Per criterion: alpha over windows of units with its trailing baseline (for the plot),
     and the campaign-level nominal alpha with its 95% bootstrap interval."""
-    timeline = optional_callable("annotate.quality.selectors", "agreement_timeline")
-    summary = optional_callable("annotate.quality.selectors", "agreement_summary")
-    if timeline is None or summary is None:
-        return NOT_AVAILABLE
     headline: dict[str, dict] = {}
-    for row in summary(campaign=campaign):
+    for row in agreement_summary(campaign=campaign):
         # Rankings report rank units and derived pairs; the timeline follows derived pairs.
         if row["unit"] in ("pair", "derived_pair"):
             headline[row["criterion"]] = {"status": row["status"], **row["nominal"]}
@@ -58,7 +48,9 @@ def agreement_panel(*, campaign: Campaign) -> dict:
     for criterion in campaign.criteria:
         key = criterion["key"]
         windows = [
-            w for w in timeline(campaign=campaign, criterion=key) if _stamp(w["end"]) is not None
+            w
+            for w in agreement_timeline(campaign=campaign, criterion=key)
+            if _stamp(w["end"]) is not None
         ]
         series.append(
             {
@@ -71,15 +63,12 @@ def agreement_panel(*, campaign: Campaign) -> dict:
                 "alerts": sum(1 for w in windows if w["alert"]),
             }
         )
-    return {"available": True, "series": series}
+    return {"series": series}
 
 
 def rater_panel(*, campaign: Campaign) -> dict:
-    table = optional_callable("annotate.quality.selectors", "rater_table")
-    if table is None:
-        return NOT_AVAILABLE
     rows = []
-    for row in table(campaign=campaign):
+    for row in rater_table(campaign=campaign):
         gold_seen = row["gold_correct"] + row["gold_wrong"]
         rows.append(
             {
@@ -92,28 +81,21 @@ def rater_panel(*, campaign: Campaign) -> dict:
                 ),
             }
         )
-    return {"available": True, "rows": rows}
+    return {"rows": rows}
 
 
 def leaderboard_panel(*, campaign: Campaign) -> dict:
-    board = optional_callable("annotate.quality.selectors", "model_leaderboard")
-    if board is None:
-        return NOT_AVAILABLE
     rows = [
         {**row, "n": row.get("wins", 0) + row.get("ties", 0) + row.get("losses", 0)}
-        for row in board(campaign=campaign)
+        for row in model_leaderboard(campaign=campaign)
     ]
-    return {"available": True, "rows": rows}
+    return {"rows": rows}
 
 
 def generation_panel(*, campaign: Campaign, limit: int = 5) -> dict:
-    jobs = optional_callable("generation.selectors", "generation_job_list")
-    progress = optional_callable("generation.selectors", "generation_job_progress")
-    if jobs is None or progress is None:
-        return NOT_AVAILABLE
     rows = []
-    for job in jobs(campaign=campaign)[:limit]:
-        counts = progress(job=job)
+    for job in generation_job_list(campaign=campaign)[:limit]:
+        counts = generation_job_progress(job=job)
         names = ", ".join(g.name for g in job.generators.all())
         rows.append(
             {
@@ -126,13 +108,10 @@ def generation_panel(*, campaign: Campaign, limit: int = 5) -> dict:
                 "error": job.error or (f"{counts['failed']} failed" if counts["failed"] else ""),
             }
         )
-    return {"available": True, "rows": rows}
+    return {"rows": rows}
 
 
 def export_panel(*, campaign: Campaign, limit: int = 5) -> dict:
-    exports = optional_callable("exports.selectors", "export_list")
-    if exports is None:
-        return NOT_AVAILABLE
     rows = [
         {
             "label": f"{export.format} v{export.version}",
@@ -152,19 +131,15 @@ def export_panel(*, campaign: Campaign, limit: int = 5) -> dict:
                 else None
             ),
         }
-        for export in exports(campaign=campaign)[:limit]
+        for export in export_list(campaign=campaign)[:limit]
     ]
-    return {"available": True, "rows": rows}
+    return {"rows": rows}
 
 
 def training_panel(*, campaign: Campaign, limit: int = 5) -> dict:
-    jobs = optional_callable("training.selectors", "training_job_list")
-    progress = optional_callable("training.selectors", "training_job_progress")
-    if jobs is None or progress is None:
-        return NOT_AVAILABLE
     rows = []
-    for job in jobs(campaign=campaign).order_by("-created_at", "-id")[:limit]:
-        figures = progress(job=job)
+    for job in training_job_list(campaign=campaign).order_by("-created_at", "-id")[:limit]:
+        figures = training_job_progress(job=job)
         loss = (figures.get("latest") or {}).get("loss")
         rows.append(
             {
@@ -181,4 +156,4 @@ def training_panel(*, campaign: Campaign, limit: int = 5) -> dict:
                 },
             }
         )
-    return {"available": True, "rows": rows}
+    return {"rows": rows}

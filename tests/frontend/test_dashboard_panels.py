@@ -40,7 +40,6 @@ def test_the_dashboard_shows_generation_export_and_training_progress(client):
     client.force_login(researcher)
     response = client.get(reverse("frontend:dashboard", args=[campaign.pk]))
     panels = {panel["key"]: panel for panel in response.context["jobs"]}
-    assert all(panel["available"] for panel in panels.values())
     assert panels["generation"]["rows"][0]["label"] == "tiny-sd"
     assert panels["exports"]["rows"][0] | {"created_at": None, "error": ""} == {
         "label": "pickapic v1",
@@ -58,11 +57,3 @@ def test_the_dashboard_shows_generation_export_and_training_progress(client):
     assert b"loss 0.6931" in response.content
     # Researchers read; only admins get the block and unblock forms.
     assert not response.context["may_manage"]
-
-
-def test_a_panel_whose_app_has_not_shipped_is_marked_not_available():
-    from frontend.panels import optional_callable
-
-    assert optional_callable("no_such_app.selectors", "job_list") is None
-    assert optional_callable("exports.selectors", "no_such_selector") is None
-    assert optional_callable("exports.selectors", "export_list") is not None
