@@ -94,7 +94,7 @@ def _apply_overlap(campaign: Campaign) -> None:
         Comparison.objects.filter(pk=comparison.pk).update(wanted=wanted, status=status)
 
 
-def _new_rater_key() -> int:
+def rater_key_new() -> int:
     # 53 bits: safe as a JSON number and as int64 in parquet.
     return secrets.randbits(53)
 
@@ -122,7 +122,7 @@ def membership_set(
             role=role,
             gate_state=state,
             gate_changed_at=timezone.now(),
-            rater_key=_new_rater_key(),
+            rater_key=rater_key_new(),
         )
         membership.full_clean()
         membership.save()

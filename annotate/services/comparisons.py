@@ -2,6 +2,7 @@
 
 import itertools
 import random
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
 from django.db import transaction
@@ -43,19 +44,36 @@ def comparisons_create(
     gold_kind: str = "",
 ) -> list[Comparison]:
     """Create comparisons for the image groups not yet compared; images in canonical order."""
-    groups = [sorted(group, key=lambda image: image.pk) for group in groups]
+    groups = list(groups)
+    answers = gold_answers if gold_answers is not None else [None] * len(groups)
+    return _comparisons_insert(
+        campaign=campaign,
+        wanted=[(prompt, group, answer) for group, answer in zip(groups, answers, strict=True)],
+        role=role,
+        gold_kind=gold_kind,
+    )
+
+
+def _comparisons_insert(
+    *,
+    campaign: Campaign,
+    wanted: list[tuple[Prompt, Sequence[Image], dict | None]],
+    role: str,
+    gold_kind: str = "",
+) -> list[Comparison]:
+    """Insert the (prompt, images, gold answer) groups not compared yet: three queries."""
+    groups = [sorted(group, key=lambda image: image.pk) for _, group, _ in wanted]
     keys = [comparison_key(image.pk for image in group) for group in groups]
     existing = set(
         Comparison.objects.filter(campaign=campaign, key__in=keys).values_list("key", flat=True)
     )
-    wanted = campaign.overlap if role == Comparison.Role.REGULAR else 0
+    overlap = campaign.overlap if role == Comparison.Role.REGULAR else 0
     new: list[Comparison] = []
     new_groups: list[list[Image]] = []
-    for index, (key, group) in enumerate(zip(keys, groups, strict=True)):
+    for (prompt, _, answer), key, group in zip(wanted, keys, groups, strict=True):
         if key in existing:
             continue
         existing.add(key)
-        answer = gold_answers[index] if gold_answers is not None else None
         new.append(
             Comparison(
                 campaign=campaign,
@@ -64,7 +82,7 @@ def comparisons_create(
                 role=role,
                 gold_answer=answer,
                 gold_kind=gold_kind,
-                wanted=wanted,
+                wanted=overlap,
             )
         )
         new_groups.append(group)
@@ -75,6 +93,16 @@ def comparisons_create(
         for slot, image in enumerate(group)
     )
     return new
+
+
+def _regular_groups(
+    *, campaign: Campaign, prompt: Prompt, images: Sequence[Image]
+) -> list[tuple[Image, ...]]:
+    # The seed depends on the prompt, so rebuilding picks the same sampled pairs.
+    rng = random.Random(f"{campaign.pk}:{prompt.pk}")
+    if campaign.kind == Campaign.Kind.PAIRWISE:
+        return _pairwise_groups(images, campaign.pairs_per_prompt, rng)
+    return _ranking_groups(images, campaign.k, rng)
 
 
 def comparisons_build_for_prompt(
@@ -93,6 +121,31 @@ def comparisons_build_for_prompt(
     else:
         groups = _ranking_groups(images, campaign.k, rng)
     return comparisons_create(campaign=campaign, prompt=prompt, groups=groups)
+
+
+@transaction.atomic
+def comparisons_build_for_prompts(
+    *, campaign: Campaign, prompts: Sequence[Prompt]
+) -> list[Comparison]:
+    """comparisons_build_for_prompt for several prompts in four queries (the caller chunks).
+
+    Builds exactly what one call per prompt would, with the same per-prompt seeds.
+    """
+    images: dict[int, list[Image]] = defaultdict(list)
+    rows = (
+        Image.objects.filter(prompt__in=[p.pk for p in prompts])
+        .exclude(source=Image.Source.DERIVED)
+        .order_by("prompt_id", "id")
+        .only("id", "model_name", "prompt_id")
+    )
+    for image in rows:
+        images[image.prompt_id].append(image)
+    wanted = [
+        (prompt, group, None)
+        for prompt in prompts
+        for group in _regular_groups(campaign=campaign, prompt=prompt, images=images[prompt.pk])
+    ]
+    return _comparisons_insert(campaign=campaign, wanted=wanted, role=Comparison.Role.REGULAR)
 
 
 def comparisons_build_for_campaign(*, campaign: Campaign) -> int:

@@ -465,7 +465,7 @@ def test_imported_raters_never_take_over_a_real_account(django_user_model):
 # All or nothing ----------------------------------------------------------------------------
 
 
-def test_a_write_that_fails_leaves_no_rows_and_no_new_files(settings):
+def test_a_uid_taken_between_check_and_write_gets_a_fresh_one():
     campaign = CampaignFactory()
     row = pickapic_row("a cat")
     plan = images_import_check(campaign=campaign, source=io.BytesIO(pickapic_parquet([row])))
@@ -475,12 +475,42 @@ def test_a_write_that_fails_leaves_no_rows_and_no_new_files(settings):
     Image.objects.filter(prompt__campaign=other, model_name="model-a").update(
         uid=row["image_1_uid"]
     )
+    result = images_import_apply(plan=plan)
+    assert result.images_created == 2
+    mine = Image.objects.filter(prompt__campaign=campaign)
+    assert str(mine.get(model_name="model-a").uid) == row["image_0_uid"]
+    assert str(mine.get(model_name="model-b").uid) != row["image_1_uid"]
+
+
+def test_a_write_that_fails_leaves_no_rows_and_no_new_files(settings, django_user_model):
+    campaign = CampaignFactory()
+    dog = pickapic_row("a dog")
+    _import(campaign, pickapic_parquet([dog]))
+    plan = images_import_check(
+        campaign=campaign,
+        source=io.BytesIO(pickapic_parquet([pickapic_row("a cat"), dog])),
+        with_labels=True,
+    )
+    # Between the check and the write, the rater is handed the dog pair live: the
+    # database refuses a second regular assignment of it, after the cat's files are stored.
+    rater = django_user_model.objects.create(username=f"imported-{campaign.pk}-7", is_active=False)
+    rater.set_unusable_password()
+    rater.save()
+    Assignment.objects.create(
+        campaign=campaign,
+        comparison=Comparison.objects.get(campaign=campaign),
+        annotator=rater,
+        presented=[dog["image_0_uid"], dog["image_1_uid"]],
+        issued_at=datetime.now(UTC),
+        expires_at=datetime.now(UTC),
+    )
     files_before = _media_files(settings)
     images_before = Image.objects.count()
-    with pytest.raises(IntegrityError):  # the database's unique uid refuses it
+    with pytest.raises(IntegrityError):
         images_import_apply(plan=plan)
     assert Image.objects.count() == images_before
-    assert not Prompt.objects.filter(campaign=campaign).exists()
+    assert not Prompt.objects.filter(campaign=campaign, text="a cat").exists()
+    assert not Judgment.objects.exists()
     assert _media_files(settings) == files_before
 
 

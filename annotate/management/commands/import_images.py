@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotate.management.commands.import_prompts import campaign_by_slug, error_report
 from annotate.services.image_imports import images_import_apply, images_import_check
+from annotate.services.image_imports.plan import Step
 from pickwise.errors import ApplicationError
 
 
@@ -49,8 +50,10 @@ class Command(BaseCommand):
             raise CommandError(error_report(error)) from None
 
     def _run(self, campaign, source, *, with_labels: bool, no_build: bool, check: bool, **_):
-        progress = self.stdout.write
-        progress("Checking every row and image...")
+        def progress(step: Step) -> None:
+            self.stdout.write(str(step))
+
+        self.stdout.write("Checking every row and image...")
         plan = images_import_check(
             campaign=campaign, source=source, with_labels=with_labels, progress=progress
         )
@@ -60,7 +63,7 @@ class Command(BaseCommand):
         if check:
             self.stdout.write(self.style.SUCCESS(f"All good: {summary}. Nothing was written."))
             return
-        progress(f"Writing {summary}...")
+        self.stdout.write(f"Writing {summary}...")
         result = images_import_apply(plan=plan, build=not no_build, progress=progress)
         counts = ", ".join(f"{name} {value}" for name, value in result.as_dict().items())
         self.stdout.write(self.style.SUCCESS(f"Imported into {campaign.slug}: {counts}."))

@@ -5,6 +5,7 @@ import io
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -28,6 +29,7 @@ from annotate.services.image_imports.messages import (
     TOO_MANY_MEMBERS,
 )
 from annotate.services.image_imports.plan import (
+    CHECKING,
     PROGRESS_EVERY,
     ImageItem,
     ImportPlan,
@@ -38,7 +40,7 @@ from annotate.services.image_imports.plan import (
     prompt_text,
     tell,
 )
-from annotate.uploads import check_image_bytes
+from annotate.uploads import CheckedImage, check_image_bytes
 from pickwise.errors import ApplicationError
 
 MANIFEST = "manifest.csv"
@@ -78,7 +80,7 @@ def _plan_manifest(
     errors = RowErrors("line")
     prompts: dict[str, int] = {}
     items: dict[str, ImageItem] = {}
-    checked: dict[str, tuple[str, str]] = {}  # file -> (sha256, extension)
+    checked: dict[str, CheckedImage] = {}  # file -> what its check found (bytes dropped)
     records = _manifest_records(data)
     for done, (line, record) in enumerate(records, start=1):
         text = prompt_text(record.get("prompt"))
@@ -109,16 +111,25 @@ def _plan_manifest(
             except ApplicationError as exc:
                 errors.add(line, f"{name}: {exc.message}")
                 continue
-            checked[name] = (image.sha256, image.extension)
-        sha256, extension = checked[name]
+            checked[name] = replace(image, data=b"")
+        image = checked[name]
         prompts.setdefault(text, line)
         # The same file for the same prompt is one image; image_create would dedupe it anyway.
         items.setdefault(
-            f"{text}\n{sha256}",
-            ImageItem(name, text, model_name, seed, sha256, extension),
+            f"{text}\n{image.sha256}",
+            ImageItem(
+                name,
+                text,
+                model_name,
+                seed,
+                image.sha256,
+                image.extension,
+                image.width,
+                image.height,
+            ),
         )
         if done % PROGRESS_EVERY == 0:
-            tell(progress, f"checked {done}/{len(records)} lines")
+            tell(progress, CHECKING, done, len(records), "lines")
     errors.raise_if_any()
 
     def reread() -> Iterator[tuple[str, bytes]]:

@@ -27,6 +27,7 @@ from annotate.services.image_imports.messages import (
     UID_OTHER_PROMPT,
 )
 from annotate.services.image_imports.plan import (
+    CHECKING,
     PROGRESS_EVERY,
     ImageItem,
     ImportPlan,
@@ -157,7 +158,7 @@ def plan_parquet(
             row += 1
             check_row_count(row + 1)  # the footer's count might not be the truth
             if row % PROGRESS_EVERY == 0 and row:
-                tell(progress, f"checked {row}/{total} rows")
+                tell(progress, CHECKING, row, total, "rows")
             text = prompt_text(record["caption"])
             if text is None:
                 errors.add(row, BAD_PROMPT)
@@ -180,7 +181,15 @@ def plan_parquet(
                     errors.add(row, f"jpg_{side}: {exc.message}")
                     continue
                 items[key] = ImageItem(
-                    (row, side), text, model_name, None, image.sha256, image.extension, wanted
+                    (row, side),
+                    text,
+                    model_name,
+                    None,
+                    image.sha256,
+                    image.extension,
+                    image.width,
+                    image.height,
+                    wanted,
                 )
                 first_row[key] = row
             if len(keys) == 2 and all(k in items for k in keys):

@@ -16,7 +16,24 @@ from pickwise.errors import ApplicationError
 CHUNK = 500
 PROGRESS_EVERY = 500
 
-Progress = Callable[[str], None] | None
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """Where an import has got to: `done` of `total` lines, rows, images or judgments."""
+
+    phase: str  # "checking" or "writing"
+    done: int
+    total: int
+    unit: str
+
+    def __str__(self) -> str:
+        verb = "checked" if self.phase == CHECKING else "stored"
+        return f"{verb} {self.done}/{self.total} {self.unit}"
+
+
+CHECKING = "checking"
+WRITING = "writing"
+Progress = Callable[[Step], None] | None
 
 
 @dataclass(slots=True)
@@ -29,6 +46,8 @@ class ImageItem:
     seed: int | None
     sha256: str
     extension: str
+    width: int
+    height: int
     wanted_uid: uuid.UUID | None = None
 
 
@@ -92,9 +111,9 @@ class Unreadable(Exception):
     """A file named by the manifest that is missing, outside the import, or corrupt."""
 
 
-def tell(progress: Progress, message: str) -> None:
+def tell(progress: Progress, phase: str, done: int, total: int, unit: str) -> None:
     if progress is not None:
-        progress(message)
+        progress(Step(phase, done, total, unit))
 
 
 def check_row_count(count: int) -> None:
