@@ -9,7 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
-from annotate.models import Assignment, Campaign, Membership
+from annotate.models import Assignment, Campaign, ImageImport, Membership
 
 MANAGERS = (Membership.Role.ADMIN,)
 READERS = (Membership.Role.ADMIN, Membership.Role.RESEARCHER)
@@ -105,3 +105,16 @@ def assignment_get_for_annotator(*, user: AbstractBaseUser, assignment_id: int) 
         return Assignment.objects.select_related("campaign").get(pk=assignment_id, annotator=user)
     except (Assignment.DoesNotExist, ValueError, TypeError):
         raise Http404 from None
+
+
+def image_import_get_for_user(*, user: AbstractBaseUser, import_id: int) -> ImageImport:
+    """An image import, for those who see its campaign's admin side (admins, researchers);
+    annotators get 403, anyone else 404 as for a missing import."""
+    if not user.is_authenticated:
+        raise Http404
+    try:
+        job = ImageImport.objects.select_related("campaign", "created_by").get(pk=import_id)
+    except (ImageImport.DoesNotExist, ValueError, TypeError):
+        raise Http404 from None
+    campaign_authorise(user=user, campaign=job.campaign, roles=READERS)
+    return job

@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from django.db import transaction
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
@@ -16,9 +17,10 @@ from annotate.access import (
     assignment_get_for_annotator,
     campaign_get_for_annotator,
     campaign_get_for_user,
+    image_import_get_for_user,
     user_may_create_campaigns,
 )
-from annotate.models import Campaign, Membership
+from annotate.models import Campaign, ImageImport, Membership
 from annotate.selectors import assignment_task, campaign_list_for_user, campaign_progress
 from annotate.services.assignments import assignment_next, assignment_skip
 from annotate.services.campaigns import (
@@ -29,7 +31,7 @@ from annotate.services.campaigns import (
 )
 from annotate.services.comparisons import comparisons_build_for_campaign
 from annotate.services.gold import gold_build
-from annotate.services.image_imports import images_import
+from annotate.services.image_imports.jobs import image_import_create
 from annotate.services.judgments import judgment_submit
 from annotate.services.prompts import prompt_rows_from_payload, prompt_rows_parse, prompts_add
 from pickwise.api import ERRORS, ErrorSerializer
@@ -340,12 +342,50 @@ class AssignmentSkipApi(APIView):
         return Response({"id": assignment.pk, "state": assignment.state})
 
 
+class ImageImportOutputSerializer(serializers.ModelSerializer):
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    progress = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ImageImport
+        fields = [
+            "id",
+            "url",
+            "campaign",
+            "created_by",
+            "file_name",
+            "size",
+            "kind",
+            "with_labels",
+            "build",
+            "status",
+            "progress",
+            "counts",
+            "error",
+            "error_code",
+            "errors",
+            "attempts",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+    def get_progress(self, job) -> dict:
+        return {"phase": job.phase, "done": job.progress_done, "total": job.progress_total}
+
+    def get_url(self, job) -> str:
+        return reverse("annotate:image-import", args=[job.pk])
+
+
 class ImagesImportApi(APIView):
     """Import images: a zip with manifest.csv, or a Pick-a-Pic parquet file, as `file`.
 
     manifest.csv has the columns prompt, file (a path in the zip), model_name and optionally
     seed. `with_labels` turns a parquet file's labels into judgments by imported raters.
-    Everything is checked first; bad rows come back together and nothing is imported.
+    The type, size and archive limits are checked at once; every row and image is checked
+    by a worker (202 with the job, followed at its `url`). Bad rows fail the job with all
+    of them listed, and nothing is imported.
     """
 
     parser_classes = [MultiPartParser]
@@ -360,23 +400,11 @@ class ImagesImportApi(APIView):
         class Meta:
             ref_name = "ImagesImportInput"  # a unique name in the OpenAPI schema
 
-    class OutputSerializer(serializers.Serializer):
-        prompts_created = serializers.IntegerField()
-        prompts_existing = serializers.IntegerField()
-        images_created = serializers.IntegerField()
-        images_existing = serializers.IntegerField()
-        raters_created = serializers.IntegerField()
-        judgments_created = serializers.IntegerField()
-        judgments_existing = serializers.IntegerField()
-        comparisons_created = serializers.IntegerField()
-
-        class Meta:
-            ref_name = "ImagesImportResult"
-
     @extend_schema(
         request=InputSerializer,
         responses={
-            201: OutputSerializer,
+            202: ImageImportOutputSerializer,
+            409: OpenApiResponse(ErrorSerializer, "The same file is being imported already"),
             413: OpenApiResponse(ErrorSerializer, "Upload too large"),
             **ERRORS,
         },
@@ -398,13 +426,25 @@ class ImagesImportApi(APIView):
         upload = data.validated_data["file"]
         if upload.size > limit:
             raise _upload_too_large(upload.size, limit)
-        result = images_import(
+        job = image_import_create(
             campaign=campaign,
-            source=upload.file,
+            upload=upload.file,
+            file_name=upload.name or "",
             with_labels=data.validated_data["with_labels"],
             build=data.validated_data["build"],
+            created_by=request.user,
         )
-        return Response(self.OutputSerializer(result).data, status=status.HTTP_201_CREATED)
+        body = ImageImportOutputSerializer(job).data
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
+
+
+class ImageImportDetailApi(APIView):
+    """An image import's status, progress, counts and, when it failed, the bad rows."""
+
+    @extend_schema(responses={200: ImageImportOutputSerializer, **ERRORS})
+    def get(self, request, import_id: int):
+        job = image_import_get_for_user(user=request.user, import_id=import_id)
+        return Response(ImageImportOutputSerializer(job).data)
 
 
 def _upload_too_large(size: int, limit: int) -> ApplicationError:

@@ -362,5 +362,63 @@ class Judgment(models.Model):
         return f"judgment {self.pk}"
 
 
+class ImageImport(models.Model):
+    """An uploaded import of images, checked and written by a worker on the default queue.
+
+    The upload is kept outside MEDIA_ROOT (settings.IMPORT_ROOT) until the job ends.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    ACTIVE = (Status.PENDING, Status.RUNNING)
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="image_imports")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    file_name = models.CharField(max_length=255, help_text="The uploaded file's name.")
+    # Absolute path of the kept upload; empty once the job has ended and removed it.
+    upload_path = models.CharField(max_length=1000, blank=True)
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    kind = models.CharField(max_length=16)  # zip or parquet
+    with_labels = models.BooleanField(default=False)
+    build = models.BooleanField(default=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    phase = models.CharField(max_length=16, blank=True)  # checking, writing
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    counts = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    error_code = models.CharField(max_length=32, blank=True)
+    # Bad rows with their line (manifest) or row index (parquet), the first 50.
+    errors = models.JSONField(default=list, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    worker = models.CharField(max_length=200, blank=True)
+    claim_token = models.CharField(max_length=32, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # The same file twice while the first is still queued or running is a duplicate.
+            models.UniqueConstraint(
+                fields=["campaign", "sha256"],
+                condition=Q(status__in=["pending", "running"]),
+                name="image_import_active_once",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"image import {self.pk} ({self.status})"
+
+
 # Quality tables live in their own package; imported here so the app registry sees them.
 from annotate.quality.models import *  # noqa: E402,F401,F403

@@ -10,6 +10,9 @@ urlpatterns = [
     path("campaigns/<int:campaign_id>/", apis.CampaignDetailApi.as_view(), name="campaign"),
     path("campaigns/<int:campaign_id>/prompts/", apis.PromptsAddApi.as_view(), name="prompts"),
     path("campaigns/<int:campaign_id>/images/", apis.ImagesImportApi.as_view(), name="images"),
+    path(
+        "image-imports/<int:import_id>/", apis.ImageImportDetailApi.as_view(), name="image-import"
+    ),
     path("campaigns/<int:campaign_id>/members/", apis.MembersSetApi.as_view(), name="members"),
     path(
         "campaigns/<int:campaign_id>/comparisons/build/",

@@ -287,6 +287,25 @@ CELERY_BEAT_SCHEDULE["generation.recover_stalled"] = {
 # Image imports ----------------------------------------------------------------------------
 # Rows (manifest lines or parquet rows) per import: every row is checked before any is written.
 PICKWISE_MAX_IMPORT_ROWS = env.int("PICKWISE_MAX_IMPORT_ROWS", default=100_000)
+# Uploads wait here for their worker, outside MEDIA_ROOT (media is served without
+# authentication); web and default workers must share it. Each is removed when its job ends.
+IMPORT_ROOT = Path(env.str("IMPORT_ROOT", default=str(VAR_DIR / "imports")))
+# A running import with no heartbeat for this long has lost its worker: it is queued again.
+# Writing is one transaction without heartbeats, so this must exceed the longest write.
+PICKWISE_IMPORT_HEARTBEAT_TIMEOUT = env.int("PICKWISE_IMPORT_HEARTBEAT_TIMEOUT", default=3600)
+# An import whose worker died this many times fails instead of running once more.
+PICKWISE_IMPORT_MAX_ATTEMPTS = env.int("PICKWISE_IMPORT_MAX_ATTEMPTS", default=3)
+if PICKWISE_IMPORT_HEARTBEAT_TIMEOUT < 1 or PICKWISE_IMPORT_MAX_ATTEMPTS < 1:
+    raise ImproperlyConfigured(
+        "PICKWISE_IMPORT_HEARTBEAT_TIMEOUT and PICKWISE_IMPORT_MAX_ATTEMPTS must be positive."
+    )
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})["ImageImportStatusEnum"] = (
+    "annotate.models.ImageImport.Status"
+)
+CELERY_BEAT_SCHEDULE["annotate.recover_image_imports"] = {
+    "task": "annotate.recover_image_imports",
+    "schedule": timedelta(minutes=5),
+}
 
 # Quality ----------------------------------------------------------------------------------
 # Full recompute of rater counters and agreement; submits keep the counters current between.

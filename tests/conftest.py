@@ -9,8 +9,9 @@ from django.core.cache import cache
 
 @pytest.fixture(autouse=True)
 def _isolated_media_and_throttles(settings, tmp_path):
-    # Each test writes media under its own folder, and starts with empty rate-limit counters.
+    # Each test writes media and kept uploads under its own folders, and starts with empty rate-limit counters.
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.IMPORT_ROOT = tmp_path / "imports"
     cache.clear()
     yield
     cache.clear()

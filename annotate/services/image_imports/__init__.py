@@ -11,6 +11,7 @@ Re-running an import changes nothing: prompts dedupe by text, images by (prompt,
 and a rater's judgments on a pair by their count.
 """
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,14 +20,14 @@ from django.core.files.storage import default_storage
 from django.db import DatabaseError, transaction
 
 from annotate.models import Campaign, Image
-from annotate.services.image_imports.manifests import plan_folder, plan_zip
+from annotate.services.image_imports.manifests import plan_folder, plan_zip, zip_open
 from annotate.services.image_imports.messages import (
     FOLDER_MISSING,
     LABELS_NEED_PARQUET,
     TOO_MANY_PROMPTS,
     UNKNOWN_SOURCE,
 )
-from annotate.services.image_imports.parquet import plan_parquet
+from annotate.services.image_imports.parquet import parquet_open, plan_parquet
 from annotate.services.image_imports.plan import ImageImportResult, ImportPlan, Progress
 from annotate.services.image_imports.writing import write_plan
 from pickwise.errors import ApplicationError
@@ -37,6 +38,7 @@ __all__ = [
     "images_import",
     "images_import_apply",
     "images_import_check",
+    "images_import_precheck",
 ]
 
 
@@ -48,6 +50,23 @@ def _looks_like(file: BinaryIO) -> str | None:
     if head == b"PAR1":
         return "parquet"
     return None
+
+
+def images_import_precheck(*, campaign: Campaign, source: BinaryIO, with_labels: bool) -> str:
+    """The checks that read no image: the file's type, a zip's central directory (member
+    count, expanded size, manifest) or a parquet footer (columns, rows). Returns the kind,
+    "zip" or "parquet"; raises ApplicationError as images_import_check would."""
+    kind = _looks_like(source)
+    if kind is None:
+        raise ApplicationError(UNKNOWN_SOURCE, code="unknown_format")
+    if with_labels and kind != "parquet":
+        raise ApplicationError(LABELS_NEED_PARQUET, code="invalid")
+    if kind == "zip":
+        zip_open(file=source)
+    else:
+        parquet_open(campaign=campaign, file=source, with_labels=with_labels)
+    source.seek(0)
+    return kind
 
 
 def images_import_check(
@@ -93,13 +112,24 @@ def _prompt_limit(count: int) -> None:
 
 
 def images_import_apply(
-    *, plan: ImportPlan, build: bool = True, progress: Progress = None
+    *,
+    plan: ImportPlan,
+    build: bool = True,
+    progress: Progress = None,
+    on_written: Callable[[ImageImportResult], None] | None = None,
 ) -> ImageImportResult:
-    """Write a checked import in one transaction; remove its new files if that fails."""
+    """Write a checked import in one transaction; remove its new files if that fails.
+
+    `on_written(result)` runs inside that transaction, last: what it writes commits with
+    the import, and if it raises nothing of the import is kept.
+    """
     written: list[str] = []
     try:
         with transaction.atomic():
-            return write_plan(plan=plan, build=build, written=written, progress=progress)
+            result = write_plan(plan=plan, build=build, written=written, progress=progress)
+            if on_written is not None:
+                on_written(result)
+            return result
     except BaseException:
         _remove_new_files(written)
         raise

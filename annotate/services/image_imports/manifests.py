@@ -159,7 +159,10 @@ def _zip_reader(archive: zipfile.ZipFile, base: str) -> Callable[[str], bytes]:
     return read
 
 
-def plan_zip(*, campaign: Campaign, file: BinaryIO, progress: Progress) -> ImportPlan:
+def zip_open(*, file: BinaryIO) -> tuple[zipfile.ZipFile, str]:
+    """The archive and the folder its manifest is in, after the checks that need no member
+    decompressed (readable, member count, expanded size, a manifest): cheap enough to run
+    while the upload request waits."""
     try:
         archive = zipfile.ZipFile(file)
         infos = archive.infolist()
@@ -180,13 +183,16 @@ def plan_zip(*, campaign: Campaign, file: BinaryIO, progress: Progress) -> Impor
         )
     names = {i.filename for i in infos}
     if MANIFEST in names:
-        base = ""
-    else:
-        # A zipped folder: accept one top-level folder holding the manifest.
-        nested = [n for n in names if n.count("/") == 1 and n.endswith("/" + MANIFEST)]
-        if len(nested) != 1:
-            raise ApplicationError(NO_MANIFEST, code="no_manifest")
-        base = nested[0][: -len(MANIFEST)]
+        return archive, ""
+    # A zipped folder: accept one top-level folder holding the manifest.
+    nested = [n for n in names if n.count("/") == 1 and n.endswith("/" + MANIFEST)]
+    if len(nested) != 1:
+        raise ApplicationError(NO_MANIFEST, code="no_manifest")
+    return archive, nested[0][: -len(MANIFEST)]
+
+
+def plan_zip(*, campaign: Campaign, file: BinaryIO, progress: Progress) -> ImportPlan:
+    archive, base = zip_open(file=file)
     try:
         info = archive.getinfo(base + MANIFEST)
         if info.file_size > MAX_MANIFEST_BYTES:

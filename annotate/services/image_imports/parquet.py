@@ -128,9 +128,11 @@ def _parquet_batches(parquet, columns: list[str]) -> Iterator[list[dict]]:
         raise ApplicationError(NOT_A_PARQUET, code="invalid_file") from None
 
 
-def plan_parquet(
-    *, campaign: Campaign, file: str | Path | BinaryIO, with_labels: bool, progress: Progress
-) -> ImportPlan:
+def parquet_open(
+    *, campaign: Campaign, file: str | Path | BinaryIO, with_labels: bool
+) -> tuple[Any, list[str]]:
+    """The parquet file and the columns to read, after the checks its footer allows (the
+    campaign's kind, columns, row count): cheap enough to run while the upload waits."""
     if campaign.kind != Campaign.Kind.PAIRWISE:
         raise ApplicationError(PARQUET_NEEDS_PAIRWISE, code="wrong_kind")
     parquet = _parquet_open(file)
@@ -143,8 +145,16 @@ def plan_parquet(
         raise ApplicationError(
             PARQUET_COLUMNS.format(missing=", ".join(missing)), code="invalid_file"
         )
+    check_row_count(parquet.metadata.num_rows)  # from the footer, before reading any row
+    return parquet, needed
+
+
+def plan_parquet(
+    *, campaign: Campaign, file: str | Path | BinaryIO, with_labels: bool, progress: Progress
+) -> ImportPlan:
+    parquet, needed = parquet_open(campaign=campaign, file=file, with_labels=with_labels)
+    present = set(parquet.schema_arrow.names)
     total = parquet.metadata.num_rows
-    check_row_count(total)  # from the footer, before reading any row
     optional = [c for c in PARQUET_OPTIONAL_LABEL_COLUMNS if with_labels and c in present]
     allow_tie = bool(campaign.criteria[0].get("allow_tie"))
     errors = RowErrors("row")
