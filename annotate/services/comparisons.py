@@ -48,7 +48,7 @@ def comparisons_create(
     answers = gold_answers if gold_answers is not None else [None] * len(groups)
     return _comparisons_insert(
         campaign=campaign,
-        wanted=[(prompt, group, answer) for group, answer in zip(groups, answers, strict=True)],
+        wanted=[(prompt.pk, group, answer) for group, answer in zip(groups, answers, strict=True)],
         role=role,
         gold_kind=gold_kind,
     )
@@ -57,11 +57,11 @@ def comparisons_create(
 def _comparisons_insert(
     *,
     campaign: Campaign,
-    wanted: list[tuple[Prompt, Sequence[Image], dict | None]],
+    wanted: list[tuple[int, Sequence[Image], dict | None]],
     role: str,
     gold_kind: str = "",
 ) -> list[Comparison]:
-    """Insert the (prompt, images, gold answer) groups not compared yet: three queries."""
+    """Insert the (prompt id, images, gold answer) groups not compared yet: three queries."""
     groups = [sorted(group, key=lambda image: image.pk) for _, group, _ in wanted]
     keys = [comparison_key(image.pk for image in group) for group in groups]
     existing = set(
@@ -70,14 +70,14 @@ def _comparisons_insert(
     overlap = campaign.overlap if role == Comparison.Role.REGULAR else 0
     new: list[Comparison] = []
     new_groups: list[list[Image]] = []
-    for (prompt, _, answer), key, group in zip(wanted, keys, groups, strict=True):
+    for (prompt_id, _, answer), key, group in zip(wanted, keys, groups, strict=True):
         if key in existing:
             continue
         existing.add(key)
         new.append(
             Comparison(
                 campaign=campaign,
-                prompt=prompt,
+                prompt_id=prompt_id,
                 key=key,
                 role=role,
                 gold_answer=answer,
@@ -93,6 +93,16 @@ def _comparisons_insert(
         for slot, image in enumerate(group)
     )
     return new
+
+
+@transaction.atomic
+def comparisons_create_many(
+    *, campaign: Campaign, groups: Sequence[Sequence[Image]]
+) -> list[Comparison]:
+    """comparisons_create for regular groups of images of any prompts, in three queries
+    (the caller chunks); each group's prompt is its images' one."""
+    wanted = [(group[0].prompt_id, group, None) for group in groups]
+    return _comparisons_insert(campaign=campaign, wanted=wanted, role=Comparison.Role.REGULAR)
 
 
 def _regular_groups(
@@ -141,7 +151,7 @@ def comparisons_build_for_prompts(
     for image in rows:
         images[image.prompt_id].append(image)
     wanted = [
-        (prompt, group, None)
+        (prompt.pk, group, None)
         for prompt in prompts
         for group in _regular_groups(campaign=campaign, prompt=prompt, images=images[prompt.pk])
     ]

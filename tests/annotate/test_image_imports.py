@@ -545,3 +545,30 @@ def test_a_file_removed_after_the_check_fails_the_import_cleanly(tmp_path, setti
         problem="'b.png' is not a file in the import."
     )
     assert not Image.objects.exists() and _media_files(settings) == []
+
+
+# Queries -----------------------------------------------------------------------------------
+
+
+def test_a_labelled_parquet_import_costs_a_fixed_number_of_queries_not_some_per_row(
+    django_assert_max_num_queries,
+):
+    # 60 rows, 120 images, 60 judgments by 5 raters: all within one chunk of 500.
+    campaign = CampaignFactory()
+    rows = [pickapic_row(f"prompt {i}", user_id=i % 5) for i in range(60)]
+    data = pickapic_parquet(rows)
+    with django_assert_max_num_queries(40):
+        result = _import(campaign, data, with_labels=True)
+    assert (result.images_created, result.judgments_created) == (120, 60)
+    with django_assert_max_num_queries(25):
+        again = _import(campaign, data, with_labels=True)
+    assert (again.images_created, again.judgments_existing) == (0, 60)
+
+
+def test_a_zip_import_costs_a_fixed_number_of_queries_not_some_per_image(
+    django_assert_max_num_queries,
+):
+    campaign = CampaignFactory()
+    with django_assert_max_num_queries(20):
+        result = _import(campaign, manifest_zip(prompts=60))
+    assert (result.images_created, result.comparisons_created) == (120, 60)

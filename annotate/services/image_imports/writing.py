@@ -2,7 +2,7 @@
 
 import hashlib
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
 
 from django.contrib.auth import get_user_model
@@ -27,7 +27,7 @@ from annotate.services.campaigns import rater_key_new
 from annotate.services.comparisons import (
     comparison_key,
     comparisons_build_for_prompts,
-    comparisons_create,
+    comparisons_create_many,
 )
 from annotate.services.image_imports.messages import FILE_CHANGED, FILE_GONE
 from annotate.services.image_imports.plan import (
@@ -248,11 +248,9 @@ def _pair_comparisons(
     result: ImageImportResult,
 ) -> dict[tuple[int, int], Comparison]:
     """The regular comparison for each image pair, created where missing."""
-    by_prompt: dict[int, list[tuple[Image, Image]]] = defaultdict(list)
-    for a, b in sorted(pairs):
-        by_prompt[images[a].prompt_id].append((images[a], images[b]))
-    for groups in by_prompt.values():
-        created = comparisons_create(campaign=campaign, prompt=groups[0][0].prompt, groups=groups)
+    ordered = [(images[a], images[b]) for a, b in sorted(pairs)]
+    for chunk in chunks(ordered):
+        created = comparisons_create_many(campaign=campaign, groups=chunk)
         result.comparisons_created += len(created)
     keys = {comparison_key(pair): pair for pair in pairs}
     found: dict[tuple[int, int], Comparison] = {}
