@@ -70,7 +70,7 @@ def test_uploads_are_imported_by_the_worker_and_followed_through_the_api(worker,
     failed = wait_until_ended(worker, api_client, bad)
     assert failed["status"] == "failed" and failed["error_code"] == "invalid_rows"
     assert [e["line"] for e in failed["errors"]] == [2, 3, 4]
-    assert Prompt.objects.count() == 3 and not Prompt.objects.filter(text__in="pq").exists()
+    assert Prompt.objects.count() == 3 and not Prompt.objects.filter(text__in=["p", "q"]).exists()
     assert Image.objects.count() == 6
     assert not any(django_settings.IMPORT_ROOT.iterdir())  # both uploads removed
 
