@@ -126,6 +126,21 @@ def add_lora(unet, *, rank: int, alpha: int, targets: tuple[str, ...]) -> None:
             parameter.data = parameter.data.float()
 
 
+def keep_lora_input_dtype(unet) -> None:
+    """Under autocast, let the LoRA layers take their input as it comes (bf16/fp16).
+
+    peft casts each LoRA layer's input to the adapter's fp32 dtype; autocast then casts it back
+    for the matmul, and that second copy is what backward keeps: one extra activation-sized
+    tensor per adapted projection (to_q, to_k and to_v each make their own). Skipping peft's
+    cast leaves the computation bit-for-bit the same (the matmul runs in the autocast dtype
+    either way) and backward keeps the input the base layer already holds. Only for autocast:
+    without it, an fp32 adapter needs its input in fp32.
+    """
+    for module in unet.modules():
+        if hasattr(module, "_cast_input_dtype"):
+            module.cast_input_dtype_enabled = False
+
+
 def lora_state_dict_for_diffusers(unet) -> dict[str, torch.Tensor]:
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
@@ -150,3 +165,120 @@ def load_unet(folder: Path):
     if (Path(folder) / "unet").is_dir():
         return UNet2DConditionModel.from_pretrained(folder, subfolder="unet")
     return UNet2DConditionModel.from_pretrained(folder)
+
+
+ACTIVATION_CHECKPOINTING = ("none", "selective", "full")
+
+
+def _expensive_ops() -> frozenset:
+    """Ops whose outputs selective checkpointing keeps: the matrix work worth not redoing.
+
+    Names that a torch build lacks are skipped (the CPU flash kernel, cuDNN attention).
+    """
+    aten = torch.ops.aten
+    names = (
+        "convolution",
+        "_convolution",
+        "mm",
+        "addmm",
+        "bmm",
+        "baddbmm",
+        "linear",
+        "_scaled_dot_product_flash_attention",
+        "_scaled_dot_product_flash_attention_for_cpu",
+        "_scaled_dot_product_efficient_attention",
+        "_scaled_dot_product_cudnn_attention",
+        "_flash_attention_forward",
+        "_efficient_attention_forward",
+    )
+    ops = set()
+    for name in names:
+        packet = getattr(aten, name, None)
+        if packet is not None:
+            ops.update(getattr(packet, overload) for overload in packet.overloads())
+    return frozenset(ops)
+
+
+_EXPENSIVE = _expensive_ops()
+
+
+def _selective_policy(expensive: frozenset):
+    from torch.utils.checkpoint import CheckpointPolicy
+
+    def policy(ctx, op, *args, **kwargs):
+        # Convolutions, matmuls and attention are saved; norms, activations, additions,
+        # casts and views are recomputed in backward from the saved outputs (memory-bound,
+        # cheap next to the saved ops).
+        if op in expensive:
+            return CheckpointPolicy.MUST_SAVE
+        return CheckpointPolicy.PREFER_RECOMPUTE
+
+    return policy
+
+
+def selective_checkpoint(module, *args, **kwargs):
+    """torch.utils.checkpoint of one block that keeps the expensive ops' outputs."""
+    from functools import partial
+
+    from torch.utils.checkpoint import checkpoint, create_selective_checkpoint_contexts
+
+    return checkpoint(
+        module.__call__,
+        *args,
+        use_reentrant=False,
+        context_fn=partial(create_selective_checkpoint_contexts, _selective_policy(_EXPENSIVE)),
+        **kwargs,
+    )
+
+
+def full_checkpoint(module, *args, **kwargs):
+    """torch.utils.checkpoint of one block: only its inputs are kept, all of it is redone."""
+    from torch.utils.checkpoint import checkpoint
+
+    return checkpoint(module.__call__, *args, use_reentrant=False, **kwargs)
+
+
+def _channels_last_input(module, args, kwargs):
+    if args and isinstance(args[0], torch.Tensor) and args[0].ndim == 4:
+        args = (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
+    elif isinstance(kwargs.get("sample"), torch.Tensor) and kwargs["sample"].ndim == 4:
+        kwargs = {
+            **kwargs,
+            "sample": kwargs["sample"].contiguous(memory_format=torch.channels_last),
+        }
+    return args, kwargs
+
+
+def prepare_unet_for_training(
+    unet,
+    *,
+    activation_checkpointing: str = "none",
+    channels_last: bool = False,
+    compile: bool = False,
+    compile_mode: str | None = None,
+    compile_backend: str = "inductor",
+) -> None:
+    """Apply the trainer's activation-memory and speed options to a UNet, in place.
+
+    activation_checkpointing: "none" keeps every activation; "full" keeps only each resnet's and
+    transformer block's inputs and redoes the block in backward (diffusers' gradient
+    checkpointing); "selective" checkpoints the same blocks but keeps the outputs of
+    convolutions, matmuls and attention, so backward only redoes norms, activations and
+    element-wise ops. channels_last: NHWC weights and input (faster convolutions on tensor
+    cores). compile: torch.compile the UNet's forward (after the other two, so it traces them;
+    ``compile_backend`` "aot_eager" traces without generating kernels, for tests). None of them changes the loss or the gradients beyond floating-point rounding.
+    """
+    if activation_checkpointing not in ACTIVATION_CHECKPOINTING:
+        raise ValueError(
+            f"activation_checkpointing must be one of {ACTIVATION_CHECKPOINTING}, "
+            f"not {activation_checkpointing!r}"
+        )
+    if activation_checkpointing == "full":
+        unet.enable_gradient_checkpointing(gradient_checkpointing_func=full_checkpoint)
+    elif activation_checkpointing == "selective":
+        unet.enable_gradient_checkpointing(gradient_checkpointing_func=selective_checkpoint)
+    if channels_last:
+        unet.to(memory_format=torch.channels_last)
+        unet.register_forward_pre_hook(_channels_last_input, with_kwargs=True)
+    if compile:
+        unet.compile(backend=compile_backend, **({"mode": compile_mode} if compile_mode else {}))

@@ -17,6 +17,7 @@ from typing import Any
 METHODS = ("dpo", "mapo")
 MODES = ("lora", "full")
 MIXED_PRECISIONS = ("no", "bf16", "fp16")
+ACTIVATION_CHECKPOINTING = ("none", "selective", "full")
 
 ERROR_UNKNOWN_OPTIONS = "Unknown training options: {names}."
 ERROR_BAD_TYPE = "{name} must be {kind}."
@@ -32,6 +33,9 @@ ERROR_LORA_REFERENCE = (
 )
 ERROR_FULL_LORA_OPTIONS = "lora_rank and lora_alpha apply to mode lora, not full."
 ERROR_REFERENCE_MISSING = "reference model folder not found: {path}"
+ERROR_CHECKPOINTING_CONFLICT = (
+    "gradient_checkpointing means activation_checkpointing full, not {value}: drop one of them."
+)
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,9 @@ OPTIONS: dict[str, Option] = {
     "prompt_dropout": Option(float, None),
     "mixed_precision": Option(str, None, choices=MIXED_PRECISIONS),
     "gradient_checkpointing": Option(bool, False),
+    "activation_checkpointing": Option(str, None, choices=ACTIVATION_CHECKPOINTING),
+    "channels_last": Option(bool, False),
+    "torch_compile": Option(bool, False),
     "use_8bit_adam": Option(bool, False),
     "adam_beta1": Option(float, 0.9),
     "adam_beta2": Option(float, 0.999),
@@ -131,6 +138,9 @@ def options_clean(*, mode: str, method: str, options: dict[str, Any]) -> tuple[d
             problems.append(ERROR_LORA_REFERENCE)
         if not Path(reference).is_dir():
             problems.append(ERROR_REFERENCE_MISSING.format(path=reference))
+    checkpointing = cleaned.get("activation_checkpointing")
+    if cleaned.get("gradient_checkpointing") and checkpointing not in (None, "full"):
+        problems.append(ERROR_CHECKPOINTING_CONFLICT.format(value=checkpointing))
     if mode == "full" and ("lora_rank" in cleaned or "lora_alpha" in cleaned):
         problems.append(ERROR_FULL_LORA_OPTIONS)
     return cleaned, problems

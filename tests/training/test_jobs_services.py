@@ -101,6 +101,22 @@ def test_it_refuses_a_folder_that_is_not_a_pipeline(export, tmp_path):
         ({"options": {"prompt_dropout": 1.0}}, "prompt_dropout must be in [0, 1)."),
         ({"options": {"mixed_precision": "fp8"}}, "mixed_precision must be one of"),
         ({"options": {"learning_rte": 1e-4}}, "Unknown training options: learning_rte."),
+        (
+            {"options": {"activation_checkpointing": "some"}},
+            "activation_checkpointing must be one of",
+        ),
+        ({"options": {"activation_checkpointing": 1}}, "activation_checkpointing must be text."),
+        (
+            {
+                "options": {
+                    "gradient_checkpointing": True,
+                    "activation_checkpointing": "selective",
+                }
+            },
+            "gradient_checkpointing means activation_checkpointing full, not selective: drop",
+        ),
+        ({"options": {"torch_compile": "yes"}}, "torch_compile must be true or false."),
+        ({"options": {"channels_last": 1}}, "channels_last must be true or false."),
     ],
 )
 def test_it_refuses_impossible_configs_with_the_reason(
@@ -168,6 +184,8 @@ def test_every_impossible_combination_refused_here_is_refused_by_the_trainer(tmp
         ("dpo", "full", {"lora_rank": 4}),
         ("dpo", "lora", {"resolution": 30}),
         ("dpo", "lora", {"prompt_dropout": 1.5}),
+        ("dpo", "lora", {"activation_checkpointing": "most"}),
+        ("dpo", "lora", {"gradient_checkpointing": True, "activation_checkpointing": "none"}),
     ]
     for method, mode, options in cases:
         _cleaned, problems = options_clean(method=method, mode=mode, options=options)
@@ -198,6 +216,32 @@ def test_the_trainer_command_line_names_every_option_and_the_resume_mode():
     assert "--data /e --pretrained /m --output /o --method mapo --mode lora" in joined
     assert "--metrics-file /o/metrics.jsonl --resume auto" in joined
     assert "--no-random-flip" in argv and "--lora-rank 4" in joined and "--beta 2500.0" in joined
+
+
+def test_the_activation_memory_options_reach_the_trainer_command_line():
+    options = {
+        "activation_checkpointing": "selective",
+        "channels_last": True,
+        "torch_compile": True,
+    }
+    cleaned, problems = options_clean(method="dpo", mode="lora", options=options)
+    assert (cleaned, problems) == (options, [])
+    argv = trainer_argv(
+        data="/e", pretrained="/m", output="/o", method="dpo", mode="lora", options=cleaned,
+        resume=False,
+    )  # fmt: skip
+    joined = " ".join(argv)
+    assert "--activation-checkpointing selective" in joined
+    assert "--channels-last" in argv and "--torch-compile" in argv
+    # The alias with its own meaning is accepted, as the trainer accepts it.
+    assert (
+        options_clean(
+            method="dpo",
+            mode="lora",
+            options={"gradient_checkpointing": True, "activation_checkpointing": "full"},
+        )[1]
+        == []
+    )
 
 
 def test_a_queued_job_is_cancelled_at_once_and_a_running_one_is_flagged(
