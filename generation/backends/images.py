@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +50,15 @@ class GeneratedImage:
     seed: int
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    _png: Future | None = field(default=None, init=False, repr=False, compare=False)
+
+    def encode_in(self, executor: Executor) -> None:
+        """Start encoding the PNG in ``executor``; png() then returns that result."""
+        self._png = executor.submit(encode_png, self.image)
+
     def png(self) -> bytes:
+        if self._png is not None:
+            return self._png.result()
         return encode_png(self.image)
 
     def png_and_sha256(self) -> tuple[bytes, str]:

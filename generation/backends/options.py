@@ -29,8 +29,9 @@ class BackendOptions:
 
     device: None picks cuda, then mps, then cpu.
     max_batch_size: images per pipeline call; bigger batches fill a large GPU better.
-    pad_batches: pad a short last chunk up to max_batch_size (extra images are dropped), so a
-        compiled UNet or captured CUDA graph sees one shape instead of recompiling.
+    pad_batches: pad a short chunk up to the next power of two, at most max_batch_size (extra
+        images are dropped), so a compiled UNet or captured CUDA graph sees a few shapes
+        instead of recompiling for every size.
     channels_last: NHWC memory format for UNet and VAE (faster convolutions on tensor cores).
     fuse_qkv: one matmul for query, key and value in every attention layer.
     compile: torch.compile the UNet (and the VAE decoder with compile_vae); first call is slow.

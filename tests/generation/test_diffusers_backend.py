@@ -24,7 +24,7 @@ from generation.backends import (  # noqa: E402
     validate_spec,
 )
 from generation.backends import spec as spec_module  # noqa: E402
-from generation.backends.diffusers_backend import generate_batch  # noqa: E402
+from generation.backends.diffusers_backend import generate_batch, padded_size  # noqa: E402
 from generation.backends.pipelines import PipelineCache  # noqa: E402
 from generation.backends.reward import (  # noqa: E402
     ERROR_REWARD_DIR_MISSING,
@@ -116,7 +116,7 @@ def test_chunking_and_padding_do_not_change_the_images(spec, cache):
     )
 
     assert [image.metadata["batch_size"] for image in chunked] == [2, 2, 2, 2, 1]
-    assert [image.metadata["batch_size"] for image in padded] == [4, 4, 4, 4, 4]
+    assert [image.metadata["batch_size"] for image in padded] == [4, 4, 4, 4, 1]
     assert [image.seed for image in padded] == list(range(5))
     for reference, other, more in zip(whole, chunked, padded, strict=True):
         assert max_difference(reference, other) <= PIXEL_TOLERANCE
@@ -179,6 +179,64 @@ def test_fused_qkv_and_channels_last_give_the_same_images(spec, cache):
     assert cache.loads == 2
     for reference, other in zip(plain, fast, strict=True):
         assert max_difference(reference, other) <= PIXEL_TOLERANCE
+
+
+def test_a_short_chunk_is_padded_to_the_next_power_of_two_within_the_max_batch(spec, cache):
+    assert [padded_size(real, BackendOptions(max_batch_size=16)) for real in (1, 3, 8, 9, 16)] == [
+        1,
+        4,
+        8,
+        16,
+        16,
+    ]
+    assert padded_size(9, BackendOptions(max_batch_size=12)) == 12
+    items = [("a cat", None, seed) for seed in range(3)]
+    plain = generate_batch(spec, items, cache=cache)
+    padded = generate_batch(
+        spec, items, options=BackendOptions(max_batch_size=16, pad_batches=True), cache=cache
+    )
+    assert [image.metadata["batch_size"] for image in padded] == [4, 4, 4]
+    for reference, other in zip(plain, padded, strict=True):
+        assert max_difference(reference, other) <= PIXEL_TOLERANCE
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        BackendOptions(channels_last=True),
+        BackendOptions(fuse_qkv=True),
+        BackendOptions(max_batch_size=16, pad_batches=True, channels_last=True, fuse_qkv=True),
+    ],
+    ids=["channels_last", "fuse_qkv", "padded_fused_channels_last"],
+)
+def test_each_fast_option_gives_the_plain_images(spec, cache, options):
+    items = [("a cat", None, 1), ("a dog", "blurry", 2), ("a cow", None, 3)]
+    plain = generate_batch(spec, items, cache=cache)
+    fast = generate_batch(spec, items, options=options, cache=cache)
+    for reference, other in zip(plain, fast, strict=True):
+        assert max_difference(reference, other) <= PIXEL_TOLERANCE
+
+
+@pytest.mark.slow
+def test_the_fast_preset_with_inductor_compile_gives_the_plain_images(spec, cache):
+    # The whole preset: compiled UNet and VAE decoder (inductor on the CPU), fused QKV,
+    # channels-last, padded batches. Compiling takes a few minutes here.
+    items = [("a cat", None, 1), ("a dog", None, 2), ("a cow", None, 3)]
+    plain = generate_batch(spec, items, cache=cache)
+    fast = generate_batch(spec, items, options=BackendOptions.fast(device="cpu"), cache=cache)
+    assert [image.metadata["batch_size"] for image in fast] == [4, 4, 4]
+    for reference, other in zip(plain, fast, strict=True):
+        assert max_difference(reference, other) <= PIXEL_TOLERANCE
+
+
+def test_png_bytes_encoded_in_the_background_equal_the_direct_encoding(spec, cache):
+    items = [("a cat", None, seed) for seed in range(3)]
+    made = generate_batch(spec, items, options=BackendOptions(max_batch_size=2), cache=cache)
+    for image in made:
+        data, digest = image.png_and_sha256()
+        assert data == encode_png(image.image)
+        assert digest == hashlib.sha256(data).hexdigest()
+        assert Image.open(io.BytesIO(data)).size == (32, 32)
 
 
 def test_a_bad_item_is_rejected_before_anything_is_loaded(spec, cache):
