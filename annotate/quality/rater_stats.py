@@ -35,6 +35,7 @@ from annotate.quality.encoding import (
     position_score,
     speed_bucket,
 )
+from annotate.quality.gating import gold_step, policy_for
 from annotate.quality.models import RaterStats, Rating
 from annotate.quality.pair_columns import (
     SPEED_BUCKETS,
@@ -59,6 +60,9 @@ COUNTERS = (
     "pos_sumsq",
     "gold_correct",
     "gold_wrong",
+    "gold_passed_at",
+    "post_gold_correct",
+    "post_gold_wrong",
     "repeats",
     "repeats_same",
 )
@@ -405,11 +409,15 @@ def checks_fetch(*, campaign: Campaign) -> Checks:
     return checks
 
 
-def _checks_apply(*, checks: Checks, result: dict) -> None:
+def _checks_apply(*, checks: Checks, result: dict, policy: dict) -> None:
     for annotator_id, answers in checks.gold.items():
         figures = result[annotator_id]
-        figures["gold_correct"] = sum(1 for a in answers if a is True)
-        figures["gold_wrong"] = sum(1 for a in answers if a is False)
+        # The submit's own arithmetic, answer by answer, in the order they were given.
+        for correct in answers:
+            if correct is not None:
+                step = gold_step(figures, correct=correct, policy=policy)
+                for name, value in step.items():
+                    figures[name] += value
     for annotator_id, (repeats, same) in checks.repeats.items():
         result[annotator_id]["repeats"] = repeats
         result[annotator_id]["repeats_same"] = same
@@ -444,7 +452,7 @@ def stats_compute(
         _ranking_stats(campaign=campaign, result=result)
     if checks is None:
         checks = checks_fetch(campaign=campaign)
-    _checks_apply(checks=checks, result=result)
+    _checks_apply(checks=checks, result=result, policy=policy_for(campaign))
     return dict(result)
 
 
