@@ -112,19 +112,17 @@ def _fetch_words(words: list[str], where: str, params: list) -> list[np.ndarray]
         return [table[:, i] for i in range(len(words))]
 
 
+def _id_bits(model) -> int:
+    """Bits of the largest id the table holds (read off its primary key index): it sizes
+    that id's field in the packed word."""
+    largest = model.objects.order_by("-pk").values_list("pk", flat=True).first() or 1
+    return max(1, int(largest).bit_length())
+
+
 def pair_columns_fetch(*, campaign_id: int, criterion: str) -> PairColumns:
     """Every pair rating of one criterion of a pairwise campaign, in one query."""
-    # Largest possible ids, read off the primary keys: they size the packed fields.
-    rater_bits = max(
-        1,
-        (
-            get_user_model().objects.order_by("-pk").values_list("pk", flat=True).first() or 1
-        ).bit_length(),
-    )
-    comparison_bits = max(
-        1,
-        (Comparison.objects.order_by("-pk").values_list("pk", flat=True).first() or 1).bit_length(),
-    )
+    rater_bits = _id_bits(get_user_model())
+    comparison_bits = _id_bits(Comparison)
     packed = comparison_bits + rater_bits + _SMALL_BITS <= _WORD_BITS
     words, where = _words_sql(rater_bits=rater_bits, packed=packed)
     fetched = _fetch_words(words, where, [campaign_id, criterion, PAIR])
