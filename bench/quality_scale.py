@@ -250,7 +250,7 @@ def main() -> None:
     )
 
     runs = [quality_recompute(campaign=campaign, evaluate=False) for _ in range(args.repeats)]
-    steps = ("stats_compute_s", "agreement_s", "stats_write_s", "total_s")
+    steps = ("read_s", "stats_compute_s", "agreement_s", "stats_write_s", "total_s")
     print(f"{'full recompute (s)':<24}" + "".join(f"{s[:-2]:>16}" for s in steps))
     for index, run in enumerate(runs, 1):
         print(f"{'run ' + str(index):<24}" + "".join(f"{run[s]:>16.2f}" for s in steps))

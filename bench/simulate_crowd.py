@@ -47,9 +47,10 @@ GROUPS = {
     "contrarian": 20,
     "very_sloppy": 20,
     "fast_spammer": 20,
-    # Not in the spec's list: behave during qualification, then click left or at random.
+    # Not in the spec's list: behave during qualification, then click left or at random
+    # (as many random-after-qualifying raters as random clickers, so its share means something).
     "left_after_qualifying": 10,
-    "random_after_qualifying": 10,
+    "random_after_qualifying": 40,
 }
 BAD = {"random_clicker", "always_left", "always_tie", "contrarian", "fast_spammer"}
 
@@ -420,6 +421,7 @@ def main() -> None:
         "always_tie": 1.0,
         "contrarian": 1.0,
         "random_clicker": 0.95,
+        "random_after_qualifying": 0.95,
     }
     met = b / n <= 0.005 and tb == 0
     for group, share in checks.items():

@@ -60,7 +60,11 @@ def value_patterns(*, campaign_id: int, criterion: str, kind: int, domain: list[
     """Units with at least two ratings, grouped by count vector, in one query."""
     names = ", ".join(f"c{v}" for v in domain)
     inner = _unit_counts_sql(domain, kind=kind, with_time=False)
-    sql = f"SELECT {names}, COUNT(*) FROM ({inner}) AS units GROUP BY {names}"  # noqa: S608
+    # Ordered, so the bootstrap's draws do not depend on the order groups come out in.
+    sql = (
+        f"SELECT {names}, COUNT(*) FROM ({inner}) AS units "  # noqa: S608
+        f"GROUP BY {names} ORDER BY {names}"
+    )
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("SET LOCAL work_mem = '64MB'")  # the per-unit hash table fits
@@ -152,6 +156,16 @@ def alpha_package(patterns: Patterns, level: str) -> float | None:
     )
 
 
+def alpha_from_patterns(patterns: Patterns, level: str) -> float | None:
+    """Alpha from the patterns' summed coincidences: the package's figure (the tests
+    cross-check the two), without expanding the patterns back into one row per unit."""
+    if patterns.unit_total == 0:
+        return None
+    per_pattern = pattern_coincidences(patterns.counts)
+    o = np.einsum("p,pij->ij", patterns.units.astype(np.float64), per_pattern)
+    return alpha_from_coincidences(o, patterns.domain, level)
+
+
 def alpha_bootstrap(
     patterns: Patterns, level: str, *, replicates: int = 1000, seed: int = 0
 ) -> tuple[float | None, float | None]:
@@ -179,11 +193,16 @@ def agreement_for(
     domain: list[int],
     replicates: int = 1000,
     min_units: int = 0,
+    patterns: Patterns | None = None,
 ) -> dict:
-    """Nominal (headline) and ordinal alpha with intervals for one criterion and unit kind."""
-    patterns = value_patterns(
-        campaign_id=campaign_id, criterion=criterion, kind=kind, domain=domain
-    )
+    """Nominal (headline) and ordinal alpha with intervals for one criterion and unit kind.
+
+    `patterns` skips the database read when the caller has the unit counts already.
+    """
+    if patterns is None:
+        patterns = value_patterns(
+            campaign_id=campaign_id, criterion=criterion, kind=kind, domain=domain
+        )
     result: dict = {
         "criterion": criterion,
         "unit": {PAIR: "pair", RANK: "rank", DERIVED: "derived_pair"}[kind],
@@ -198,7 +217,7 @@ def agreement_for(
         return result
     status = "ok"
     for level in levels:
-        value = alpha_package(patterns, level)
+        value = alpha_from_patterns(patterns, level)
         if value is None or not np.isfinite(value):
             status = "undefined"
             result[level] = {"alpha": None, "low": None, "high": None}

@@ -27,6 +27,11 @@ DEFAULT_POLICY: dict[str, Any] = {
     "sprt_p0": 0.6,
     "sprt_p1": 0.9,
     "sprt_bound": math.log(19),
+    # After qualifying, gold keeps coming at this rate (instead of the campaign's gold_rate)
+    # until the SPRT on the gold answered since qualifying passes again, so a rater cannot
+    # behave only while every task is a test. 0 turns it off; campaigns with gold_rate 0
+    # never get it.
+    "confirm_gold_rate": 0.3,
     # Chance-level agreement with co-raters.
     "chance_min": 30,
     "chance_z": 3.09,
@@ -60,9 +65,17 @@ DEFAULT_POLICY: dict[str, Any] = {
     "evaluate_every": 5,
 }
 
-BLOCK_RULES = ("gold_sprt", "chance_agreement", "position_bias", "tie_spam", "self_consistency")
+BLOCK_RULES = (
+    "gold_sprt",
+    "gold_after_qualifying",
+    "chance_agreement",
+    "position_bias",
+    "tie_spam",
+    "self_consistency",
+)
 REASONS = {
     "gold_sprt": "Too many wrong answers on items with a known answer.",
+    "gold_after_qualifying": "Too many wrong answers on items with a known answer since qualifying.",
     "chance_agreement": "Answers agree with other raters no more than chance would.",
     "position_bias": "Answers follow the screen position rather than the images.",
     "tie_spam": "Most answers are ties.",
@@ -107,6 +120,56 @@ def wilson(successes: float, n: float, z: float) -> tuple[float, float]:
 def gold_llr(*, correct: int, wrong: int, p0: float = 0.6, p1: float = 0.9) -> float:
     """LLR = k ln(p1/p0) + (n-k) ln((1-p1)/(1-p0)): +0.405 per right, -1.386 per wrong."""
     return correct * math.log(p1 / p0) + wrong * math.log((1 - p1) / (1 - p0))
+
+
+def policy_llr(policy: dict, *, correct: int, wrong: int) -> float:
+    return gold_llr(correct=correct, wrong=wrong, p0=policy["sprt_p0"], p1=policy["sprt_p1"])
+
+
+GOLD_COUNTERS = (
+    "gold_correct",
+    "gold_wrong",
+    "gold_passed_at",
+    "post_gold_correct",
+    "post_gold_wrong",
+)
+
+
+def gold_step(counters: dict[str, int], *, correct: bool, policy: dict) -> dict[str, int]:
+    """What one gold answer adds to the gold counters (gold_correct, gold_wrong,
+    gold_passed_at, post_gold_correct, post_gold_wrong), given their values before it.
+
+    The submit and the recompute both go through here, in the order of the answers, so
+    the two agree exactly. An answer counts as post-qualification once the lifetime SPRT
+    has passed before it.
+    """
+    step = {"gold_correct": int(correct), "gold_wrong": int(not correct)}
+    if counters["gold_passed_at"]:
+        step.update(post_gold_correct=int(correct), post_gold_wrong=int(not correct))
+        return step
+    right = counters["gold_correct"] + step["gold_correct"]
+    wrong = counters["gold_wrong"] + step["gold_wrong"]
+    if policy_llr(policy, correct=right, wrong=wrong) >= policy["sprt_bound"]:
+        step["gold_passed_at"] = right + wrong
+    return step
+
+
+def post_gold_llr(stats: RaterStats, policy: dict) -> float:
+    return policy_llr(policy, correct=stats.post_gold_correct, wrong=stats.post_gold_wrong)
+
+
+def gold_rate_for(*, campaign: Campaign, stats: RaterStats | None) -> float:
+    """The share of a qualified rater's tasks that are gold: the campaign's gold_rate, or
+    the policy's confirm_gold_rate while the SPRT on the gold answered since qualifying
+    has not passed (room is left for the campaign's repeats)."""
+    policy = policy_for(campaign)
+    rate = campaign.gold_rate
+    confirm = min(policy["confirm_gold_rate"], 1 - campaign.repeat_rate)
+    if rate <= 0 or confirm <= rate or stats is None or not stats.gold_passed_at:
+        return rate
+    if post_gold_llr(stats, policy) >= policy["sprt_bound"]:
+        return rate
+    return confirm
 
 
 @dataclass
@@ -167,8 +230,11 @@ def rules_evaluate(
         p0=policy["sprt_p0"],
         p1=policy["sprt_p1"],
     )
+    post_llr = post_gold_llr(stats, policy)
     if llr <= -policy["sprt_bound"]:
         verdict.block.append("gold_sprt")
+    elif post_llr <= -policy["sprt_bound"]:
+        verdict.block.append("gold_after_qualifying")
     if chance_level(stats, policy, p_e=p_e, z=policy["chance_z"], minimum=policy["chance_min"]):
         verdict.block.append("chance_agreement")
     if position_biased(stats, policy, z=policy["position_z"]):
@@ -202,22 +268,35 @@ def rules_evaluate(
         and stats.kappa < policy["kappa_warn"]
     ):
         verdict.warn.append("crowd_kappa")
-    verdict.figures = stats_figures(stats, p_e=p_e, campaign_median_ms=campaign_median_ms, llr=llr)
+    verdict.figures = stats_figures(
+        stats, p_e=p_e, campaign_median_ms=campaign_median_ms, llr=llr, post_llr=post_llr
+    )
     verdict.figures["rater_median_ms"] = rater_median
     return verdict
 
 
 def stats_figures(
-    stats: RaterStats, *, p_e: float | None = None, campaign_median_ms=None, llr=None
+    stats: RaterStats,
+    *,
+    p_e: float | None = None,
+    campaign_median_ms=None,
+    llr=None,
+    post_llr=None,
 ) -> dict[str, Any]:
     """The counters that justify a decision, as written into a GateEvent."""
     if llr is None:
         llr = gold_llr(correct=stats.gold_correct, wrong=stats.gold_wrong)
+    if post_llr is None:
+        post_llr = gold_llr(correct=stats.post_gold_correct, wrong=stats.post_gold_wrong)
     return {
         "judgments": stats.judgments,
         "gold_correct": stats.gold_correct,
         "gold_wrong": stats.gold_wrong,
         "gold_llr": round(llr, 4),
+        "gold_passed_at": stats.gold_passed_at,
+        "post_gold_correct": stats.post_gold_correct,
+        "post_gold_wrong": stats.post_gold_wrong,
+        "post_gold_llr": round(post_llr, 4),
         "co_rated": stats.co_rated,
         "co_pairs": stats.co_pairs,
         "co_agree": stats.co_agree,

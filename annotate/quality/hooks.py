@@ -10,11 +10,13 @@ from django.db import transaction
 
 from annotate.models import Judgment, Membership
 from annotate.quality.gating import (
+    GOLD_COUNTERS,
     QUALIFIED,
     REASONS,
     gate_transition,
-    gold_llr,
+    gold_step,
     policy_for,
+    policy_llr,
     stats_figures,
 )
 from annotate.quality.rater_stats import (
@@ -39,28 +41,30 @@ def _on_gold(*, judgment: Judgment, membership: Membership, policy: dict) -> Non
     # Read without a row lock: this rater's own submits are serialised by the membership
     # lock, and the stats row is locked only after any block has taken its comparison locks.
     stats = stats_for_update_free(campaign=judgment.campaign, annotator_id=judgment.annotator_id)
-    step = {
-        "gold_correct": int(judgment.gold_correct),
-        "gold_wrong": int(not judgment.gold_correct),
-    }
-    llr = gold_llr(
-        correct=stats.gold_correct + step["gold_correct"],
-        wrong=stats.gold_wrong + step["gold_wrong"],
-        p0=policy["sprt_p0"],
-        p1=policy["sprt_p1"],
+    step = gold_step(
+        {name: getattr(stats, name) for name in GOLD_COUNTERS},
+        correct=judgment.gold_correct,
+        policy=policy,
+    )
+    after = {name: getattr(stats, name) + step.get(name, 0) for name in GOLD_COUNTERS}
+    llr = policy_llr(policy, correct=after["gold_correct"], wrong=after["gold_wrong"])
+    post_llr = policy_llr(
+        policy, correct=after["post_gold_correct"], wrong=after["post_gold_wrong"]
     )
     if not stats.manual_hold:
         state = membership.gate_state
-        figures = {
-            **stats_figures(stats, llr=llr),
-            **{k: getattr(stats, k) + v for k, v in step.items()},
-        }
-        if llr <= -policy["sprt_bound"] and state != Membership.Gate.BLOCKED:
+        figures = {**stats_figures(stats, llr=llr, post_llr=post_llr), **after}
+        block = None
+        if llr <= -policy["sprt_bound"]:
+            block = "gold_sprt"
+        elif post_llr <= -policy["sprt_bound"]:
+            block = "gold_after_qualifying"
+        if block and state != Membership.Gate.BLOCKED:
             gate_transition(
                 membership=membership,
                 to_state=Membership.Gate.BLOCKED,
-                rule="gold_sprt",
-                reason=REASONS["gold_sprt"],
+                rule=block,
+                reason=REASONS[block],
                 figures=figures,
             )
         elif llr >= policy["sprt_bound"] and state == Membership.Gate.QUALIFYING:

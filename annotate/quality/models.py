@@ -90,6 +90,12 @@ class RaterStats(models.Model):
     pos_sumsq = models.PositiveIntegerField(default=0)
     gold_correct = models.PositiveIntegerField(default=0)
     gold_wrong = models.PositiveIntegerField(default=0)
+    # Gold answers counted when the gold SPRT first passed (0: not yet), and the gold
+    # answered since then: their own SPRT catches a rater who turns careless after
+    # qualifying (the lifetime one is slow to move once qualification built up credit).
+    gold_passed_at = models.PositiveIntegerField(default=0)
+    post_gold_correct = models.PositiveIntegerField(default=0)
+    post_gold_wrong = models.PositiveIntegerField(default=0)
     repeats = models.PositiveIntegerField(default=0)
     repeats_same = models.PositiveIntegerField(default=0)
     # Counts of judgment durations in log-spaced buckets (quality.encoding.SPEED_EDGES_MS).

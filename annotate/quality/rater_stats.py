@@ -12,13 +12,16 @@ ratings, one ordered lock of the involved stats rows, two updates.
 
 import json
 from collections import defaultdict
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
+import numpy as np
 from django.db import connection, transaction
 from django.db.models import Case, Count, F, IntegerField, Q, Value, When
 from django.db.models.fields.json import KeyTextTransform
 
-from annotate.models import Campaign, ComparisonImage, Judgment
+from annotate.models import Assignment, Campaign, Comparison, ComparisonImage, Judgment
 from annotate.quality.encoding import (
     BOTH_BAD_VALUE,
     DERIVED,
@@ -32,9 +35,15 @@ from annotate.quality.encoding import (
     position_score,
     speed_bucket,
 )
+from annotate.quality.gating import gold_step, policy_for
 from annotate.quality.models import RaterStats, Rating
+from annotate.quality.pair_columns import (
+    SPEED_BUCKETS,
+    PairColumns,
+    pair_columns_fetch,
+    pair_counters,
+)
 
-SPEED_BUCKETS = len(SPEED_EDGES_MS) + 1
 COUNTERS = (
     "judgments",
     "n_lo",
@@ -51,6 +60,9 @@ COUNTERS = (
     "pos_sumsq",
     "gold_correct",
     "gold_wrong",
+    "gold_passed_at",
+    "post_gold_correct",
+    "post_gold_wrong",
     "repeats",
     "repeats_same",
 )
@@ -280,24 +292,6 @@ FROM (
 GROUP BY annotator_id
 """
 
-# The same figures for a pairwise campaign, where a judgment is exactly one rating, per
-# speed bucket (summed per rater in Python), so one pass over the ratings gives both.
-_OWN_PAIR_SQL = """
-SELECT annotator_id, speed_bucket, COUNT(*),
-       SUM(CASE WHEN value = 0 THEN 1 ELSE 0 END),
-       SUM(CASE WHEN value = 1 THEN 1 ELSE 0 END),
-       SUM(CASE WHEN value = 2 THEN 1 ELSE 0 END),
-       SUM(CASE WHEN value = 3 THEN 1 ELSE 0 END),
-       SUM(CASE WHEN value = 1 THEN 1 ELSE 0 END),
-       SUM(CASE WHEN value IN (0, 2) THEN 1 ELSE 0 END),
-       SUM(CASE WHEN value IN (0, 2) THEN 1 ELSE 0 END),
-       SUM(CASE WHEN value IN (0, 2) THEN side * (1 - value) ELSE 0 END),
-       SUM(CASE WHEN value IN (0, 2) THEN 1 ELSE 0 END)
-FROM {table}
-WHERE campaign_id = %s AND criterion = %s AND kind = 0
-GROUP BY annotator_id, speed_bucket
-"""
-
 # Each rating against its unit's non-excluded value counts, less its own (leave-one-out).
 _CO_SQL = """
 SELECT r.annotator_id, r.value,
@@ -320,13 +314,12 @@ GROUP BY 1, 2, 3, 4, 5
 """
 
 
-def _co_sql(table: str, *, pairwise: bool) -> str:
-    # A pairwise unit is its comparison: one integer to join on instead of three.
-    columns = ["comparison_id"] if pairwise else ["comparison_id", "image_lo_id", "image_hi_id"]
+def _co_sql(table: str) -> str:
+    columns = ["comparison_id", "image_lo_id", "image_hi_id"]
     return _CO_SQL.format(
         table=table,
         unit=", ".join(columns),
-        kinds="0" if pairwise else "0, 2",
+        kinds="0, 2",
         join=" AND ".join(f"t.{c} = r.{c}" for c in columns),
     )
 
@@ -364,33 +357,132 @@ def kappa(confusion: dict[tuple[int, int], int]) -> tuple[float | None, int]:
     return (observed - expected) / (1 - expected), n
 
 
-def stats_compute(*, campaign: Campaign) -> dict[int, dict[str, Any]]:
-    """Every rater's counters rebuilt from the ratings and judgments; nothing is written."""
+@dataclass
+class Checks:
+    """Each rater's gold answers (right or wrong, None when unknown) in the order given,
+    and their repeats: (repeats, repeats with the same answer)."""
+
+    gold: dict[int, list[bool | None]] = dataclass_field(default_factory=dict)
+    repeats: dict[int, list[int]] = dataclass_field(default_factory=dict)
+
+
+def checks_fetch(*, campaign: Campaign) -> Checks:
+    """The gold and repeat judgments' figures, read through indexes, not a judgment scan.
+
+    Gold judgments are found through the campaign's gold comparisons (only gold
+    assignments meet them), repeats through their assignments' repeat_of, the original
+    by its primary key: index lookups, where filtering a million judgments on is_gold /
+    is_repeat took most of a second.
+    """
+    checks = Checks()
+    gold_comparisons = Comparison.objects.filter(campaign=campaign, role=Comparison.Role.GOLD)
+    gold = (
+        Judgment.objects.filter(comparison__in=gold_comparisons.values("id"), is_gold=True)
+        .order_by("annotator_id", "id")
+        .values_list("annotator_id", "gold_correct")
+    )
+    for annotator_id, correct in gold:
+        checks.gold.setdefault(annotator_id, []).append(correct)
+    primary = primary_criterion(campaign)
+    repeats = Assignment.objects.filter(
+        campaign=campaign, is_repeat=True, repeat_of__isnull=False, judgment__isnull=False
+    ).order_by()
+    if campaign.kind != Campaign.Kind.PAIRWISE:
+        # Rankings: the same ranking may list a tier's images in another order.
+        rows = repeats.values_list("annotator_id", "judgment__answers", "repeat_of__answers")
+        for annotator_id, answers, original in rows.iterator(chunk_size=2000):
+            figures = checks.repeats.setdefault(annotator_id, [0, 0])
+            figures[0] += 1
+            figures[1] += int(same_answer(answers.get(primary), (original or {}).get(primary)))
+        return checks
+    # A pairwise answer is one string: the database compares the two texts.
+    rows = (
+        repeats.annotate(
+            mine=KeyTextTransform(primary, "judgment__answers"),
+            original=KeyTextTransform(primary, "repeat_of__answers"),
+        )
+        .values("annotator_id")
+        .annotate(n=Count("id"), same=Count("id", filter=Q(mine=F("original"))))
+    )
+    for row in rows:
+        checks.repeats[row["annotator_id"]] = [row["n"], row["same"]]
+    return checks
+
+
+def _checks_apply(*, checks: Checks, result: dict, policy: dict) -> None:
+    for annotator_id, answers in checks.gold.items():
+        figures = result[annotator_id]
+        # The submit's own arithmetic, answer by answer, in the order they were given.
+        for correct in answers:
+            if correct is not None:
+                step = gold_step(figures, correct=correct, policy=policy)
+                for name, value in step.items():
+                    figures[name] += value
+    for annotator_id, (repeats, same) in checks.repeats.items():
+        result[annotator_id]["repeats"] = repeats
+        result[annotator_id]["repeats_same"] = same
+
+
+def _empty_figures() -> dict[str, Any]:
+    return {
+        **dict.fromkeys(COUNTERS, 0),
+        "speed_hist": [0] * SPEED_BUCKETS,
+        "kappa": None,
+        "kappa_n": 0,
+    }
+
+
+def stats_compute(
+    *, campaign: Campaign, columns: PairColumns | None = None, checks: Checks | None = None
+) -> dict[int, dict[str, Any]]:
+    """Every rater's counters rebuilt from the ratings and judgments; nothing is written.
+
+    A pairwise campaign's counters come from one fetch of its ratings as columns (pass
+    `columns` and `checks` when the caller fetched them already); rankings, whose units
+    are derived pairs, are counted in SQL.
+    """
+    result: dict[int, dict[str, Any]] = defaultdict(_empty_figures)
+    if campaign.kind == Campaign.Kind.PAIRWISE:
+        if columns is None:
+            columns = pair_columns_fetch(
+                campaign_id=campaign.pk, criterion=primary_criterion(campaign)
+            )
+        _pair_stats(columns=columns, result=result)
+    else:
+        _ranking_stats(campaign=campaign, result=result)
+    if checks is None:
+        checks = checks_fetch(campaign=campaign)
+    _checks_apply(checks=checks, result=result, policy=policy_for(campaign))
+    return dict(result)
+
+
+def _pair_stats(*, columns: PairColumns, result: dict) -> None:
+    figures = pair_counters(columns)
+    names = [name for name in figures if name not in ("speed_hist", "confusion")]
+    table = np.stack([figures[name] for name in names], axis=1).tolist()
+    hists = figures["speed_hist"].tolist()
+    confusions = figures["confusion"]
+    for index, annotator_id in enumerate(columns.raters.tolist()):
+        row = result[annotator_id]
+        row.update(zip(names, table[index], strict=True))
+        row["speed_hist"] = hists[index]
+        matrix = confusions[index]
+        if matrix.any():
+            cells = {(a, b): int(matrix[a, b]) for a, b in zip(*np.nonzero(matrix), strict=True)}
+            row["kappa"], row["kappa_n"] = kappa(cells)
+
+
+def _ranking_stats(*, campaign: Campaign, result: dict) -> None:
     table = Rating._meta.db_table
     primary = primary_criterion(campaign)
-    pairs_per_judgment = (
-        1 if campaign.kind == Campaign.Kind.PAIRWISE else campaign.k * (campaign.k - 1) // 2
-    )
-    result: dict[int, dict[str, Any]] = defaultdict(
-        lambda: {
-            **dict.fromkeys(COUNTERS, 0),
-            "speed_hist": [0] * SPEED_BUCKETS,
-            "kappa": None,
-            "kappa_n": 0,
-        }
-    )
-    pairwise = campaign.kind == Campaign.Kind.PAIRWISE
+    pairs_per_judgment = campaign.k * (campaign.k - 1) // 2
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # Room for the per-unit hash tables, so a million ratings do not spill to disk.
             cursor.execute("SET LOCAL work_mem = '64MB'")
-        own_sql = _OWN_PAIR_SQL if pairwise else _OWN_SQL
-        cursor.execute(own_sql.format(table=table), [campaign.pk, primary])
+        cursor.execute(_OWN_SQL.format(table=table), [campaign.pk, primary])
         for row in cursor.fetchall():
             figures = result[row[0]]
-            if pairwise:
-                figures["speed_hist"][row[1]] += row[2]
-                row = row[1:]
             for name, value in zip(
                 (
                     "judgments",
@@ -408,9 +500,7 @@ def stats_compute(*, campaign: Campaign) -> dict[int, dict[str, Any]]:
                 strict=True,
             ):
                 figures[name] += int(value or 0)
-        cursor.execute(
-            _co_sql(table, pairwise=pairwise), [campaign.pk, primary, campaign.pk, primary]
-        )
+        cursor.execute(_co_sql(table), [campaign.pk, primary, campaign.pk, primary])
         confusions: dict[int, dict[tuple[int, int], int]] = defaultdict(lambda: defaultdict(int))
         co_rows: dict[int, int] = defaultdict(int)
         for annotator_id, value, o0, o1, o2, count in cursor.fetchall():
@@ -429,89 +519,49 @@ def stats_compute(*, campaign: Campaign) -> dict[int, dict[str, Any]]:
             result[annotator_id]["co_rated"] = rows // pairs_per_judgment
         for annotator_id, confusion in confusions.items():
             result[annotator_id]["kappa"], result[annotator_id]["kappa_n"] = kappa(confusion)
-        if not pairwise:
-            cursor.execute(_speed_sql(), [campaign.pk])
-            for annotator_id, bucket, count in cursor.fetchall():
-                result[annotator_id]["speed_hist"][bucket] = count
-    gold = (
-        Judgment.objects.filter(campaign=campaign, is_gold=True)
-        .values("annotator_id")
-        .annotate(
-            correct=_count(Q(gold_correct=True)),
-            wrong=_count(Q(gold_correct=False)),
-        )
-    )
-    for row in gold:
-        result[row["annotator_id"]]["gold_correct"] = row["correct"]
-        result[row["annotator_id"]]["gold_wrong"] = row["wrong"]
-    _repeats_compute(campaign=campaign, primary=primary, result=result)
-    return dict(result)
-
-
-def _repeats_compute(*, campaign: Campaign, primary: str, result: dict) -> None:
-    repeats = Judgment.objects.filter(campaign=campaign, is_repeat=True)
-    if campaign.kind == Campaign.Kind.PAIRWISE:
-        # A pairwise answer is one string: the database compares them.
-        rows = (
-            repeats.annotate(
-                mine=KeyTextTransform(primary, "answers"),
-                original=KeyTextTransform(primary, "assignment__repeat_of__answers"),
-            )
-            .values("annotator_id")
-            .annotate(n=Count("id"), same=Count("id", filter=Q(mine=F("original"))))
-        )
-        for row in rows:
-            result[row["annotator_id"]]["repeats"] = row["n"]
-            result[row["annotator_id"]]["repeats_same"] = row["same"]
-        return
-    # Rankings: the same ranking may list a tier's images in another order.
-    pairs = repeats.values_list("annotator_id", "answers", "assignment__repeat_of__answers")
-    for annotator_id, answers, original in pairs.iterator(chunk_size=2000):
-        result[annotator_id]["repeats"] += 1
-        result[annotator_id]["repeats_same"] += int(
-            same_answer(answers.get(primary), (original or {}).get(primary))
-        )
-
-
-def _count(condition: Q) -> Count:
-    return Count("id", filter=condition)
+        cursor.execute(_speed_sql(), [campaign.pk])
+        for annotator_id, bucket, count in cursor.fetchall():
+            result[annotator_id]["speed_hist"][bucket] = count
 
 
 def stats_write(*, campaign: Campaign, computed: dict[int, dict[str, Any]], now) -> int:
     """Overwrite the stored counters with recomputed ones. Needs a transaction.
 
     Locks the campaign's stats rows in id order first (the order submits use), so a submit
-    that is waiting applies its increment after this write, on top of exact numbers.
+    that is waiting applies its increment after this write, on top of exact numbers. Rows
+    whose figures did not change are not rewritten; every row gets `recomputed_at`.
+    Returns the number of raters recomputed.
     """
     existing = {
         s.annotator_id: s
         for s in RaterStats.objects.select_for_update().filter(campaign=campaign).order_by("id")
     }
-    fields = [*COUNTERS, "speed_hist", "kappa", "kappa_n", "recomputed_at"]
+    fields = [*COUNTERS, "speed_hist", "kappa", "kappa_n"]
     changed, created = [], []
     for annotator_id, figures in computed.items():
         stats = existing.pop(annotator_id, None)
         if stats is None:
-            stats = RaterStats(campaign=campaign, annotator_id=annotator_id)
+            stats = RaterStats(campaign=campaign, annotator_id=annotator_id, recomputed_at=now)
             created.append(stats)
-        else:
+        elif any(_differs(getattr(stats, name), figures[name]) for name in fields):
             changed.append(stats)
-        for name in fields[:-1]:
+        for name in fields:
             setattr(stats, name, figures[name])
-        stats.recomputed_at = now
     for stats in existing.values():  # raters with no judgments left
         for name in COUNTERS:
             setattr(stats, name, 0)
-        stats.speed_hist, stats.kappa, stats.kappa_n, stats.recomputed_at = (
-            [0] * SPEED_BUCKETS,
-            None,
-            0,
-            now,
-        )
+        stats.speed_hist, stats.kappa, stats.kappa_n = [0] * SPEED_BUCKETS, None, 0
         changed.append(stats)
     _update_many(changed, fields)
+    RaterStats.objects.filter(campaign=campaign).update(recomputed_at=now)
     RaterStats.objects.bulk_create(created, batch_size=500)
-    return len(changed) + len(created)
+    return len(computed) + len(existing)
+
+
+def _differs(stored: Any, computed: Any) -> bool:
+    if isinstance(computed, list):
+        return list(stored or []) != computed
+    return stored != computed
 
 
 def _update_many(rows: list[RaterStats], fields: list[str], batch: int = 500) -> None:

@@ -12,7 +12,12 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from annotate.models import Campaign, Membership
-from annotate.quality.agreement import PAIR_DOMAIN, agreement_for, rank_domain
+from annotate.quality.agreement import (
+    PAIR_DOMAIN,
+    Patterns,
+    agreement_for,
+    rank_domain,
+)
 from annotate.quality.encoding import DERIVED, PAIR, RANK, speed_median_ms
 from annotate.quality.gating import (
     CLEARED,
@@ -24,7 +29,14 @@ from annotate.quality.gating import (
     stats_figures,
 )
 from annotate.quality.models import AgreementSnapshot, GateEvent, RaterStats
-from annotate.quality.rater_stats import SPEED_BUCKETS, stats_compute, stats_write
+from annotate.quality.pair_columns import columns_patterns, pair_columns_fetch
+from annotate.quality.rater_stats import (
+    SPEED_BUCKETS,
+    checks_fetch,
+    primary_criterion,
+    stats_compute,
+    stats_write,
+)
 from pickwise.errors import ApplicationError
 
 OVERRIDE_NEEDS_REASON = "Give a reason for the override (1 to 500 characters)."
@@ -176,8 +188,13 @@ def agreement_kinds(campaign: Campaign) -> list[tuple[int, list[int]]]:
     return [(RANK, rank_domain(campaign.k)), (DERIVED, PAIR_DOMAIN)]
 
 
-def agreement_snapshot(*, campaign: Campaign) -> list[AgreementSnapshot]:
+def agreement_snapshot(
+    *, campaign: Campaign, known: dict[tuple[str, int], Patterns] | None = None
+) -> list[AgreementSnapshot]:
+    """Alpha for every criterion and unit kind, stored as history. `known` holds the
+    patterns of (criterion, kind) pairs the caller counted already; the rest are read."""
     policy = policy_for(campaign)
+    known = known or {}
     rows = []
     for criterion in campaign.criteria:
         for kind, domain in agreement_kinds(campaign):
@@ -187,6 +204,7 @@ def agreement_snapshot(*, campaign: Campaign) -> list[AgreementSnapshot]:
                 kind=kind,
                 domain=domain,
                 replicates=int(policy["bootstrap_replicates"]),
+                patterns=known.get((criterion["key"], kind)),
             )
             rows.append(
                 AgreementSnapshot(
@@ -258,13 +276,31 @@ def quality_recompute(
     """Rebuild every rater's counters and the agreement figures from the ratings.
 
     Returns the seconds each step took. The counters equal the incremental ones exactly.
+    A pairwise campaign's ratings are read once, as columns: the counters and the primary
+    criterion's alpha both come from that read, beside which the gold and repeat reads run.
     """
     now = now or timezone.now()
     timings = {}
     started = time.perf_counter()
-    (computed, timings["stats_compute_s"]), (_, timings["agreement_s"]) = _side_by_side(
-        lambda: stats_compute(campaign=campaign), lambda: agreement_snapshot(campaign=campaign)
-    )
+    known = {}
+    if campaign.kind == Campaign.Kind.PAIRWISE:
+        primary = primary_criterion(campaign)
+        (columns, _), (checks, _) = _side_by_side(
+            lambda: pair_columns_fetch(campaign_id=campaign.pk, criterion=primary),
+            lambda: checks_fetch(campaign=campaign),
+        )
+        timings["read_s"] = time.perf_counter() - started
+        mark = time.perf_counter()
+        computed = stats_compute(campaign=campaign, columns=columns, checks=checks)
+        known[(primary, PAIR)] = columns_patterns(columns)
+    else:
+        timings["read_s"] = 0.0
+        mark = time.perf_counter()
+        computed = stats_compute(campaign=campaign)
+    timings["stats_compute_s"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    agreement_snapshot(campaign=campaign, known=known)
+    timings["agreement_s"] = time.perf_counter() - mark
     mark = time.perf_counter()
     with transaction.atomic():
         timings["raters"] = stats_write(campaign=campaign, computed=computed, now=now)

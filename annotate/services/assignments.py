@@ -17,6 +17,8 @@ from django.db.models.lookups import GreaterThanOrEqual
 from django.utils import timezone
 
 from annotate.models import Assignment, Campaign, Comparison, ComparisonImage, Judgment, Membership
+from annotate.quality.gating import gold_rate_for
+from annotate.quality.models import RaterStats
 from pickwise.errors import ApplicationError
 
 BLOCKED = "You can no longer take tasks in this campaign: {reason}"
@@ -155,9 +157,14 @@ def _choose_kind(*, campaign: Campaign, membership: Membership) -> str:
     if membership.gate_state == Membership.Gate.QUALIFYING:
         return "gold"
     draw = _rng.random()
-    if draw < campaign.gold_rate:
+    gold_rate = campaign.gold_rate
+    if gold_rate > 0:
+        # Raised for a while after qualifying (quality.gating.gold_rate_for).
+        stats = RaterStats.objects.filter(campaign=campaign, annotator_id=membership.user_id)
+        gold_rate = gold_rate_for(campaign=campaign, stats=stats.first())
+    if draw < gold_rate:
         return "gold"
-    if draw < campaign.gold_rate + campaign.repeat_rate:
+    if draw < gold_rate + campaign.repeat_rate:
         return "repeat"
     return "regular"
 

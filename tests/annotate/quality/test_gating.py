@@ -1,7 +1,9 @@
 import pytest
 
-from annotate.models import Assignment, Comparison, Judgment, Membership
+from annotate.models import Assignment, Campaign, Comparison, Judgment, Membership
+from annotate.quality.gating import GOLD_COUNTERS, gold_rate_for
 from annotate.quality.models import GateEvent, RaterStats, Rating
+from annotate.quality.rater_stats import stats_compute
 from annotate.quality.services import rater_evaluate, rater_gate_override
 from annotate.services.assignments import assignment_next
 from annotate.services.gold import gold_build
@@ -150,3 +152,78 @@ def test_an_override_refuses_bad_input(state, reason, code):
         rater_gate_override(campaign=campaign, user=user, state=state, reason=reason, by=user)
     assert refused.value.code == code
     assert not GateEvent.objects.exists()
+
+
+def _post_qualification_campaign():
+    # Production gold at 2%: after qualifying, gold keeps coming at confirm_gold_rate.
+    campaign = campaign_with_comparisons(
+        prompts=40, qualification_size=15, gold_rate=0.02, repeat_rate=0.0
+    )
+    gold_build(campaign=campaign, count=30)
+    return campaign
+
+
+def _work(campaign, user, *, gold_answers: list[bool], max_tasks: int = 200) -> int:
+    """Regular tasks answered with a tie, gold answered from `gold_answers` in turn, until
+    those run out, the rater is blocked or `max_tasks`; returns the tasks done."""
+    pending = list(gold_answers)
+    for done in range(max_tasks):
+        if not pending:
+            return done
+        try:
+            assignment = assignment_next(campaign=campaign, annotator=user)
+        except ApplicationError:
+            return done
+        if assignment.is_gold:
+            answers = _gold_answer(assignment, correct=pending.pop(0))
+        else:
+            answers = {"overall": "tie"}
+        judgment_submit(assignment=assignment, answers=answers)
+    return max_tasks
+
+
+def test_a_rater_who_turns_random_after_qualifying_is_blocked_by_gold_since_qualifying():
+    campaign = _post_qualification_campaign()
+    user = annotator(campaign)
+    _answer_gold(campaign, user, correct=True, times=8)
+    assert Membership.objects.get(user=user).gate_state == "active"
+    # Three misses in a row: the lifetime SPRT (8 right, 3 wrong: LLR -0.92) would not move.
+    tasks = _work(campaign, user, gold_answers=[False, False, False])
+    membership = Membership.objects.get(user=user)
+    assert membership.gate_state == "blocked"
+    event = GateEvent.objects.get(annotator=user, to_state="blocked")
+    assert event.rule == "gold_after_qualifying"
+    assert (event.figures["gold_passed_at"], event.figures["post_gold_wrong"]) == (8, 3)
+    assert event.figures["post_gold_llr"] <= -2.944 < event.figures["gold_llr"]
+    # Gold comes at 30% until the rater confirms, not at the campaign's 2%.
+    assert tasks < 60
+    stats = RaterStats.objects.get(annotator=user)
+    computed = stats_compute(campaign=campaign)[user.pk]
+    for name in GOLD_COUNTERS:
+        assert getattr(stats, name) == computed[name], name
+
+
+def test_an_honest_rater_with_a_few_gold_misses_after_qualifying_is_not_blocked():
+    campaign = _post_qualification_campaign()
+    user = annotator(campaign)
+    _answer_gold(campaign, user, correct=True, times=8)
+    misses_apart = [False, True, True, True, True, False, True, True, True, True, True, True]
+    _work(campaign, user, gold_answers=misses_apart)
+    assert Membership.objects.get(user=user).gate_state == "active"
+    stats = RaterStats.objects.get(annotator=user)
+    assert (stats.post_gold_correct, stats.post_gold_wrong) == (10, 2)
+    assert not GateEvent.objects.filter(annotator=user, to_state="blocked").exists()
+
+
+def test_gold_comes_at_the_confirmation_rate_until_the_sprt_since_qualifying_passes():
+    campaign = Campaign(gold_rate=0.02, repeat_rate=0.05)
+    before = RaterStats(gold_correct=7, gold_passed_at=0)
+    assert gold_rate_for(campaign=campaign, stats=before) == 0.02
+    unconfirmed = RaterStats(gold_correct=9, gold_passed_at=8, post_gold_correct=1)
+    assert gold_rate_for(campaign=campaign, stats=unconfirmed) == 0.3
+    confirmed = RaterStats(gold_correct=16, gold_passed_at=8, post_gold_correct=8)
+    assert gold_rate_for(campaign=campaign, stats=confirmed) == 0.02
+    # A campaign without production gold never gets any; the policy can turn it off.
+    assert gold_rate_for(campaign=Campaign(gold_rate=0.0), stats=unconfirmed) == 0.0
+    switched_off = Campaign(gold_rate=0.02, qc_policy={"confirm_gold_rate": 0})
+    assert gold_rate_for(campaign=switched_off, stats=unconfirmed) == 0.02

@@ -1,6 +1,7 @@
 import pytest
 
 from annotate.models import Comparison, Judgment, Membership
+from annotate.quality import pair_columns
 from annotate.quality.models import RaterStats, Rating
 from annotate.quality.rater_stats import COUNTERS, stats_compute, stored_counters
 from annotate.quality.services import quality_recompute, rater_gate_override
@@ -119,3 +120,15 @@ def test_a_submit_uses_a_fixed_number_of_queries(django_assert_max_num_queries):
         judgment_submit(assignment=assignment, answers={"overall": "tie"}, duration_ms=1500)
     assert Comparison.objects.get(pk=assignment.comparison_id).done == 3
     assert Membership.objects.get(user=user).gate_state == "active"
+
+
+def test_the_recompute_reads_the_same_counters_when_ids_are_too_large_to_pack(monkeypatch):
+    campaign = _pairwise_crowd_campaign(overlap=3)
+    raters = [(annotator(campaign), prefers("model-a")) for _ in range(2)]
+    raters += [(annotator(campaign), random_clicker), (annotator(campaign), always_left)]
+    run_crowd(campaign, raters, max_rounds=20)
+    packed = stats_compute(campaign=campaign)
+    assert sum(figures["co_pairs"] for figures in packed.values()) > 0
+    # Ids that do not fit one 63-bit word beside each other come back as two words.
+    monkeypatch.setattr(pair_columns, "_WORD_BITS", 12)
+    assert stats_compute(campaign=campaign) == packed

@@ -142,3 +142,14 @@ def test_a_campaigns_policy_overrides_defaults_and_ignores_malformed_values():
     assert policy["chance_z"] == DEFAULT_POLICY["chance_z"]
     assert policy["position_z"] == DEFAULT_POLICY["position_z"]
     assert policy["export"] == "x"
+
+
+def test_gold_missed_since_qualifying_blocks_even_with_credit_from_qualification():
+    stats = _counters(BEHAVIOURS["honest"], judgments=40)
+    stats.gold_correct, stats.gold_wrong, stats.gold_passed_at = 12, 3, 12
+    stats.post_gold_correct, stats.post_gold_wrong = 0, 3
+    verdict = _verdict(stats)
+    assert verdict.block == ["gold_after_qualifying"]
+    assert verdict.figures["post_gold_llr"] < -DEFAULT_POLICY["sprt_bound"]
+    stats.gold_correct, stats.post_gold_correct = 20, 8  # the misses spread among rights
+    assert "gold_after_qualifying" not in _verdict(stats).block
