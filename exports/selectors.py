@@ -279,10 +279,17 @@ def campaign_raters(*, campaign: Campaign) -> dict[int, Rater]:
 
 
 def prompt_texts(*, prompt_ids: list[int]) -> dict[int, str]:
+    """Each prompt's text, 2,000 ids a query. Plain SQL: for the 55k prompts of a million
+    judgments, building the ORM's IN lookups took longer than the queries."""
+    connection = connections[Prompt.objects.db]
+    table = connection.ops.quote_name(Prompt._meta.db_table)
     texts: dict[int, str] = {}
-    for start in range(0, len(prompt_ids), 2000):
-        chunk = prompt_ids[start : start + 2000]
-        texts.update(Prompt.objects.filter(id__in=chunk).values_list("id", "text"))
+    with connection.cursor() as cursor:
+        for start in range(0, len(prompt_ids), 2000):
+            chunk = prompt_ids[start : start + 2000]
+            marks = ", ".join(["%s"] * len(chunk))
+            cursor.execute(f"SELECT id, text FROM {table} WHERE id IN ({marks})", chunk)  # noqa: S608
+            texts.update(cursor.fetchall())
     return texts
 
 
