@@ -57,14 +57,24 @@ class BuildContext:
     def image_urls(self, images: list[ImageRow]) -> dict[int, str]:
         """Absolute URL per image: the storage's own when absolute, else PUBLIC_BASE_URL +
         the file URL, else empty."""
+        if not self.urls_enabled():
+            return _EMPTY_URLS
+        urls = self.file_urls([image.file for image in images])
+        return {image.id: url for image, url in zip(images, urls, strict=True)}
+
+    def urls_enabled(self) -> bool:
         if self._storage_urls_absolute is None:
             self._storage_urls_absolute = default_storage.url("x").startswith(
                 ("http://", "https://")
             )
-        if not self._storage_urls_absolute and not self.public_base_url:
-            return _EMPTY_URLS
+        return self._storage_urls_absolute or bool(self.public_base_url)
+
+    def file_urls(self, files: list[str]) -> list[str]:
+        """image_urls by stored file name (empty when URLs are off)."""
+        if not self.urls_enabled():
+            return [""] * len(files)
         prefix = "" if self._storage_urls_absolute else self.public_base_url
-        return {image.id: prefix + default_storage.url(image.file) for image in images}
+        return [prefix + default_storage.url(file) for file in files]
 
 
 class _Empty(dict):

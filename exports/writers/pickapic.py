@@ -4,15 +4,19 @@ tie-free `dpo` config beside the default one (specs/pickapic_export.md).
 Two passes over the judgments: the counting pass (exports.scan) fixes each prompt's split,
 its row count and its representative for the `*_unique` splits; the writing pass builds the
 rows, re-encodes images once each (exports.writers.images) and streams them into shards.
+Pairwise campaigns take the column path (exports.column_scan, exports.writers.pairwise): a
+SQL aggregate for the count and whole batches at a time for the rows, with the same output.
 """
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from exports.column_scan import pairwise_counting_pass
 from exports.context import BuildContext, FormatResult
 from exports.pairs import PAIR_ID_STRIDE, coin, rank_pairs
 from exports.scan import Tally, run_counting_pass
 from exports.splits import TEST, TRAIN, VALIDATION
+from exports.writers.pairwise import ColumnPairBuffer, write_pairwise
 from exports.writers.plan import SplitPlan, epoch_ns, kept_rows, plan_splits
 from exports.writers.table import BUFFER_BYTES, RowBuffer, format_result, removed_on_error
 
@@ -47,10 +51,15 @@ SCHEMA = pa.schema(
 )
 # Values a row carries before its two counts (default, dpo) and the index.
 ROW_VALUES = 17
+# Column names of a column batch: the row values, then the default and the dpo count.
+BATCH_NAMES = [*SCHEMA.names[:ROW_VALUES], "count_default", "count_dpo"]
 
 
 def write_pickapic(ctx: BuildContext) -> FormatResult:
-    counted = run_counting_pass(ctx)
+    counted = pairwise_counting_pass(ctx)
+    by_columns = counted is not None
+    if not by_columns:
+        counted = run_counting_pass(ctx)
     plan = plan_splits(ctx=ctx, tally=counted)
     buffers = {
         (config, split): RowBuffer(
@@ -63,14 +72,25 @@ def write_pickapic(ctx: BuildContext) -> FormatResult:
         for config in (DEFAULT, DPO)
         for split in SPLITS
     }
+    pair_buffer = ColumnPairBuffer if by_columns else PairBuffer
     pairs = {
-        split: PairBuffer(
+        split: pair_buffer(
             default=buffers[(DEFAULT, split)], dpo=buffers[(DPO, split)], batch_rows=ctx.batch_rows
         )
         for split in SPLITS
     }
     with removed_on_error(buffers):
-        ties = _writing_pass(ctx=ctx, counted=counted, plan=plan, pairs=pairs)
+        if by_columns:
+            ties = write_pairwise(
+                ctx=ctx,
+                counted=counted,
+                plan=plan,
+                pairs=pairs,
+                unique_of=UNIQUE_OF,
+                names=BATCH_NAMES,
+            )
+        else:
+            ties = _writing_pass(ctx=ctx, counted=counted, plan=plan, pairs=pairs)
         for buffer in pairs.values():
             buffer.flush()
     return format_result(

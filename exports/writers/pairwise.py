@@ -1,0 +1,291 @@
+"""The Pick-a-Pic writing pass of a pairwise campaign, over columns.
+
+The same rows as exports.writers.pickapic's row path, built a batch at a time with numpy and
+Arrow compute instead of a Python loop per judgment: labels, the seeded image-0 side, the best
+uid, splits and the `*_unique` representatives. Rows reach the shards in the same order and in
+the same Arrow batches, so the files are byte for byte those of the row path.
+"""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from annotate.criteria import TIE
+from exports.column_scan import decide_columns, rater_columns
+from exports.column_selectors import (
+    JudgmentColumns,
+    comparison_image_columns,
+    judgment_column_batches,
+)
+from exports.context import BuildContext
+from exports.pairs import MASK64, PAIR_ID_STRIDE
+from exports.scan import DataChanged, Tally
+from exports.splits import TEST, TRAIN, VALIDATION
+from exports.writers.plan import ANSWER_NOT_ABOUT_IMAGES, SplitPlan
+from exports.writers.table import BUFFER_BYTES, RowBuffer
+
+MAIN_SPLITS = (TRAIN, VALIDATION, TEST)
+# Judgment ids read per query. Larger than the row batches: each window costs three queries
+# (judgments, their prompts, their images) whose fixed cost is most of a small window's, and
+# the buffers cut their Arrow batches at batch_rows whatever the window.
+WINDOW_IDS = 16_384
+GOLDEN = 0x9E3779B97F4A7C15
+
+
+def coins(seed: int, keys: np.ndarray) -> np.ndarray:
+    """exports.pairs.coin over an array of keys: splitmix64 in uint64, whose arithmetic
+    wraps modulo 2**64 as the masks of the scalar version do."""
+    z = keys.astype(np.uint64) + np.uint64((seed * GOLDEN + GOLDEN) & MASK64)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return (z & np.uint64(1)).astype(bool)
+
+
+def _plain(array: pa.Array) -> pa.Array:
+    """The array without a validity bitmap when nothing is null. take() allocates one anyway;
+    without it the array is laid out as pa.array() lays it out, so the sizes the shard writer
+    measures (and so where it starts a new file) are those of the row path."""
+    if array.null_count or array.buffers()[0] is None:
+        return array
+    return pa.Array.from_buffers(
+        array.type, len(array), [None, *array.buffers()[1:]], offset=array.offset
+    )
+
+
+class ColumnPairBuffer:
+    """PairBuffer's batches from column batches: pending rows are cut into Arrow tables at
+    the very rows where the row path flushes (after `batch_rows` rows, or once the pending
+    image bytes reach BUFFER_BYTES), then written to the default and the tie-free config."""
+
+    def __init__(self, *, default: RowBuffer, dpo: RowBuffer, batch_rows: int) -> None:
+        self.default = default
+        self.dpo = dpo
+        self.batch_rows = batch_rows
+        self.pending: list[pa.RecordBatch] = []
+        self.rows = 0
+        self.bytes = 0
+
+    def add(self, batch: pa.RecordBatch, nbytes: np.ndarray) -> None:
+        """`batch`: the 17 row values, then the default and the dpo count; `nbytes`: image
+        bytes per row."""
+        start = 0
+        while start < batch.num_rows:
+            end = min(batch.num_rows, start + self.batch_rows - self.rows)
+            reached = self.bytes + np.cumsum(nbytes[start:end]) >= BUFFER_BYTES
+            if reached.any():
+                end = start + int(np.argmax(reached)) + 1
+            self.pending.append(batch.slice(start, end - start))
+            self.rows += end - start
+            self.bytes += int(nbytes[start:end].sum())
+            if self.rows >= self.batch_rows or self.bytes >= BUFFER_BYTES:
+                self.flush()
+            start = end
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        table = pa.Table.from_batches(self.pending).combine_chunks()
+        self.pending, self.rows, self.bytes = [], 0, 0
+        arrays = [_plain(column.chunk(0)) for column in table.columns]
+        values, default_count, dpo_count = arrays[:-2], arrays[-2], arrays[-1]
+        self.default.write_arrays([*values, default_count])
+        has_label = table.column("has_label").chunk(0)
+        self.dpo.write_arrays([pc.filter(a, has_label) for a in [*values, dpo_count]])
+
+
+def write_pairwise(
+    *,
+    ctx: BuildContext,
+    counted: Tally,
+    plan: SplitPlan,
+    pairs: dict,
+    unique_of: dict,
+    names: list[str],
+) -> int:
+    """Write every row; returns the number of tied rows in the default splits.
+
+    Tallies again as it reads and raises DataChanged at the end when the judgments are not
+    what the counting pass saw (as exports.writers.plan.kept_rows does).
+    """
+    tally = Tally()
+    ties = 0
+    for columns in judgment_column_batches(
+        campaign=ctx.campaign,
+        criterion=ctx.criterion,
+        last_id=ctx.last_id,
+        batch_size=max(ctx.batch_rows, WINDOW_IDS),
+    ):
+        blocked, included, keys = rater_columns(
+            annotator_ids=columns.annotator_ids, raters=ctx.raters, policy=ctx.policy
+        )
+        kept = decide_columns(
+            columns=columns, blocked=blocked, included=included, policy=ctx.policy, tally=tally
+        )
+        if kept.any():
+            ties += _write_batch(
+                ctx=ctx,
+                counted=counted,
+                plan=plan,
+                pairs=pairs,
+                unique_of=unique_of,
+                names=names,
+                columns=columns,
+                kept=kept,
+                user_ids=keys[kept],
+            )
+        ctx.progress(len(columns))
+    if tally.fingerprint() != counted.fingerprint():
+        raise DataChanged
+    return ties
+
+
+def _write_batch(
+    *, ctx, counted, plan, pairs, unique_of, names, columns: JudgmentColumns, kept, user_ids
+) -> int:
+    mask = pa.array(kept)
+    ids = columns.ids[kept]
+    answers = columns.answers.filter(mask)
+    prompt = _prompt_columns(counted=counted, plan=plan, prompt_ids=columns.prompt_ids[kept])
+    a, b, valid = _image_columns(ctx=ctx, comparison_ids=columns.comparison_ids[kept])
+    if not valid.any():
+        raise ValueError(ANSWER_NOT_ABOUT_IMAGES.format(id=int(ids[0])))
+
+    # Rank of each answer, as exports.pairs.answer_ranks: 1.0 image a wins, 0.0 b, 0.5 tie.
+    tie = pc.equal(answers, TIE).to_numpy(zero_copy_only=False)
+    a_wins = pc.equal(answers, a["uid"]).to_numpy(zero_copy_only=False)
+    b_wins = pc.equal(answers, b["uid"]).to_numpy(zero_copy_only=False)
+    # Without exactly two images no answer is a preference (exports.pairs.answer_ranks).
+    invalid = ~valid | ~(tie | a_wins | b_wins)
+    if invalid.any():
+        raise ValueError(ANSWER_NOT_ABOUT_IMAGES.format(id=int(ids[np.argmax(invalid)])))
+    label_a = np.where(a_wins, 1.0, np.where(b_wins, 0.0, 0.5))
+
+    ranking_ids = ids * PAIR_ID_STRIDE  # pair index 0: a pairwise judgment is one pair
+    swap = coins(ctx.seed, ranking_ids)
+    label_0 = np.where(swap, 1.0 - label_a, label_a)
+    has_label = label_0 != 0.5
+    swapped = pa.array(swap)
+    side_0 = {key: pc.if_else(swapped, b[key], a[key]) for key in a}
+    side_1 = {key: pc.if_else(swapped, a[key], b[key]) for key in a}
+    best = pc.if_else(
+        pa.array(has_label),
+        pc.if_else(pa.array(label_0 == 1.0), side_0["uid"], side_1["uid"]),
+        "none",
+    )
+    jpg_0, jpg_1, nbytes = _jpegs(ctx=ctx, first=side_0, second=side_1)
+    values = [
+        pc.not_equal(side_0["model"], side_1["model"]),
+        best,
+        prompt["caption"],
+        columns.created_at.filter(mask),
+        pa.array(has_label),
+        side_0["uid"],
+        side_0["url"],
+        side_1["uid"],
+        side_1["url"],
+        jpg_0,
+        jpg_1,
+        pa.array(label_0, pa.float64()),
+        pa.array(1.0 - label_0, pa.float64()),
+        side_0["model"],
+        side_1["model"],
+        pa.array(ranking_ids, pa.int64()),
+        pa.array(user_ids, pa.int64()),
+    ]
+    values = [_plain(value) for value in values]
+    rows = pa.RecordBatch.from_arrays(
+        [*values, pa.array(prompt["pairs"]), pa.array(prompt["labelled"])], names=names
+    )
+    for code, split in enumerate(MAIN_SPLITS):
+        in_split = prompt["split"] == code
+        if in_split.any():
+            pairs[split].add(rows.filter(pa.array(in_split)), nbytes[in_split])
+    # The prompt's representative in *_unique: its first judgment with a preference, else
+    # its first judgment (a pairwise judgment is one pair), with counts of 1.
+    representative = ids == prompt["representative"]
+    ones = pa.array(np.ones(len(ids), dtype=np.int64))
+    unique_rows = pa.RecordBatch.from_arrays([*values, ones, ones], names=names)
+    for split, unique in unique_of.items():
+        chosen = representative & (prompt["split"] == MAIN_SPLITS.index(split))
+        if chosen.any():
+            pairs[unique].add(unique_rows.filter(pa.array(chosen)), nbytes[chosen])
+    return int((~has_label).sum())
+
+
+def _prompt_columns(*, counted: Tally, plan: SplitPlan, prompt_ids: np.ndarray) -> dict:
+    """Per row: caption, split code, default and dpo counts and the representative judgment
+    of its prompt, looked up once per prompt of the batch."""
+    prompts, index = np.unique(prompt_ids, return_inverse=True)
+    tallies, splits, captions = [], [], []
+    for prompt_id in prompts.tolist():
+        tally, split = counted.prompts.get(prompt_id), plan.split_of_prompt.get(prompt_id)
+        if tally is None or split is None:
+            raise DataChanged
+        tallies.append(tally)
+        splits.append(MAIN_SPLITS.index(split))
+        captions.append(plan.caption_of_prompt[prompt_id])
+    return {
+        "caption": pa.array(captions, pa.string()).take(pa.array(index)),
+        "split": np.array(splits)[index],
+        "pairs": np.array([t.pairs for t in tallies], dtype=np.int64)[index],
+        "labelled": np.array([t.labelled_pairs for t in tallies], dtype=np.int64)[index],
+        "representative": np.array(
+            [t.first_labelled_judgment or t.first_judgment for t in tallies], dtype=np.int64
+        )[index],
+    }
+
+
+def _image_columns(
+    *, ctx: BuildContext, comparison_ids: np.ndarray
+) -> tuple[dict, dict, np.ndarray]:
+    """Per row, the uid, model, URL, id and file of its comparison's images a and b (slot
+    order), read once per comparison of the batch; and whether it has exactly two."""
+    comparisons, index = np.unique(comparison_ids, return_inverse=True)
+    images = comparison_image_columns(comparison_ids=comparisons.tolist())
+    # Rows come ordered by comparison then slot: a comparison's images start where
+    # searchsorted finds it, and there are two when the next comparison starts two later.
+    starts = np.searchsorted(images.comparison_ids, comparisons)
+    ends = np.searchsorted(images.comparison_ids, comparisons, side="right")
+    valid = (ends - starts) == 2
+    if not valid.any():
+        return {}, {}, valid[index]
+    urls = pa.array(ctx.file_urls(images.files.to_pylist()), pa.string())
+    sides = []
+    for slot in (0, 1):
+        # An invalid comparison borrows a valid one's images; its rows fail the answer check.
+        rows = pa.array(np.where(valid, starts + slot, starts[np.argmax(valid)] + slot)[index])
+        sides.append(
+            {
+                "uid": images.uids.take(rows),
+                "model": images.models.take(rows),
+                "url": urls.take(rows),
+                "id": images.ids.take(rows),
+                "file": images.files.take(rows),
+            }
+        )
+    return sides[0], sides[1], valid[index]
+
+
+def _jpegs(
+    *, ctx: BuildContext, first: dict, second: dict
+) -> tuple[pa.Array, pa.Array, np.ndarray]:
+    """jpg_0, jpg_1 and image bytes per row. Images are asked for row by row, image 0 then
+    image 1, as the row path does, so the encoder's cache behaves (and counts) the same."""
+    count = len(first["id"])
+    if not ctx.encoder.enabled:
+        empty = pa.array([b""] * count, pa.binary())
+        return empty, empty, np.zeros(count, dtype=np.int64)
+    jpeg = ctx.encoder.jpeg
+    jpg_0, jpg_1 = [], []
+    for id_0, file_0, id_1, file_1 in zip(
+        first["id"].to_pylist(),
+        first["file"].to_pylist(),
+        second["id"].to_pylist(),
+        second["file"].to_pylist(),
+        strict=True,
+    ):
+        jpg_0.append(jpeg(image_id=id_0, file=file_0))
+        jpg_1.append(jpeg(image_id=id_1, file=file_1))
+    nbytes = np.array([len(x) + len(y) for x, y in zip(jpg_0, jpg_1, strict=True)], dtype=np.int64)
+    return pa.array(jpg_0, pa.binary()), pa.array(jpg_1, pa.binary()), nbytes
