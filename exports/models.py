@@ -53,6 +53,14 @@ class Export(models.Model):
     folder = models.CharField(max_length=1000, blank=True)
     manifest = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
+    # The running build's claim: which worker holds it, a token its writes must match (a
+    # build reclaimed from under a live worker then stops), and its last sign of life.
+    worker = models.CharField(max_length=255, blank=True)
+    claim_token = models.CharField(max_length=32, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Hidden folder the running build writes into; removed when the build is reclaimed.
+    work_folder = models.CharField(max_length=1000, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)  # builds started
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -67,6 +75,13 @@ class Export(models.Model):
             models.CheckConstraint(
                 condition=Q(progress_done__lte=models.F("progress_total")),
                 name="export_progress_within_total",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["heartbeat_at"],
+                condition=Q(status="running"),
+                name="export_running",
             ),
         ]
 

@@ -4,6 +4,11 @@
 it (in the Celery task, or synchronously from the command): claim the row, write every file
 into a hidden work folder beside the final one, hash them into the manifest, make them
 read-only and move the folder into place in one rename. A finished export never changes.
+
+A build whose worker died is reclaimed by `exports_recover` (beat, and a restarting worker):
+its hidden folder is removed and it is re-queued, or failed after EXPORT_MAX_ATTEMPTS. The
+claim token makes every write of the old build conditional, so one that was in fact alive
+stops instead of finishing over the new one.
 """
 
 import logging
@@ -14,6 +19,7 @@ import stat
 import time
 import tomllib
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +27,7 @@ import pyarrow as pa
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from annotate.models import Campaign
@@ -56,6 +63,10 @@ FOLDER_NOT_EMPTY = "The output folder {folder} exists and is not empty; choose a
 FOLDER_UNWRITABLE = "Cannot write exports under {folder}: {reason}. Choose a writable folder."
 NOT_PENDING = "Export {id} is {status}; only a pending export can be built."
 DATA_KEPT_CHANGING = "The judgments kept changing while the export was written; try again."
+WORKER_LOST = (
+    "The export's build stopped (no progress for {timeout} s, or its worker restarted) after "
+    "{attempts} attempt(s); its partial files were removed. Request the export again."
+)
 TRAINING_FORMATS = (Export.Format.PICKAPIC, Export.Format.RANKED, Export.Format.TRL)
 BUILD_ATTEMPTS = 3
 PROGRESS_EVERY_SECONDS = 1.0
@@ -171,16 +182,29 @@ def _make_read_only(folder: Path) -> None:
             path.chmod(stat.S_IRUSR | stat.S_IRGRP)
 
 
+class ClaimLost(Exception):
+    """The build was reclaimed (its worker was taken for dead): stop, leave the row alone."""
+
+
+def _held(export: Export) -> Any:
+    """The export's row while this build still holds it: every write of the build goes
+    through it, so a reclaimed build's writes match nothing."""
+    return Export.objects.filter(
+        pk=export.pk, status=Export.Status.RUNNING, claim_token=export.claim_token
+    )
+
+
 class _Progress:
-    """Counts judgments read and writes the figure to the row at most once a second."""
+    """Counts judgments read and writes the figure, with a heartbeat, to the row at most
+    once a second; raises ClaimLost once the row is no longer this build's."""
 
     def __init__(self, *, export: Export, total: int, callback: Callable | None) -> None:
-        self.export_id = export.pk
+        self.export = export
         self.total = total
         self.done = 0
         self.callback = callback
-        self._last = 0.0
-        Export.objects.filter(pk=export.pk).update(progress_done=0, progress_total=total)
+        self._last = time.monotonic()
+        self._write(progress_done=0, progress_total=total)
 
     def __call__(self, rows: int) -> None:
         self.done = min(self.total, self.done + rows)
@@ -189,7 +213,11 @@ class _Progress:
         now = time.monotonic()
         if now - self._last >= PROGRESS_EVERY_SECONDS or self.done == self.total:
             self._last = now
-            Export.objects.filter(pk=self.export_id).update(progress_done=self.done)
+            self._write(progress_done=self.done)
+
+    def _write(self, **fields: int) -> None:
+        if not _held(self.export).update(heartbeat_at=timezone.now(), **fields):
+            raise ClaimLost
 
 
 def export_build(
@@ -197,13 +225,23 @@ def export_build(
     export: Export,
     folder: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    worker: str = "",
 ) -> Export:
-    """Build a pending export. Returns it finished, or failed with `error` saying why.
+    """Build a pending export. Returns it finished, or failed with `error` saying why, or
+    as the recovery left it when the build was reclaimed meanwhile.
 
-    Claims the row with a conditional update, so two workers never build the same export.
+    Claims the row with a conditional update, so two workers never build the same export;
+    `worker` (the Celery hostname) lets a restarting worker reclaim what it held.
     """
+    token = secrets.token_hex(16)
     claimed = Export.objects.filter(pk=export.pk, status=Export.Status.PENDING).update(
-        status=Export.Status.RUNNING, started_at=timezone.now()
+        status=Export.Status.RUNNING,
+        started_at=timezone.now(),
+        heartbeat_at=timezone.now(),
+        worker=worker,
+        claim_token=token,
+        attempts=F("attempts") + 1,
+        work_folder="",
     )
     export.refresh_from_db()
     if not claimed:
@@ -214,11 +252,23 @@ def export_build(
     work = None
     try:
         work = _prepare_folder(final)
+        if not _held(export).update(work_folder=str(work)):
+            raise ClaimLost
         manifest = _build_with_retries(export=export, work=work, progress=progress)
         _make_read_only(work)
+        # Last sign of life before the rename: recovery leaves a fresh heartbeat alone, so
+        # the folder never appears under a row that is being built again.
+        if not _held(export).update(heartbeat_at=timezone.now()):
+            raise ClaimLost
         if final.exists():
             final.rmdir()  # empty (checked above); rename cannot replace it on every system
         os.rename(work, final)
+    except ClaimLost:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+        logger.warning("export %s was reclaimed from this build; stopped", export.pk)
+        export.refresh_from_db()
+        return export
     except Exception as error:  # the row must say what went wrong, whatever it was
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
@@ -226,19 +276,71 @@ def export_build(
         if not isinstance(error, ApplicationError):
             logger.exception("export %s failed", export.pk)
             message = f"{type(error).__name__}: {message}"
-        Export.objects.filter(pk=export.pk).update(
-            status=Export.Status.FAILED, error=message, finished_at=timezone.now()
+        _held(export).update(
+            status=Export.Status.FAILED, error=message, finished_at=timezone.now(), **_RELEASED
         )
         export.refresh_from_db()
         return export
-    Export.objects.filter(pk=export.pk).update(
+    _held(export).update(
         status=Export.Status.FINISHED,
         folder=str(final.resolve()),
         manifest=manifest,
         finished_at=timezone.now(),
+        **_RELEASED,
     )
     export.refresh_from_db()
     return export
+
+
+# What a build leaves on the row when it ends or is reclaimed (attempts stay counted).
+_RELEASED = {"worker": "", "claim_token": "", "heartbeat_at": None, "work_folder": ""}
+
+
+def exports_recover(*, worker: str | None = None, resend_pending: bool = False) -> dict:
+    """Reclaim running builds whose worker is gone: those with no heartbeat for
+    EXPORT_HEARTBEAT_TIMEOUT seconds, and those held by `worker` (which has just started,
+    so builds nothing). Each loses its hidden folder and goes back to pending and to the
+    queue, or fails with WORKER_LOST after EXPORT_MAX_ATTEMPTS builds, or at once when no
+    worker built it (the export_dataset command, whose folder only that command knows).
+
+    Each is taken with a conditional update on its claim token, so a build that is in fact
+    alive finds its row changed at its next write and stops. resend_pending also re-sends
+    pending exports (a message the dead worker had read may be gone; a duplicate is
+    harmless, builds claim the row conditionally).
+    """
+    timeout = settings.EXPORT_HEARTBEAT_TIMEOUT
+    lost = Q(heartbeat_at__lt=timezone.now() - timedelta(seconds=timeout))
+    lost |= Q(heartbeat_at__isnull=True)
+    if worker:
+        lost |= Q(worker=worker)
+    requeued, failed = [], 0
+    for export in Export.objects.filter(lost, status=Export.Status.RUNNING):
+        if export.attempts >= settings.EXPORT_MAX_ATTEMPTS or not export.worker:
+            taken = _held(export).update(
+                status=Export.Status.FAILED,
+                error=WORKER_LOST.format(attempts=export.attempts, timeout=timeout),
+                finished_at=timezone.now(),
+                **_RELEASED,
+            )
+            failed += taken
+        else:
+            taken = _held(export).update(
+                status=Export.Status.PENDING, progress_done=0, started_at=None, **_RELEASED
+            )
+            if taken:
+                requeued.append(export.pk)
+        if taken and export.work_folder:
+            shutil.rmtree(export.work_folder, ignore_errors=True)
+    if resend_pending:
+        pending = Export.objects.filter(status=Export.Status.PENDING).values_list("pk", flat=True)
+        requeued = sorted(set(requeued) | set(pending))
+    if requeued:
+        from exports.tasks import export_build_task
+
+        for export_id in requeued:
+            # On commit: the worker must find the row pending when the message arrives.
+            transaction.on_commit(lambda export_id=export_id: export_build_task.delay(export_id))
+    return {"requeued": len(requeued), "failed": failed}
 
 
 def _build_with_retries(

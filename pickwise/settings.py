@@ -262,6 +262,17 @@ EXPORT_SHARD_MAX_BYTES = env.int("EXPORT_SHARD_MAX_BYTES", default=500 * 1024 * 
 EXPORT_BATCH_ROWS = env.int("EXPORT_BATCH_ROWS", default=2000)
 EXPORT_JPEG_QUALITY = env.int("EXPORT_JPEG_QUALITY", default=95)
 EXPORT_IMAGE_CACHE_BYTES = env.int("EXPORT_IMAGE_CACHE_BYTES", default=128 * 1024 * 1024)
+# A running build shows life with its progress (every batch, written at most once a second). One
+# silent for this long is taken to have lost its worker: re-queued, or failed after
+# EXPORT_MAX_ATTEMPTS builds, its partial folder removed.
+EXPORT_HEARTBEAT_TIMEOUT = env.int("EXPORT_HEARTBEAT_TIMEOUT", default=600)
+EXPORT_MAX_ATTEMPTS = env.int("EXPORT_MAX_ATTEMPTS", default=3)
+if EXPORT_HEARTBEAT_TIMEOUT < 1 or EXPORT_MAX_ATTEMPTS < 1:
+    raise ImproperlyConfigured("EXPORT_HEARTBEAT_TIMEOUT and EXPORT_MAX_ATTEMPTS must be positive.")
+CELERY_BEAT_SCHEDULE["exports.recover_stalled"] = {
+    "task": "exports.recover_stalled",
+    "schedule": timedelta(minutes=5),
+}
 
 # Generation -------------------------------------------------------------------------------
 # Items per generate task (one pipeline call per batch, chunked by the worker's max batch size).
