@@ -143,23 +143,14 @@ def write_pairwise(
 def _write_batch(
     *, ctx, counted, plan, pairs, unique_of, names, columns: JudgmentColumns, kept, user_ids
 ) -> int:
+    """Add the batch's kept judgments to the split buffers; returns its tied rows."""
     mask = pa.array(kept)
     ids = columns.ids[kept]
-    answers = columns.answers.filter(mask)
     prompt = _prompt_columns(counted=counted, plan=plan, prompt_ids=columns.prompt_ids[kept])
     a, b, valid = _image_columns(ctx=ctx, comparison_ids=columns.comparison_ids[kept])
     if not valid.any():
         raise ValueError(ANSWER_NOT_ABOUT_IMAGES.format(id=int(ids[0])))
-
-    # Rank of each answer, as exports.pairs.answer_ranks: 1.0 image a wins, 0.0 b, 0.5 tie.
-    tie = pc.equal(answers, TIE).to_numpy(zero_copy_only=False)
-    a_wins = pc.equal(answers, a["uid"]).to_numpy(zero_copy_only=False)
-    b_wins = pc.equal(answers, b["uid"]).to_numpy(zero_copy_only=False)
-    # Without exactly two images no answer is a preference (exports.pairs.answer_ranks).
-    invalid = ~valid | ~(tie | a_wins | b_wins)
-    if invalid.any():
-        raise ValueError(ANSWER_NOT_ABOUT_IMAGES.format(id=int(ids[np.argmax(invalid)])))
-    label_a = np.where(a_wins, 1.0, np.where(b_wins, 0.0, 0.5))
+    label_a = _labels(ids=ids, answers=columns.answers.filter(mask), a=a, b=b, valid=valid)
 
     ranking_ids = ids * PAIR_ID_STRIDE  # pair index 0: a pairwise judgment is one pair
     swap = coins(ctx.seed, ranking_ids)
@@ -211,6 +202,21 @@ def _write_batch(
         if chosen.any():
             pairs[unique].add(unique_rows.filter(pa.array(chosen)), nbytes[chosen])
     return int((~has_label).sum())
+
+
+def _labels(
+    *, ids: np.ndarray, answers: pa.Array, a: dict, b: dict, valid: np.ndarray
+) -> np.ndarray:
+    """label of image a per row, as exports.pairs.answer_ranks ranks a pairwise answer: 1.0
+    when a wins, 0.0 when b wins, 0.5 for a tie. Raises ValueError, naming the first
+    judgment, when an answer names neither image or its comparison has not two."""
+    tie = pc.equal(answers, TIE).to_numpy(zero_copy_only=False)
+    a_wins = pc.equal(answers, a["uid"]).to_numpy(zero_copy_only=False)
+    b_wins = pc.equal(answers, b["uid"]).to_numpy(zero_copy_only=False)
+    invalid = ~valid | ~(tie | a_wins | b_wins)
+    if invalid.any():
+        raise ValueError(ANSWER_NOT_ABOUT_IMAGES.format(id=int(ids[np.argmax(invalid)])))
+    return np.where(a_wins, 1.0, np.where(b_wins, 0.0, 0.5))
 
 
 def _prompt_columns(*, counted: Tally, plan: SplitPlan, prompt_ids: np.ndarray) -> dict:
