@@ -6,6 +6,8 @@ uid, splits and the `*_unique` representatives. Rows reach the shards in the sam
 the same Arrow batches, so the files are byte for byte those of the row path.
 """
 
+from collections.abc import Iterator
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -164,7 +166,6 @@ def _write_batch(
         pc.if_else(pa.array(label_0 == 1.0), side_0["uid"], side_1["uid"]),
         "none",
     )
-    jpg_0, jpg_1, nbytes = _jpegs(ctx=ctx, first=side_0, second=side_1)
     values = [
         pc.not_equal(side_0["model"], side_1["model"]),
         best,
@@ -175,8 +176,8 @@ def _write_batch(
         side_0["url"],
         side_1["uid"],
         side_1["url"],
-        jpg_0,
-        jpg_1,
+        None,  # jpg_0 and jpg_1: encoded slice by slice below
+        None,
         pa.array(label_0, pa.float64()),
         pa.array(1.0 - label_0, pa.float64()),
         side_0["model"],
@@ -184,24 +185,39 @@ def _write_batch(
         pa.array(ranking_ids, pa.int64()),
         pa.array(user_ids, pa.int64()),
     ]
-    values = [_plain(value) for value in values]
-    rows = pa.RecordBatch.from_arrays(
-        [*values, pa.array(prompt["pairs"]), pa.array(prompt["labelled"])], names=names
-    )
-    for code, split in enumerate(MAIN_SPLITS):
-        in_split = prompt["split"] == code
-        if in_split.any():
-            pairs[split].add(rows.filter(pa.array(in_split)), nbytes[in_split])
     # The prompt's representative in *_unique: its first judgment with a preference, else
-    # its first judgment (a pairwise judgment is one pair), with counts of 1.
+    # its first judgment (a pairwise judgment is one pair).
     representative = ids == prompt["representative"]
-    ones = pa.array(np.ones(len(ids), dtype=np.int64))
+    for start, end, jpg_0, jpg_1, nbytes in _jpeg_slices(ctx=ctx, first=side_0, second=side_1):
+        piece = [_plain(v.slice(start, end - start)) if v is not None else v for v in values]
+        piece[names.index("jpg_0")], piece[names.index("jpg_1")] = jpg_0, jpg_1
+        _add_rows(
+            pairs=pairs,
+            unique_of=unique_of,
+            names=names,
+            values=piece,
+            split=prompt["split"][start:end],
+            counts=(prompt["pairs"][start:end], prompt["labelled"][start:end]),
+            representative=representative[start:end],
+            nbytes=nbytes,
+        )
+    return int((~has_label).sum())
+
+
+def _add_rows(*, pairs, unique_of, names, values, split, counts, representative, nbytes) -> None:
+    """Rows to their split's buffer with their (default, dpo) counts, and each prompt's
+    representative to its *_unique buffer with counts of 1."""
+    rows = pa.RecordBatch.from_arrays([*values, *map(pa.array, counts)], names=names)
+    for code, name in enumerate(MAIN_SPLITS):
+        in_split = split == code
+        if in_split.any():
+            pairs[name].add(rows.filter(pa.array(in_split)), nbytes[in_split])
+    ones = pa.array(np.ones(len(split), dtype=np.int64))
     unique_rows = pa.RecordBatch.from_arrays([*values, ones, ones], names=names)
-    for split, unique in unique_of.items():
-        chosen = representative & (prompt["split"] == MAIN_SPLITS.index(split))
+    for name, unique in unique_of.items():
+        chosen = representative & (split == MAIN_SPLITS.index(name))
         if chosen.any():
             pairs[unique].add(unique_rows.filter(pa.array(chosen)), nbytes[chosen])
-    return int((~has_label).sum())
 
 
 def _labels(
@@ -273,25 +289,31 @@ def _image_columns(
     return sides[0], sides[1], valid[index]
 
 
-def _jpegs(
-    *, ctx: BuildContext, first: dict, second: dict
-) -> tuple[pa.Array, pa.Array, np.ndarray]:
-    """jpg_0, jpg_1 and image bytes per row. Images are asked for row by row, image 0 then
-    image 1, as the row path does, so the encoder's cache behaves (and counts) the same."""
+def _jpeg_slices(*, ctx: BuildContext, first: dict, second: dict) -> Iterator[tuple]:
+    """(start, end, jpg_0, jpg_1, image bytes per row) for consecutive slices of the rows,
+    each ending once its image bytes reach BUFFER_BYTES, so the images of a whole window are
+    never held at once. Images are asked for row by row, image 0 then image 1, as the row
+    path does, so the encoder's cache behaves (and counts) the same."""
     count = len(first["id"])
     if not ctx.encoder.enabled:
         empty = pa.array([b""] * count, pa.binary())
-        return empty, empty, np.zeros(count, dtype=np.int64)
+        yield 0, count, empty, empty, np.zeros(count, dtype=np.int64)
+        return
     jpeg = ctx.encoder.jpeg
-    jpg_0, jpg_1 = [], []
-    for id_0, file_0, id_1, file_1 in zip(
+    rows = zip(
         first["id"].to_pylist(),
         first["file"].to_pylist(),
         second["id"].to_pylist(),
         second["file"].to_pylist(),
         strict=True,
-    ):
+    )
+    start, jpg_0, jpg_1, sizes, total = 0, [], [], [], 0
+    for end, (id_0, file_0, id_1, file_1) in enumerate(rows, start=1):
         jpg_0.append(jpeg(image_id=id_0, file=file_0))
         jpg_1.append(jpeg(image_id=id_1, file=file_1))
-    nbytes = np.array([len(x) + len(y) for x, y in zip(jpg_0, jpg_1, strict=True)], dtype=np.int64)
-    return pa.array(jpg_0, pa.binary()), pa.array(jpg_1, pa.binary()), nbytes
+        sizes.append(len(jpg_0[-1]) + len(jpg_1[-1]))
+        total += sizes[-1]
+        if total >= BUFFER_BYTES or end == count:
+            nbytes = np.array(sizes, dtype=np.int64)
+            yield start, end, pa.array(jpg_0, pa.binary()), pa.array(jpg_1, pa.binary()), nbytes
+            start, jpg_0, jpg_1, sizes, total = end, [], [], [], 0
