@@ -103,6 +103,12 @@ def judgment_counts_by_prompt(
         return [PromptCount(*row) for row in cursor.fetchall()]
 
 
+# Ids per lookup query. With longer IN lists PostgreSQL plans hash joins that scan the whole
+# comparison and image tables for every window (about twice as slow here, and growing with
+# other campaigns); up to a few hundred it looks each one up in the index.
+LOOKUP_IDS = 500
+
+
 class JudgmentColumns(NamedTuple):
     """A batch of judgments as columns, in id order."""
 
@@ -183,8 +189,8 @@ def _prompts(comparison_ids: np.ndarray, prompt_of: dict[int, int]) -> np.ndarra
     if len(prompt_of) > PROMPT_MEMORY:
         prompt_of.clear()
     missing = [c for c in comparisons.tolist() if c not in prompt_of]
-    if missing:
-        prompt_of.update(comparison_prompts(comparison_ids=missing))
+    for start in range(0, len(missing), LOOKUP_IDS):
+        prompt_of.update(comparison_prompts(comparison_ids=missing[start : start + LOOKUP_IDS]))
     return np.array([prompt_of[c] for c in comparisons.tolist()], dtype=np.int64)[index]
 
 
@@ -199,19 +205,23 @@ class ImageColumns(NamedTuple):
 
 
 def comparison_image_columns(*, comparison_ids: list[int]) -> ImageColumns:
-    """comparison_images as columns: plain SQL, uids dashed in Arrow rather than per row."""
+    """comparison_images as columns: plain SQL, uids dashed in Arrow rather than per row.
+    `comparison_ids` ascending: the rows come ordered by comparison, then slot."""
     connection = connections[ComparisonImage.objects.db]
     quote = connection.ops.quote_name
     slots, images = quote(ComparisonImage._meta.db_table), quote(Image._meta.db_table)
-    marks = ", ".join(["%s"] * len(comparison_ids))
-    sql = f"""
-        SELECT s.comparison_id, s.image_id, CAST(i.uid AS TEXT), i.model_name, i.file
-        FROM {slots} s JOIN {images} i ON i.id = s.image_id
-        WHERE s.comparison_id IN ({marks}) ORDER BY s.comparison_id, s.slot
-    """  # noqa: S608 (names from _meta)
+    rows = []
     with connection.cursor() as cursor:
-        cursor.execute(sql, list(comparison_ids))
-        rows = cursor.fetchall()
+        for start in range(0, len(comparison_ids), LOOKUP_IDS):
+            chunk = list(comparison_ids[start : start + LOOKUP_IDS])
+            marks = ", ".join(["%s"] * len(chunk))
+            sql = f"""
+                SELECT s.comparison_id, s.image_id, CAST(i.uid AS TEXT), i.model_name, i.file
+                FROM {slots} s JOIN {images} i ON i.id = s.image_id
+                WHERE s.comparison_id IN ({marks}) ORDER BY s.comparison_id, s.slot
+            """  # noqa: S608 (names from _meta)
+            cursor.execute(sql, chunk)
+            rows += cursor.fetchall()
     columns = list(zip(*rows, strict=True)) if rows else [()] * 5
     return ImageColumns(
         comparison_ids=np.array(columns[0], dtype=np.int64),
