@@ -117,7 +117,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Off by default: a health check is one more round trip (SELECT 1) at the start of every
+    # request, on the annotation hot path too. Without it a connection the server dropped
+    # fails one request and is then replaced (Django closes connections that saw errors).
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=False)
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -170,7 +173,7 @@ PICKWISE_MAX_PROMPTS_PER_IMPORT = env.int("PICKWISE_MAX_PROMPTS_PER_IMPORT", def
 REST_FRAMEWORK = {
     # Token first, so an unauthenticated request gets 401 with a WWW-Authenticate header.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "annotate.authentication.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -195,6 +198,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
 }
+
+# Seconds a token's user is remembered (annotate/authentication.py): a revoked token or a
+# deactivated user stops working at once in the process that saw it, in the others within this.
+PICKWISE_TOKEN_CACHE_SECONDS = env.int("PICKWISE_TOKEN_CACHE_SECONDS", default=10)
 
 # Throttle counters live in the cache; the database cache is shared by every web process.
 CACHES = {
