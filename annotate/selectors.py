@@ -1,5 +1,7 @@
 """Reads for the annotation domain, shared by the API, the pages and the commands."""
 
+from dataclasses import dataclass
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Q, QuerySet, Sum
 
@@ -20,23 +22,57 @@ def campaign_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Campaign]:
     return Campaign.objects.filter(memberships__user=user).distinct()
 
 
-def assignment_task(*, assignment: Assignment) -> dict:
-    """What an annotator sees of a task: never the gold answer, model names or other raters."""
-    campaign = assignment.campaign
-    # One query: the comparison's images with the prompt. A repeat shows the same images.
+@dataclass(frozen=True)
+class TaskContent:
+    """What a task shows: the prompt's text and the comparison's images by uid."""
+
+    prompt_text: str
+    images: dict[str, Image]  # uid -> an Image with file, width and height loaded
+    uids: list[str]  # the images' uids in slot order
+
+
+def task_content(*, comparison_id: int) -> TaskContent:
+    """One query: the comparison's images in slot order, with the prompt."""
     slots = list(
-        ComparisonImage.objects.filter(comparison_id=assignment.comparison_id)
+        ComparisonImage.objects.filter(comparison_id=comparison_id)
         .select_related("image", "comparison__prompt")
         .only(
             "image__uid", "image__file", "image__width", "image__height", "comparison__prompt__text"
         )
+        .order_by("slot")
     )
-    images = {str(slot.image.uid): slot.image for slot in slots}
+    return task_content_from_rows(
+        prompt_text=slots[0].comparison.prompt.text,
+        rows=[(s.image.uid, s.image.file.name, s.image.width, s.image.height) for s in slots],
+    )
+
+
+def task_content_from_rows(*, prompt_text: str, rows: list[tuple]) -> TaskContent:
+    """From (uid, file name, width, height) rows in slot order, as the engine reads them."""
+    images = {
+        str(uid): Image(uid=uid, file=name, width=width, height=height)
+        for uid, name, width, height in rows
+    }
+    return TaskContent(prompt_text=prompt_text, images=images, uids=list(images))
+
+
+def assignment_task(*, assignment: Assignment) -> dict:
+    """What an annotator sees of a task: never the gold answer, model names or other raters.
+
+    Uses the content the assignment engine read while picking (`assignment.task_content`)
+    where it is there, so serving a new task costs no query here.
+    """
+    campaign = assignment.campaign
+    content = getattr(assignment, "task_content", None) or task_content(
+        comparison_id=assignment.comparison_id
+    )
+    # A repeat shows the same images as its original, in the order stored on the assignment.
+    images = content.images
     return {
         "id": assignment.pk,
         "kind": campaign.kind,
         "expires_at": assignment.expires_at,
-        "prompt": {"text": slots[0].comparison.prompt.text},
+        "prompt": {"text": content.prompt_text},
         "images": [
             {
                 "uid": uid,
