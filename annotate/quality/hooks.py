@@ -24,6 +24,7 @@ from annotate.quality.rater_stats import (
     same_answer,
     stats_add,
     stats_for_update_free,
+    stats_increment,
     stats_on_regular,
 )
 
@@ -83,19 +84,25 @@ def _on_repeat(*, judgment: Judgment) -> None:
     original = Judgment.objects.values_list("answers", flat=True).get(
         pk=judgment.assignment.repeat_of_id
     )
-    stats = stats_for_update_free(campaign=judgment.campaign, annotator_id=judgment.annotator_id)
     same = same_answer(judgment.answers.get(primary), original.get(primary))
-    stats_add(stats=stats, repeats=1, repeats_same=int(same))
+    stats_increment(
+        campaign_id=judgment.campaign_id,
+        annotator_id=judgment.annotator_id,
+        own={"repeats": 1, "repeats_same": int(same)},
+    )
     _enqueue_evaluation(judgment)
 
 
-def quality_on_submit(*, judgment: Judgment, membership: Membership) -> None:
+def quality_on_submit(
+    *, judgment: Judgment, membership: Membership, images: list[tuple[int, str]] | None = None
+) -> None:
+    """`images`: a regular judgment's comparison images in canonical order, if already read."""
     policy = policy_for(judgment.campaign)
     if judgment.is_gold:
         _on_gold(judgment=judgment, membership=membership, policy=policy)
     elif judgment.is_repeat:
         _on_repeat(judgment=judgment)
     else:
-        stats = stats_on_regular(judgment=judgment, campaign=judgment.campaign)
+        stats = stats_on_regular(judgment=judgment, campaign=judgment.campaign, images=images)
         if stats.judgments % max(1, int(policy["evaluate_every"])) == 0:
             _enqueue_evaluation(judgment)

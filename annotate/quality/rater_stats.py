@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 from django.db import connection, transaction
-from django.db.models import Case, Count, F, IntegerField, Q, Value, When
+from django.db.models import Count, F, JSONField, Q
 from django.db.models.fields.json import KeyTextTransform
 
 from annotate.models import Assignment, Campaign, Comparison, ComparisonImage, Judgment
@@ -109,9 +109,10 @@ def canonical_images(comparison_id: int) -> list[tuple[int, str]]:
     ]
 
 
-def ratings_store(*, judgment: Judgment, campaign: Campaign) -> list[Unit]:
-    """Encode and store a regular judgment's ratings; returns the first criterion's units."""
-    images = canonical_images(judgment.comparison_id)
+def _rating_rows(
+    *, judgment: Judgment, campaign: Campaign, images: list[tuple[int, str]]
+) -> tuple[list[Rating], list[Unit]]:
+    """A regular judgment's ratings, and the first criterion's units."""
     bucket = speed_bucket(
         judgment_ms(duration_ms=judgment.duration_ms, server_ms=judgment.server_ms)
     )
@@ -141,8 +142,84 @@ def ratings_store(*, judgment: Judgment, campaign: Campaign) -> list[Unit]:
             )
             for u in units
         )
+    return rows, primary_units
+
+
+def ratings_store(
+    *, judgment: Judgment, campaign: Campaign, images: list[tuple[int, str]] | None = None
+) -> list[Unit]:
+    """Encode and store a regular judgment's ratings; returns the first criterion's units.
+
+    `images`: the comparison's (image id, uid) in canonical order, read here when not given.
+    """
+    if images is None:
+        images = canonical_images(judgment.comparison_id)
+    rows, units = _rating_rows(judgment=judgment, campaign=campaign, images=images)
     Rating.objects.bulk_create(rows)
-    return primary_units
+    return units
+
+
+_RATING_COLUMNS = (
+    "campaign_id",
+    "comparison_id",
+    "judgment_id",
+    "annotator_id",
+    "criterion",
+    "kind",
+    "image_lo_id",
+    "image_hi_id",
+    "value",
+    "side",
+    "speed_bucket",
+    "excluded",
+    "created_at",
+)
+
+# PostgreSQL: store the new ratings and read the unit's earlier ones in one round trip. The
+# SELECT runs on the statement's snapshot, so it does not see the rows the INSERT adds.
+_STORE_AND_READ_OTHERS_SQL = """
+WITH stored AS (
+    INSERT INTO annotate_rating ({columns}) VALUES {values}
+)
+SELECT annotator_id, image_lo_id, image_hi_id, value, excluded FROM annotate_rating
+WHERE comparison_id = %s AND criterion = %s AND kind IN ({pair}, {derived}) AND value < {both_bad}
+"""
+
+
+def _store_and_read_others(
+    *, judgment: Judgment, campaign: Campaign, images: list[tuple[int, str]] | None
+) -> tuple[list[Unit], list[tuple[int, int, int, int, bool]]]:
+    """Store the judgment's ratings; return its first criterion's units and the (annotator,
+    lo, hi, value, excluded) of the unit's other pair ratings on that criterion."""
+    primary = primary_criterion(campaign)
+    if connection.vendor == "postgresql" and images is not None:
+        rows, units = _rating_rows(judgment=judgment, campaign=campaign, images=images)
+        params: list[Any] = []
+        for row in rows:
+            params.extend(getattr(row, column) for column in _RATING_COLUMNS)
+        placeholder = "(" + ", ".join(["%s"] * len(_RATING_COLUMNS)) + ")"
+        sql = _STORE_AND_READ_OTHERS_SQL.format(
+            columns=", ".join(_RATING_COLUMNS),
+            values=", ".join([placeholder] * len(rows)),
+            pair=PAIR,
+            derived=DERIVED,
+            both_bad=BOTH_BAD_VALUE,
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params, judgment.comparison_id, primary])
+            return units, cursor.fetchall()
+    units = ratings_store(judgment=judgment, campaign=campaign, images=images)
+    others = list(
+        Rating.objects.filter(
+            comparison_id=judgment.comparison_id,
+            criterion=primary,
+            kind__in=(PAIR, DERIVED),
+            value__lt=BOTH_BAD_VALUE,
+        )
+        .exclude(judgment_id=judgment.pk)
+        .values_list("annotator_id", "image_lo_id", "image_hi_id", "value", "excluded")
+    )
+    return units, others
 
 
 def co_rater_updates(
@@ -186,64 +263,128 @@ def co_rater_updates(
     return own, theirs
 
 
-def stats_on_regular(*, judgment: Judgment, campaign: Campaign) -> RaterStats:
+def stats_on_regular(
+    *, judgment: Judgment, campaign: Campaign, images: list[tuple[int, str]] | None = None
+) -> RaterStats:
     """Store the ratings and move every affected counter. Needs the submit's transaction.
 
     Runs after the submit updated the comparison row, so concurrent submits on the same
     comparison are serialised by that row lock: each sees the ratings committed before it,
-    and no co-rater pair is missed or counted twice. Stats rows are locked in id order, so
-    two submits that touch the same raters cannot deadlock.
+    and no co-rater pair is missed or counted twice. `images` as for ratings_store.
     """
-    units = ratings_store(judgment=judgment, campaign=campaign)
-    others = list(
-        Rating.objects.filter(
-            comparison_id=judgment.comparison_id,
-            criterion=primary_criterion(campaign),
-            kind__in=(PAIR, DERIVED),
-            value__lt=BOTH_BAD_VALUE,
-        )
-        .exclude(judgment_id=judgment.pk)
-        .values_list("annotator_id", "image_lo_id", "image_hi_id", "value", "excluded")
-    )
+    units, others = _store_and_read_others(judgment=judgment, campaign=campaign, images=images)
     own_pairs, theirs = co_rater_updates(units, others)
-    locked = {
-        s.annotator_id: s
-        for s in RaterStats.objects.select_for_update()
-        .filter(campaign=campaign, annotator_id__in=[judgment.annotator_id, *theirs])
-        .order_by("id")
-    }
-    stats = locked.get(judgment.annotator_id)
-    if stats is None:
-        stats = RaterStats.objects.create(
-            campaign=campaign, annotator_id=judgment.annotator_id, speed_hist=[0] * SPEED_BUCKETS
-        )
     increments = own_increments(
         units,
         milliseconds=judgment_ms(duration_ms=judgment.duration_ms, server_ms=judgment.server_ms),
     )
     bucket = increments.pop("bucket")
     increments.update(own_pairs)
-    for name, step in increments.items():
-        setattr(stats, name, getattr(stats, name) + step)
-    hist = list(stats.speed_hist) or [0] * SPEED_BUCKETS
-    hist[bucket] += 1
-    stats.speed_hist = hist
-    stats.save(update_fields=[*increments, "speed_hist"])
-    if theirs:
-        _add_per_rater(campaign=campaign, increments=theirs)
-    return stats
+    return stats_increment(
+        campaign_id=campaign.pk,
+        annotator_id=judgment.annotator_id,
+        own=increments,
+        bucket=bucket,
+        theirs=theirs,
+    )
 
 
-def _add_per_rater(*, campaign: Campaign, increments: dict[int, dict[str, int]]) -> None:
-    updates = {}
-    for field in ("co_pairs", "co_agree", "co_rated"):
-        updates[field] = F(field) + Case(
-            *[When(annotator_id=a, then=Value(inc[field])) for a, inc in increments.items()],
-            default=Value(0),
-            output_field=IntegerField(),
+_STATS_COLUMNS = [f.attname for f in RaterStats._meta.concrete_fields]
+
+# One UPDATE for the rater's counters and their co-raters'. The rows are locked in id order
+# first (the subquery; PostgreSQL only, SQLite's write transaction already excludes everyone
+# else), so two submits that touch the same raters cannot deadlock.
+_STATS_INCREMENT_SQL = """
+UPDATE annotate_raterstats SET {assignments}
+WHERE id IN (
+    SELECT id FROM annotate_raterstats
+    WHERE campaign_id = %s AND annotator_id IN ({annotators})
+    ORDER BY id{lock}
+)
+RETURNING {returning}
+"""
+
+
+def _speed_hist_increment(bucket: int) -> str:
+    """SQL for the speed histogram with one more in `bucket` (an int, never user input)."""
+    fresh = json.dumps([int(i == bucket) for i in range(SPEED_BUCKETS)])
+    if connection.vendor == "postgresql":
+        return (
+            f"CASE WHEN jsonb_array_length(speed_hist) = 0 THEN '{fresh}'::jsonb ELSE "
+            f"jsonb_set(speed_hist, '{{{bucket}}}', "
+            f"to_jsonb(COALESCE((speed_hist->>{bucket})::int, 0) + 1)) END"
         )
-    RaterStats.objects.filter(campaign=campaign, annotator_id__in=list(increments)).update(
-        **updates
+    return (
+        f"CASE WHEN json_array_length(speed_hist) = 0 THEN '{fresh}' ELSE "
+        f"json_set(speed_hist, '$[{bucket}]', "
+        f"COALESCE(json_extract(speed_hist, '$[{bucket}]'), 0) + 1) END"
+    )
+
+
+def _stats_from_row(row: tuple) -> RaterStats:
+    """A RaterStats from a raw RETURNING row (SQLite hands back text and 0/1 there)."""
+    values = {}
+    for field, value in zip(RaterStats._meta.concrete_fields, row, strict=True):
+        if isinstance(field, JSONField):
+            values[field.attname] = json.loads(value) if isinstance(value, str) else value
+        else:
+            values[field.attname] = field.to_python(value)
+    return RaterStats(**values)
+
+
+def stats_increment(
+    *,
+    campaign_id: int,
+    annotator_id: int,
+    own: dict[str, int],
+    bucket: int | None = None,
+    theirs: dict[int, dict[str, int]] | None = None,
+) -> RaterStats:
+    """Add `own` to the rater's counters (and one to speed bucket `bucket`), `theirs` to
+    other raters' counters, in one statement; the rater's row as updated. Needs a transaction.
+
+    The rater's row is created on their first counted judgment.
+    """
+    theirs = {a: inc for a, inc in (theirs or {}).items() if a != annotator_id}
+    everyone = {annotator_id: own, **theirs}
+    fields = sorted({name for inc in everyone.values() for name, step in inc.items() if step})
+    assignments, params = [], []
+    for name in fields:
+        whens = []
+        for rater, inc in everyone.items():
+            if inc.get(name):
+                whens.append("WHEN %s THEN %s")
+                params.extend([rater, int(inc[name])])
+        assignments.append(f"{name} = {name} + CASE annotator_id {' '.join(whens)} ELSE 0 END")
+    if bucket is not None:
+        assignments.append(
+            f"speed_hist = CASE WHEN annotator_id = %s THEN {_speed_hist_increment(bucket)} "
+            "ELSE speed_hist END"
+        )
+        params.append(annotator_id)
+    if not assignments:  # nothing to add: a no-op that still reads the row back
+        assignments.append("judgments = judgments")
+    sql = _STATS_INCREMENT_SQL.format(
+        assignments=", ".join(assignments),
+        annotators=", ".join(["%s"] * len(everyone)),
+        lock=" FOR UPDATE" if connection.vendor == "postgresql" else "",
+        returning=", ".join(_STATS_COLUMNS),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, campaign_id, *everyone])
+        rows = cursor.fetchall()
+    mine = [row for row in rows if row[_STATS_COLUMNS.index("annotator_id")] == annotator_id]
+    if mine:
+        return _stats_from_row(mine[0])
+    # The rater's first counted judgment: their row starts from these increments.
+    hist = [0] * SPEED_BUCKETS
+    if bucket is not None:
+        hist[bucket] = 1
+    return RaterStats.objects.create(
+        campaign_id=campaign_id,
+        annotator_id=annotator_id,
+        speed_hist=hist,
+        **own,
     )
 
 

@@ -1,15 +1,17 @@
 """Submitting a judgment: validate, store once, move the counters, all in one transaction."""
 
+import json
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from annotate.answers import validate_answers
 from annotate.models import Assignment, Campaign, Comparison, Judgment, Membership
 from annotate.quality.hooks import quality_on_submit
+from annotate.quality.rater_stats import canonical_images
 from annotate.services.assignments import assignment_expire
 from pickwise.errors import ApplicationError
 
@@ -51,27 +53,70 @@ def judgment_submit(
         raise ApplicationError(ASSIGNMENT_EXPIRED, code="assignment_expired", status=409) from None
 
 
+def _state_after_failed_claim(*, assignment: Assignment, now: datetime) -> tuple[Judgment, bool]:
+    """The claim updated nothing: answer a repeated submit, or say why the task is gone."""
+    state = Assignment.objects.values_list("state", flat=True).get(pk=assignment.pk)
+    if state == Assignment.State.SUBMITTED:
+        return Judgment.objects.get(assignment_id=assignment.pk), False
+    if state == Assignment.State.SKIPPED:
+        raise ApplicationError(ASSIGNMENT_SKIPPED, code="assignment_skipped", status=409)
+    if state == Assignment.State.EXPIRED:
+        raise ApplicationError(ASSIGNMENT_EXPIRED, code="assignment_expired", status=409)
+    # Still open, so its lease ran out.
+    if assignment.campaign.status == Campaign.Status.CLOSED:
+        raise ApplicationError(CAMPAIGN_CLOSED, code="campaign_closed", status=409)
+    raise _LeaseRanOut
+
+
+# PostgreSQL: move a regular comparison's slot from in flight to done and read its images in
+# canonical order (what the ratings are encoded against) in one round trip.
+_COUNT_REGULAR_SQL = """
+UPDATE annotate_comparison SET done = done + 1, in_flight = in_flight - 1
+WHERE id = %(comparison)s
+RETURNING (
+    SELECT json_agg(json_build_array(i.id, i.uid) ORDER BY i.id)
+    FROM annotate_comparisonimage ci JOIN annotate_image i ON i.id = ci.image_id
+    WHERE ci.comparison_id = %(comparison)s
+)::text
+"""
+
+
+def _count_regular(comparison_id: int) -> list[tuple[int, str]]:
+    """The slot moves from in flight to done (the sum, and so the status, is unchanged).
+
+    Returns the comparison's (image id, uid) in canonical order. Takes the comparison's row
+    lock, which serialises the submits of one comparison (see stats_on_regular).
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_COUNT_REGULAR_SQL, {"comparison": comparison_id})
+            images = json.loads(cursor.fetchone()[0])
+        return [(image_id, str(uid)) for image_id, uid in images]
+    Comparison.objects.filter(pk=comparison_id).update(
+        done=F("done") + 1, in_flight=F("in_flight") - 1
+    )
+    return canonical_images(comparison_id)
+
+
 @transaction.atomic
 def _submit(
     *, assignment: Assignment, answers: Any, duration_ms: Any, now: datetime
 ) -> tuple[Judgment, bool]:
-    # Lock order: assignment, membership, comparison (the same as assignment_next's tail).
-    assignment = (
-        Assignment.objects.select_for_update(of=("self",))
-        .select_related("campaign", "comparison")
-        .get(pk=assignment.pk)
-    )
-    if assignment.state == Assignment.State.SUBMITTED:
-        return Judgment.objects.get(assignment=assignment), False
-    if assignment.state == Assignment.State.SKIPPED:
-        raise ApplicationError(ASSIGNMENT_SKIPPED, code="assignment_skipped", status=409)
-    if assignment.state == Assignment.State.EXPIRED:
-        raise ApplicationError(ASSIGNMENT_EXPIRED, code="assignment_expired", status=409)
+    """Needs `assignment` with its campaign, as the fetch-and-authorise helper returns it.
+
+    Lock order: assignment, membership, comparison (the same as assignment_next's tail).
+    The assignment is claimed with a conditional update, which locks its row: a concurrent
+    submit of the same assignment waits here, then finds it submitted and answers with the
+    stored judgment. Any error below rolls the claim back with everything else.
+    """
+    claimed = Assignment.objects.filter(
+        pk=assignment.pk, state=Assignment.State.OPEN, expires_at__gt=now
+    ).update(state=Assignment.State.SUBMITTED, closed_at=now)
+    if not claimed:
+        return _state_after_failed_claim(assignment=assignment, now=now)
     campaign = assignment.campaign
     if campaign.status == Campaign.Status.CLOSED:
         raise ApplicationError(CAMPAIGN_CLOSED, code="campaign_closed", status=409)
-    if assignment.expires_at <= now:
-        raise _LeaseRanOut
     if duration_ms is not None and (
         isinstance(duration_ms, bool)
         or not isinstance(duration_ms, int)
@@ -84,20 +129,28 @@ def _submit(
     if membership.gate_state == Membership.Gate.BLOCKED:
         raise ApplicationError(BLOCKED, code="blocked", status=403)
 
-    comparison = assignment.comparison
     normalised = validate_answers(
         kind=campaign.kind,
         criteria=campaign.criteria,
         image_uids=assignment.presented,
         answers=answers,
     )
-    gold_correct = None
-    if assignment.is_gold and comparison.gold_answer:
-        gold_correct = gold_is_correct(gold_answer=comparison.gold_answer, answers=normalised)
+    gold_correct, images = None, None
+    if assignment.is_repeat:
+        pass  # a repeat measures the rater; it does not count toward overlap
+    elif assignment.is_gold:
+        Comparison.objects.filter(pk=assignment.comparison_id).update(done=F("done") + 1)
+        gold_answer = Comparison.objects.values_list("gold_answer", flat=True).get(
+            pk=assignment.comparison_id
+        )
+        if gold_answer:
+            gold_correct = gold_is_correct(gold_answer=gold_answer, answers=normalised)
+    else:
+        images = _count_regular(assignment.comparison_id)
     judgment = Judgment.objects.create(
         assignment=assignment,
         campaign=campaign,
-        comparison=comparison,
+        comparison_id=assignment.comparison_id,
         annotator_id=assignment.annotator_id,
         answers=normalised,
         presented=assignment.presented,
@@ -109,15 +162,5 @@ def _submit(
     )
     assignment.state = Assignment.State.SUBMITTED
     assignment.closed_at = now
-    assignment.save(update_fields=["state", "closed_at"])
-    if assignment.is_repeat:
-        pass  # a repeat measures the rater; it does not count toward overlap
-    elif assignment.is_gold:
-        Comparison.objects.filter(pk=comparison.pk).update(done=F("done") + 1)
-    else:
-        # The slot moves from in flight to done; the sum, and so the status, is unchanged.
-        Comparison.objects.filter(pk=comparison.pk).update(
-            done=F("done") + 1, in_flight=F("in_flight") - 1
-        )
-    quality_on_submit(judgment=judgment, membership=membership)
+    quality_on_submit(judgment=judgment, membership=membership, images=images)
     return judgment, True
