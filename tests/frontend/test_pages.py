@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 
 from annotate.models import Assignment, Membership
@@ -185,7 +186,8 @@ def test_logout_needs_a_post(client):
 def test_the_pages_polled_while_people_work_stay_cheap(client, django_assert_max_num_queries):
     campaign = campaign_with_comparisons(prompts=5)
     client.force_login(annotator(campaign))
-    with django_assert_max_num_queries(20):
+    # The first task comes from the assignment engine, whose PostgreSQL path is leaner.
+    with django_assert_max_num_queries(11 if connection.vendor == "postgresql" else 14):
         client.get(reverse("frontend:annotate", args=[campaign.pk]))
     with django_assert_max_num_queries(8):
         client.get(reverse("frontend:annotate-status", args=[campaign.pk]))

@@ -1,4 +1,5 @@
 import pytest
+from django.db import connection
 
 from annotate.models import Comparison, Judgment, Membership
 from annotate.quality import pair_columns
@@ -115,8 +116,10 @@ def test_a_submit_uses_a_fixed_number_of_queries(django_assert_max_num_queries):
     run_crowd(campaign, [(user, prefers("model-a"))], max_rounds=4)  # some history of their own
     assignment = assignment_next(campaign=campaign, annotator=user)
     assert Judgment.objects.filter(comparison_id=assignment.comparison_id).count() == 2
-    # Two co-raters on this unit; the count must not grow with the rater's history.
-    with django_assert_max_num_queries(15):
+    # Two co-raters on this unit; the count must not grow with the rater's history. PostgreSQL
+    # reads the images with the counter update and the co-ratings with the rating insert, and
+    # every rater's counters move in one statement.
+    with django_assert_max_num_queries(8 if connection.vendor == "postgresql" else 10):
         judgment_submit(assignment=assignment, answers={"overall": "tie"}, duration_ms=1500)
     assert Comparison.objects.get(pk=assignment.comparison_id).done == 3
     assert Membership.objects.get(user=user).gate_state == "active"
