@@ -6,8 +6,9 @@ Both paths define every counter the same way, on the campaign's first criterion:
   (pairs for pairwise campaigns, derived pairs for rankings), counted for both raters of a
   pair, so a rater's figures keep growing as later raters meet their units;
 - gold and repeat counters from the gold and repeat judgments.
-The incremental path never scans a rater's history: one query for the unit's other
-ratings, one ordered lock of the involved stats rows, two updates.
+The incremental path never scans a rater's history: the rating insert and a read of the
+unit's other ratings (one statement on PostgreSQL), then one UPDATE that locks the involved
+stats rows in id order and moves all of them.
 """
 
 import json

@@ -53,7 +53,7 @@ def judgment_submit(
         raise ApplicationError(ASSIGNMENT_EXPIRED, code="assignment_expired", status=409) from None
 
 
-def _state_after_failed_claim(*, assignment: Assignment, now: datetime) -> tuple[Judgment, bool]:
+def _state_after_failed_claim(*, assignment: Assignment) -> tuple[Judgment, bool]:
     """The claim updated nothing: answer a repeated submit, or say why the task is gone."""
     state = Assignment.objects.values_list("state", flat=True).get(pk=assignment.pk)
     if state == Assignment.State.SUBMITTED:
@@ -113,7 +113,7 @@ def _submit(
         pk=assignment.pk, state=Assignment.State.OPEN, expires_at__gt=now
     ).update(state=Assignment.State.SUBMITTED, closed_at=now)
     if not claimed:
-        return _state_after_failed_claim(assignment=assignment, now=now)
+        return _state_after_failed_claim(assignment=assignment)
     campaign = assignment.campaign
     if campaign.status == Campaign.Status.CLOSED:
         raise ApplicationError(CAMPAIGN_CLOSED, code="campaign_closed", status=409)
