@@ -127,16 +127,21 @@ def build_data(*, comparisons: int, judgments: int, clients: int, overlap: int) 
             """,
             [campaign_id, overlap, campaign_id],
         )
+        # Slots by a window, not a min(id) subquery per row: on fresh tables without
+        # statistics PostgreSQL answered that subquery by walking the image primary key,
+        # quadratic in the images (10k comparisons took seconds, 100k did not finish in 7 min).
         cur.execute(
             """
             INSERT INTO annotate_comparisonimage (comparison_id, image_id, slot)
-            SELECT c.id, i.id, CASE WHEN i.id = (SELECT min(id) FROM annotate_image
-                                                 WHERE prompt_id = c.prompt_id) THEN 0 ELSE 1 END
+            SELECT c.id, i.id, row_number() OVER (PARTITION BY c.id ORDER BY i.id) - 1
             FROM annotate_comparison c JOIN annotate_image i ON i.prompt_id = c.prompt_id
             WHERE c.campaign_id = %s
             """,
             [campaign_id],
         )
+        # Statistics for the fresh tables: without them the planner joined every comparison's
+        # images by scanning the whole image table, quadratic at 100k comparisons.
+        cur.execute("ANALYZE annotate_image, annotate_comparison, annotate_comparisonimage")
         # History: judgment g goes to comparison c = g mod N by rater (g div N + c) mod R, so
         # raters share the work evenly, none meets a comparison twice (while M <= N * R), and
         # done stays two below overlap (room is left for the run).
