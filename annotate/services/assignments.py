@@ -238,9 +238,16 @@ def _choose_kind(*, campaign: Campaign, membership: Membership) -> str:
     draw = _rng.random()
     gold_rate = campaign.gold_rate
     if gold_rate > 0:
-        # Raised for a while after qualifying (quality.gating.gold_rate_for).
-        stats = RaterStats.objects.filter(campaign=campaign, annotator_id=membership.user_id)
-        gold_rate = gold_rate_for(campaign=campaign, stats=stats.first())
+        # Raised for a while after qualifying (quality.gating.gold_rate_for). The figures it
+        # needs came with the membership lock (assignment_next); None: no stats row yet.
+        stats = None
+        if membership.gold_passed_at is not None:
+            stats = RaterStats(
+                gold_passed_at=membership.gold_passed_at,
+                post_gold_correct=membership.post_gold_correct,
+                post_gold_wrong=membership.post_gold_wrong,
+            )
+        gold_rate = gold_rate_for(campaign=campaign, stats=stats)
     if draw < gold_rate:
         return "gold"
     if draw < gold_rate + campaign.repeat_rate:
@@ -265,11 +272,17 @@ def assignment_next(
     open_now = Assignment.objects.filter(
         annotator=annotator, campaign=campaign, state=Assignment.State.OPEN, expires_at__gt=now
     ).order_by()
+    stats = RaterStats.objects.filter(campaign=campaign, annotator=annotator)
     # The membership lock and the annotator's open tasks in one query: how many there are,
-    # and the first one the client did not ask to skip.
+    # and the first one the client did not ask to skip; with the gold figures _choose_kind
+    # reads from the rater's stats row.
     membership = (
         Membership.objects.select_for_update()
         .annotate(
+            **{
+                name: Subquery(stats.values(name)[:1])
+                for name in ("gold_passed_at", "post_gold_correct", "post_gold_wrong")
+            },
             open_count=Coalesce(
                 Subquery(open_now.values("annotator").annotate(n=Count("pk")).values("n")), 0
             ),
