@@ -155,9 +155,11 @@ def test_an_override_refuses_bad_input(state, reason, code):
 
 
 def _post_qualification_campaign():
-    # Production gold at 2%: after qualifying, gold keeps coming at confirm_gold_rate.
+    # Production gold at 2%: after qualifying, gold keeps coming at confirm_gold_rate (0.3).
+    # Enough regular tasks that a rater never runs out before the gold answers are used up:
+    # 12 gold at 0.3 take 28 +- 10 regular tasks, and 100 are 7 standard deviations away.
     campaign = campaign_with_comparisons(
-        prompts=40, qualification_size=15, gold_rate=0.02, repeat_rate=0.0
+        prompts=100, qualification_size=15, gold_rate=0.02, repeat_rate=0.0
     )
     gold_build(campaign=campaign, count=30)
     return campaign
@@ -174,6 +176,7 @@ def _work(campaign, user, *, gold_answers: list[bool], max_tasks: int = 200) -> 
             assignment = assignment_next(campaign=campaign, annotator=user)
         except ApplicationError:
             return done
+        assert assignment is not None, f"the campaign ran out of tasks after {done}"
         if assignment.is_gold:
             answers = _gold_answer(assignment, correct=pending.pop(0))
         else:
