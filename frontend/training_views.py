@@ -43,7 +43,8 @@ def _status_context(job: TrainingJob) -> dict:
 def training_start(request, export_id: int):
     export = export_get_for_user(user=request.user, export_id=export_id)
     folders = model_folder_choices()
-    form = TrainingStartForm(request.POST or None, model_folders=folders)
+    data = request.POST if request.method == "POST" else None  # an empty POST is still bound
+    form = TrainingStartForm(data, model_folders=folders)
     if request.method == "POST" and form.is_valid():
         values = form.cleaned_data
         try:

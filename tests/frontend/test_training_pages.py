@@ -114,6 +114,14 @@ def test_bad_settings_are_shown_on_the_form_and_start_nothing(
     assert not TrainingJob.objects.exists()
 
 
+def test_an_empty_post_gets_the_form_back_with_what_is_missing(client, export, model_root):
+    log_in(client, export.campaign, "researcher")
+    response = client.post(f"/exports/{export.pk}/train/", {})
+    assert response.status_code == 400
+    assert "This field is required." in response.content.decode()
+    assert not TrainingJob.objects.exists()
+
+
 def test_an_unfinished_export_is_refused_with_the_reason(client, model_root):
     export = finished_export(prompts=4)
     export.status = "running"
