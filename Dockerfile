@@ -27,7 +27,9 @@ RUN pip install -r requirements/web.txt
 COPY . .
 # Static files are baked into the image and served by whitenoise. The key and the var dir
 # exist only for this command: settings refuse to load without a key when DEBUG is off.
-RUN SECRET_KEY=collectstatic-only PICKWISE_VAR_DIR=/tmp/build-var \
+# DEBUG=0 keeps manage.py from taking the build for a development checkout (no
+# DATABASE_URL here), which would skip whitenoise's compressed copies.
+RUN DEBUG=0 SECRET_KEY=collectstatic-only PICKWISE_VAR_DIR=/tmp/build-var \
         python manage.py collectstatic --noinput \
     && rm -rf /tmp/build-var
 USER pickwise

@@ -212,3 +212,83 @@ def test_compose_builds_targets_the_dockerfile_defines():
 
     assert targets == {"web", "ml"}
     assert targets <= stages
+
+
+# Prints the settings manage.py ends up with, through a real management command.
+_MANAGE_PROBE = "from django.conf import settings; print(settings.DEBUG, settings.SECRET_KEY)"
+
+
+def run_manage(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """Run manage.py in a child process with only PATH, a var dir and `env` set."""
+    child_env = {"PATH": os.environ["PATH"], "PICKWISE_VAR_DIR": str(tmp_path / "var"), **env}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        env=child_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_manage_py_runs_in_a_development_checkout_without_any_variable(tmp_path):
+    result = run_manage(tmp_path, "shell", "-v", "0", "-c", _MANAGE_PROBE)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "django-insecure-dev-only-key-never-use-in-production"]
+
+
+def test_manage_py_migrates_and_creates_a_superuser_on_the_embedded_default(tmp_path):
+    assert run_manage(tmp_path, "migrate", "--noinput").returncode == 0
+    result = run_manage(
+        tmp_path,
+        "createsuperuser",
+        "--noinput",
+        "--username=admin",
+        "--email=admin@example.org",
+        DJANGO_SUPERUSER_PASSWORD="a-long-enough-password",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "Superuser created successfully." in result.stdout
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"DEBUG": "0"},
+        {"DEBUG": "false"},
+        {"DATABASE_URL": "postgres://pickwise:secret@db.internal:5432/pickwise"},
+    ],
+    ids=["debug-0", "debug-false", "database-url"],
+)
+def test_manage_py_in_production_still_refuses_to_start_without_a_secret_key(tmp_path, env):
+    result = run_manage(tmp_path, "check", **env)
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: SECRET_KEY must be set when DEBUG is off." in result.stderr
+
+
+def test_manage_py_keeps_debug_off_with_a_database_url_and_a_secret_key(tmp_path):
+    result = run_manage(
+        tmp_path,
+        "shell",
+        "-v",
+        "0",
+        "-c",
+        _MANAGE_PROBE,
+        DATABASE_URL=f"sqlite:///{tmp_path / 'other.sqlite3'}",
+        SECRET_KEY="a-production-key",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "a-production-key"]
+
+
+def test_the_image_build_collects_static_files_with_debug_off():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    (line,) = [
+        line for line in dockerfile.splitlines() if line.startswith("RUN ") and "SECRET_KEY" in line
+    ]
+
+    assert "DEBUG=0" in line.split()
