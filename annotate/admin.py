@@ -12,6 +12,7 @@ from annotate.models import (
     Membership,
     Prompt,
 )
+from annotate.services.campaigns import membership_set
 from annotate.services.comparisons import comparisons_build_for_campaign
 from annotate.services.gold import gold_build
 
@@ -43,6 +44,22 @@ class MembershipAdmin(admin.ModelAdmin):
     list_filter = ("role", "gate_state", "campaign")
     search_fields = ("user__username", "campaign__slug")
     readonly_fields = ("rater_key", "issued", "gate_changed_at")
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        # A new membership goes through the service, which draws its pseudonymous rater_key.
+        saved = membership_set(
+            campaign=obj.campaign, user=obj.user, role=obj.role, gate_state=obj.gate_state
+        )
+        if obj.gate_reason:
+            saved.gate_reason = obj.gate_reason
+            saved.save(update_fields=["gate_reason"])
+        obj.pk = saved.pk
+        obj.rater_key = saved.rater_key
+        obj.gate_changed_at = saved.gate_changed_at
+        obj.created_at = saved.created_at
 
 
 @admin.register(Prompt)
