@@ -27,10 +27,19 @@ BLOCKED = "You can no longer take tasks in this campaign: {reason}"
 CAMPAIGN_NOT_ACTIVE = "This campaign is not open for annotation (status: {status})."
 TOO_MANY_OPEN = "You hold {count} open tasks already; submit or skip one first."
 NOT_OPEN = "This task is {state} and cannot be skipped."
+NOT_AN_ANNOTATOR = "You are no longer an annotator in this campaign."
 # A repeat looks at least this many tasks back, so the annotator does not remember it.
 REPEAT_MIN_DISTANCE = 20
 
 _rng = random.SystemRandom()
+
+
+def membership_ensure_annotator(membership: Membership | None) -> Membership:
+    """The membership, if it still makes its user an annotator; 403 if it was removed or
+    its role changed since the task was issued (a stale page or a resent answer)."""
+    if membership is None or membership.role != Membership.Role.ANNOTATOR:
+        raise ApplicationError(NOT_AN_ANNOTATOR, code="not_annotator", status=403)
+    return membership
 
 
 def _ensure_may_take_tasks(*, campaign: Campaign, membership: Membership) -> None:
@@ -290,8 +299,10 @@ def assignment_next(
                 open_now.exclude(pk__in=exclude_ids).order_by("id").values("pk")[:1]
             ),
         )
-        .get(campaign=campaign, user=annotator)
+        .filter(campaign=campaign, user=annotator)
+        .first()
     )
+    membership_ensure_annotator(membership)
     _ensure_may_take_tasks(campaign=campaign, membership=membership)
     if membership.reusable_id is not None:
         return Assignment.objects.get(pk=membership.reusable_id)
@@ -364,6 +375,11 @@ def assignment_skip(*, assignment: Assignment, now: datetime | None = None) -> A
     """Hand the task back unanswered. The annotator is not offered this comparison again."""
     now = now or timezone.now()
     assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
+    membership_ensure_annotator(
+        Membership.objects.filter(
+            campaign_id=assignment.campaign_id, user_id=assignment.annotator_id
+        ).first()
+    )
     if assignment.state != Assignment.State.OPEN:
         raise ApplicationError(NOT_OPEN.format(state=assignment.state), code="not_open", status=409)
     assignment.state = Assignment.State.SKIPPED

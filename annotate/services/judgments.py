@@ -12,7 +12,7 @@ from annotate.answers import validate_answers
 from annotate.models import Assignment, Campaign, Comparison, Judgment, Membership
 from annotate.quality.hooks import quality_on_submit
 from annotate.quality.rater_stats import canonical_images
-from annotate.services.assignments import assignment_expire
+from annotate.services.assignments import assignment_expire, membership_ensure_annotator
 from pickwise.errors import ApplicationError
 
 ASSIGNMENT_EXPIRED = "This task's lease ran out and it went back to the pool; take the next one."
@@ -123,8 +123,10 @@ def _submit(
         or not 0 <= duration_ms <= MAX_DURATION_MS
     ):
         raise ApplicationError(BAD_DURATION, code="invalid")
-    membership = Membership.objects.select_for_update().get(
-        campaign=campaign, user_id=assignment.annotator_id
+    membership = membership_ensure_annotator(
+        Membership.objects.select_for_update()
+        .filter(campaign=campaign, user_id=assignment.annotator_id)
+        .first()
     )
     if membership.gate_state == Membership.Gate.BLOCKED:
         raise ApplicationError(BLOCKED, code="blocked", status=403)
