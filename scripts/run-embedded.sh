@@ -12,10 +12,13 @@ VAR_DIR=${PICKWISE_VAR_DIR:-var}
 
 logins="see manage.py seed_demo"
 if "$BIN/python" manage.py help seed_demo >/dev/null 2>&1; then
-  # Shown as it runs (tee), kept for the banner.
-  seeded=$(PYTHONUNBUFFERED=1 "$BIN/python" manage.py seed_demo | tee /dev/stderr)
+  # Shown as it runs and kept for the banner. tee writes a temporary file, never
+  # /dev/stderr: reopening that truncates a log file that both streams are redirected to.
+  seeded=$(mktemp)
+  PYTHONUNBUFFERED=1 "$BIN/python" manage.py seed_demo | tee "$seeded"
   # seed_demo knows the password (PICKWISE_DEMO_PASSWORD or its default): repeat its line.
-  logins=$(grep -m 1 "Demo logins" <<<"$seeded" || echo "$logins")
+  logins=$(grep -m 1 "Demo logins" "$seeded" || echo "$logins")
+  rm -f "$seeded"
 else
   echo "seed_demo is not available in this checkout; starting without demo data." >&2
 fi
