@@ -111,9 +111,17 @@ class JudgmentAdmin(admin.ModelAdmin):
         "annotator",
         "is_gold",
         "gold_correct",
+        "never_shown",
         "excluded",
         "created_at",
     )
-    list_filter = ("is_gold", "is_repeat", "excluded", "campaign")
+    list_filter = ("is_gold", "is_repeat", "never_shown", "excluded", "campaign")
     raw_id_fields = ("assignment", "comparison", "annotator")
-    readonly_fields = ("answers", "presented", "duration_ms", "server_ms", "created_at")
+    readonly_fields = (
+        "answers",
+        "presented",
+        "duration_ms",
+        "server_ms",
+        "never_shown",
+        "created_at",
+    )

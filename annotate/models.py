@@ -347,6 +347,9 @@ class Judgment(models.Model):
     is_gold = models.BooleanField(default=False)
     is_repeat = models.BooleanField(default=False)
     gold_correct = models.BooleanField(null=True, blank=True)
+    # No client duration: the task was never shown when the answer came (a stray second
+    # click on a task still loading, or a script). Kept, but flagged for audits.
+    never_shown = models.BooleanField(default=False)
     # Set by gating when the rater is blocked; excluded judgments count nowhere.
     excluded = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -60,6 +60,7 @@ class AuditRow(NamedTuple):
     duration_ms: int | None
     server_ms: int
     gold_correct: bool | None
+    never_shown: bool
 
 
 JUDGMENT_FIELDS = (
@@ -72,7 +73,14 @@ JUDGMENT_FIELDS = (
     "excluded",
     "created_text",
 )
-AUDIT_FIELDS = ("answers", "presented", "duration_ms", "server_ms", "gold_correct")
+AUDIT_FIELDS = (
+    "answers",
+    "presented",
+    "duration_ms",
+    "server_ms",
+    "gold_correct",
+    "never_shown",
+)
 EPOCH = datetime(1970, 1, 1)
 
 
@@ -196,7 +204,12 @@ def judgment_batches(
             ]
         if audit:
             yield [
-                (row, AuditRow(_json(r[8]), _json(r[9]), r[10], r[11], _bool_or_none(r[12])))
+                (
+                    row,
+                    AuditRow(
+                        _json(r[8]), _json(r[9]), r[10], r[11], _bool_or_none(r[12]), bool(r[13])
+                    ),
+                )
                 for row, r in zip(rows, raw, strict=True)
             ]
         else:

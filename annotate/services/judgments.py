@@ -161,6 +161,7 @@ def _submit(
         is_gold=assignment.is_gold,
         is_repeat=assignment.is_repeat,
         gold_correct=gold_correct,
+        never_shown=duration_ms is None,
     )
     assignment.state = Assignment.State.SUBMITTED
     assignment.closed_at = now

@@ -50,6 +50,7 @@ def write_jsonl(ctx: BuildContext) -> FormatResult:
                     "is_gold": row.is_gold,
                     "is_repeat": row.is_repeat,
                     "gold_correct": audit.gold_correct,
+                    "never_shown": audit.never_shown,
                     "excluded": row.excluded,
                     "included": decision.reason is None,
                     "exclusion_reason": decision.reason,

@@ -51,6 +51,18 @@ def test_a_second_submit_returns_the_same_judgment_and_counts_once():
     assert Comparison.objects.get().done == 1
 
 
+def test_an_answer_without_a_client_duration_is_kept_but_flagged_never_shown():
+    campaign = campaign_with_comparisons(prompts=2)
+    user = annotator(campaign)
+    seen = _next(campaign, user)
+    unseen = assignment_next(campaign=campaign, annotator=user, exclude_ids=(seen.pk,))
+    shown, _ = judgment_submit(assignment=seen, answers={"overall": "tie"}, duration_ms=0)
+    stray, _ = judgment_submit(assignment=unseen, answers={"overall": "tie"})
+    assert shown.never_shown is False
+    assert stray.never_shown is True
+    assert Judgment.objects.filter(never_shown=True).get() == stray
+
+
 @pytest.mark.parametrize(
     ("answers", "message"),
     [

@@ -101,6 +101,8 @@ def test_jsonl_keeps_every_judgment_and_says_why_one_is_left_out(db):
     bulk_judge(campaign, [annotator(campaign)], lambda a: {"overall": "both_bad"})
     Membership.objects.filter(user=blocked).update(gate_state=Membership.Gate.BLOCKED)
     Judgment.objects.filter(annotator=blocked).update(excluded=True)
+    stray = Judgment.objects.filter(annotator=honest).first()
+    Judgment.objects.filter(pk=stray.pk).update(never_shown=True)
 
     export = build(campaign, format="jsonl")
     lines = Path(export.folder, "judgments.jsonl").read_text().splitlines()
@@ -117,6 +119,7 @@ def test_jsonl_keeps_every_judgment_and_says_why_one_is_left_out(db):
     ]
     first = records[0]
     assert {"answers", "presented", "duration_ms", "server_ms", "excluded", "prompt"} <= set(first)
+    assert [r["judgment_id"] for r in records if r["never_shown"]] == [stray.pk]
     assert len(first["image_uids"]) == 2 and "jpg_0" not in first
     assert export.manifest["counts"]["excluded"] == {"blocked_rater": 2, "both_bad": 2}
     assert [f["name"] for f in export.manifest["files"]] == ["judgments.jsonl"]

@@ -346,12 +346,14 @@
     return box;
   }
 
-  function choiceButton(criterion, value, label, key) {
+  function choiceButton(task, criterion, value, label, key) {
     const button = document.createElement("button");
     button.type = "button";
     button.className = "choice";
     button.dataset.criterion = criterion.key;
     button.dataset.value = value;
+    button.dataset.task = task.id;
+    button.disabled = true; // until the task is painted
     button.setAttribute("aria-pressed", "false");
     button.innerHTML = "<span></span> <kbd></kbd>";
     button.firstChild.textContent = label;
@@ -383,10 +385,10 @@
   function pairwiseChoices(task) {
     return (fieldset, criterion) => {
       const row = el("div", "choices");
-      row.append(choiceButton(criterion, task.images[0].uid, t.left, "1 ←"));
-      if (criterion.allow_tie) row.append(choiceButton(criterion, "tie", t.tie, "3 ↓"));
-      if (criterion.allow_both_bad) row.append(choiceButton(criterion, "both_bad", t.bothBad, "B"));
-      row.append(choiceButton(criterion, task.images[1].uid, t.right, "2 →"));
+      row.append(choiceButton(task, criterion, task.images[0].uid, t.left, "1 ←"));
+      if (criterion.allow_tie) row.append(choiceButton(task, criterion, "tie", t.tie, "3 ↓"));
+      if (criterion.allow_both_bad) row.append(choiceButton(task, criterion, "both_bad", t.bothBad, "B"));
+      row.append(choiceButton(task, criterion, task.images[1].uid, t.right, "2 →"));
       fieldset.append(row);
     };
   }
@@ -434,6 +436,7 @@
     criteria.id = "criteria";
     current = { task: task, shownAt: null, answers: {}, boards: {}, undo: [] };
     tieNext = false;
+    setInputEnabled(false);
     if (config.kind === "ranking") {
       task.criteria.forEach((c) => (current.boards[c.key] = []));
       renderBoards();
@@ -445,8 +448,10 @@
     await waitForImages(images);
     if (!current || current.task.id !== task.id) return;
     requestAnimationFrame(() => {
+      if (!current || current.task.id !== task.id) return;
       const now = performance.now();
       current.shownAt = now;
+      setInputEnabled(true);
       if (pendingKeyAt !== null) {
         metrics.keyToNext.push(now - pendingKeyAt);
         pendingKeyAt = null;
@@ -467,11 +472,28 @@
     }, Math.max(0, leaseLeftMs(task) - 1000));
   }
 
+  // An answer belongs to the task that was on screen when it was given: between an answer
+  // and the next task's paint (images loaded, frame drawn) every input is ignored, so a
+  // double click or a held key cannot answer a task nobody has seen.
+  function painted() {
+    return Boolean(current) && current.shownAt !== null;
+  }
+
+  function setInputEnabled(enabled) {
+    $("task").classList.toggle("settling", !enabled);
+    document.querySelectorAll("#criteria .choice, #skip").forEach((button) => {
+      button.disabled = !enabled;
+    });
+    if (enabled) updateSubmit();
+    else $("submit").disabled = true;
+  }
+
   // The current task is done (answered or skipped): show the next one at once if it is ready.
   function advance(keyAt) {
     clearTimeout(leaseTimer);
     // Remembered now: while the next task loads, the old controls are hidden and lose focus.
     keepFocus = $("task").contains(document.activeElement);
+    setInputEnabled(false);
     pendingKeyAt = keyAt;
     current = null;
     nextOrWait();
@@ -497,7 +519,7 @@
   }
 
   function submit(keyAt) {
-    if (!current || !complete()) return;
+    if (!painted() || !complete()) return;
     const answers = {};
     for (const criterion of current.task.criteria) {
       answers[criterion.key] = config.kind === "pairwise" ? current.answers[criterion.key] : tiers(criterion.key);
@@ -507,7 +529,7 @@
   }
 
   function skip(keyAt) {
-    if (!current) return;
+    if (!painted()) return;
     enqueue({ type: "skip", id: current.task.id });
     advance(keyAt);
   }
@@ -524,6 +546,7 @@
   }
 
   function choose(key, value, keyAt) {
+    if (!painted()) return;
     const criterion = current.task.criteria.find((c) => c.key === key);
     if (!criterion) return;
     if ((value === "tie" && !criterion.allow_tie) || (value === "both_bad" && !criterion.allow_both_bad)) return;
@@ -561,6 +584,7 @@
   }
 
   function place(key, uid, tie) {
+    if (!painted()) return;
     const board = current.boards[key];
     if (!board || board.some((e) => e.uid === uid)) return;
     const criterion = current.task.criteria.find((c) => c.key === key);
@@ -724,7 +748,7 @@
   }
 
   function updateSubmit() {
-    $("submit").disabled = !complete();
+    $("submit").disabled = !painted() || !complete();
     // A single pairwise question is answered and sent by one key or tap: no submit button.
     $("submit").hidden = config.kind === "pairwise" && current.task.criteria.length === 1;
   }
@@ -772,6 +796,11 @@
     }
     const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
     if (key === "z") return zoom();
+    // Answering keys: not before the task is painted, and a held key answers once.
+    if (!painted() || event.repeat) {
+      if (event.code in PAIRWISE_KEYS) event.preventDefault();
+      return;
+    }
     if (key === "s") {
       event.preventDefault();
       return skip(keyAt);
@@ -824,7 +853,8 @@
 
   function onClick(event) {
     const button = event.target.closest("#criteria .choice");
-    if (button && current) {
+    // The second click of a double click never answers: it would land on the next task.
+    if (button && painted() && event.detail <= 1 && button.dataset.task === String(current.task.id)) {
       setActive(button.dataset.criterion);
       choose(button.dataset.criterion, button.dataset.value, performance.now());
     }
