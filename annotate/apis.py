@@ -36,6 +36,7 @@ from annotate.services.judgments import judgment_submit
 from annotate.services.prompts import prompt_rows_from_payload, prompt_rows_parse, prompts_add
 from pickwise.api import ERRORS, ErrorSerializer
 from pickwise.errors import ApplicationError
+from pickwise.login_throttle import login_locked, login_locked_message
 
 ADMIN_ONLY = (Membership.Role.ADMIN,)
 INVALID_CREDENTIALS = "Unable to log in with the given username and password."
@@ -73,6 +74,8 @@ class TokenObtainApi(APIView):
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        if login_locked(request=request, username=data.validated_data["username"]):
+            raise ApplicationError(login_locked_message(), code="throttled", status=429)
         user = authenticate(request, **data.validated_data)
         if user is None:
             raise ApplicationError(INVALID_CREDENTIALS, code="invalid_credentials", status=400)

@@ -2,13 +2,16 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from frontend import training_views, views
+from pickwise.login_throttle import ThrottledAuthenticationForm
 
 app_name = "frontend"
 urlpatterns = [
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(
-            template_name="frontend/login.html", redirect_authenticated_user=True
+            template_name="frontend/login.html",
+            redirect_authenticated_user=True,
+            authentication_form=ThrottledAuthenticationForm,
         ),
         name="login",
     ),

@@ -130,6 +130,24 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Login throttling (pickwise/login_throttle.py) ----------------------------------------------
+AUTHENTICATION_BACKENDS = ["pickwise.login_throttle.ThrottledModelBackend"]
+# How many proxies in front of the app append to X-Forwarded-For; 0 trusts no header and
+# takes REMOTE_ADDR as the client's address.
+PICKWISE_TRUSTED_PROXIES = env.int("PICKWISE_TRUSTED_PROXIES", default=0)
+PICKWISE_LOGIN_FAILURES_PER_ACCOUNT = env.int("PICKWISE_LOGIN_FAILURES_PER_ACCOUNT", default=10)
+PICKWISE_LOGIN_FAILURES_PER_ADDRESS = env.int("PICKWISE_LOGIN_FAILURES_PER_ADDRESS", default=50)
+PICKWISE_LOGIN_LOCKOUT_SECONDS = env.int("PICKWISE_LOGIN_LOCKOUT_SECONDS", default=900)
+for _name in (
+    "PICKWISE_LOGIN_FAILURES_PER_ACCOUNT",
+    "PICKWISE_LOGIN_FAILURES_PER_ADDRESS",
+    "PICKWISE_LOGIN_LOCKOUT_SECONDS",
+):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1.")
+if PICKWISE_TRUSTED_PROXIES < 0:
+    raise ImproperlyConfigured("PICKWISE_TRUSTED_PROXIES must be 0 or more.")
+
 LOGIN_URL = "frontend:login"
 LOGIN_REDIRECT_URL = "frontend:home"
 LOGOUT_REDIRECT_URL = "frontend:login"
@@ -190,6 +208,8 @@ REST_FRAMEWORK = {
         "next": env.str("THROTTLE_NEXT", default="600/min"),
     },
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Throttles key on the address the trusted proxies saw; never on a client's own header.
+    "NUM_PROXIES": PICKWISE_TRUSTED_PROXIES,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Pickwise API",
