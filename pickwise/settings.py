@@ -65,6 +65,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "pickwise.security.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "pickwise.urls"
@@ -277,8 +278,12 @@ PICKWISE_MAX_OPEN_ASSIGNMENTS = env.int("PICKWISE_MAX_OPEN_ASSIGNMENTS", default
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        "forbidden_without_traceback": {"()": "pickwise.security.ForbiddenWithoutTraceback"}
+    },
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.request": {"filters": ["forbidden_without_traceback"]}},
 }
 
 # Exports ----------------------------------------------------------------------------------

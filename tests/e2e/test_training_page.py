@@ -71,10 +71,11 @@ def test_the_curves_grow_while_the_job_runs_and_polling_stops_when_it_ends(
 
     _report(job, 13, 30)  # the trainer reports more steps; the page fetches only those
     page.wait_for_function(
-        "document.querySelector('[data-training-job]').dataset.steps === '30'", timeout=20_000
+        "() => document.querySelector('[data-training-job]').dataset.steps === '30'",
+        timeout=20_000,
     )
     page.wait_for_function(
-        "document.querySelector('[data-figure=loss]').textContent.trim() === '0.3931'",
+        "() => document.querySelector('[data-figure=loss]').textContent.trim() === '0.3931'",
         timeout=20_000,
     )
     page.screenshot(path=str(SCREENSHOTS / "training_job.png"), full_page=True)
@@ -84,7 +85,8 @@ def test_the_curves_grow_while_the_job_runs_and_polling_stops_when_it_ends(
     TrainingJob.objects.filter(pk=job.pk).update(status=TrainingJob.Status.DONE)
     page.wait_for_selector("#training-status[data-status=done]", timeout=20_000)
     page.wait_for_function(
-        "document.querySelector('[data-training-job]').dataset.steps === '40'", timeout=20_000
+        "() => document.querySelector('[data-training-job]').dataset.steps === '40'",
+        timeout=20_000,
     )
     assert page.locator("text=Cancel training").count() == 0
     assert page.locator("text=Create evaluation campaign").count() == 0  # needs a reload
