@@ -112,6 +112,8 @@ def _annotate_strings() -> dict[str, str]:
         "left": _("Left"),
         "right": _("Right"),
         "tie": _("Tie"),
+        "showAll": _("Show all"),
+        "showLess": _("Show less"),
         "bothBad": _("Both bad"),
         "leftImage": _("Left image"),
         "rightImage": _("Right image"),

@@ -322,6 +322,17 @@
     return t.imageN.replace("%(n)s", index + 1).replace("%(k)s", count) + ": " + t.generatedFor;
   }
 
+  // A long prompt is clamped to a few lines; the toggle shows it whole, and only appears
+  // when something is actually cut off.
+  function expandPrompt(expanded) {
+    const prompt = $("prompt");
+    const toggle = $("prompt-toggle");
+    prompt.classList.toggle("expanded", expanded);
+    toggle.textContent = expanded ? t.showLess : t.showAll;
+    toggle.setAttribute("aria-expanded", expanded ? "true" : "false");
+    toggle.hidden = !expanded && prompt.scrollHeight <= prompt.clientHeight + 1;
+  }
+
   function buildImages(task) {
     const box = document.createElement("div");
     box.className = "images images-" + task.images.length;
@@ -445,6 +456,7 @@
     $("task").dataset.taskId = task.id;
     $("task").dataset.ready = "0";
     showState("task");
+    expandPrompt(false);
     await waitForImages(images);
     if (!current || current.task.id !== task.id) return;
     requestAnimationFrame(() => {
@@ -874,6 +886,10 @@
   $("zoom-button").addEventListener("click", () => zoom());
   $("zoom").addEventListener("click", () => zoom(false));
   $("help-button").addEventListener("click", help);
+  $("prompt-toggle").addEventListener("click", () => expandPrompt(!$("prompt").classList.contains("expanded")));
+  window.addEventListener("resize", () => {
+    if (current && !$("prompt").classList.contains("expanded")) expandPrompt(false);
+  });
   window.addEventListener("online", () => flush().then(() => reserveAhead()));
 
   /* ---------- start ---------- */
