@@ -1,12 +1,12 @@
 """From images to comparisons: finishing a prompt when its images are in, and a job at the end."""
 
 import logging
-import math
 
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from annotate.campaign_checks import gold_count_for
 from annotate.models import Campaign, Comparison, Prompt
 from annotate.services.campaigns import campaign_update
 from annotate.services.comparisons import comparisons_build_for_prompt
@@ -17,13 +17,6 @@ logger = logging.getLogger(__name__)
 
 ERROR_NOTHING_GENERATED = "No image could be generated; see the items' errors."
 ERROR_GOLD_FAILED = "Images and comparisons are in, but gold items could not be made: {error}"
-MIN_GOLD = 15
-GOLD_SHARE = 0.02
-
-
-def default_gold_count(*, regular_comparisons: int) -> int:
-    """Enough gold to qualify annotators and keep checking them: 2%, at least 15."""
-    return max(MIN_GOLD, math.ceil(GOLD_SHARE * regular_comparisons))
 
 
 def prompt_finish_if_complete(*, job: GenerationJob, prompt_id: int) -> int:
@@ -53,7 +46,7 @@ def _make_gold(job: GenerationJob) -> int:
     wanted = job.gold_count
     if wanted is None:
         regular = comparisons.filter(role=Comparison.Role.REGULAR).count()
-        wanted = default_gold_count(regular_comparisons=regular)
+        wanted = gold_count_for(regular_comparisons=regular)
     # Top up to the target: a second job on the campaign does not pile on more gold.
     missing = wanted - comparisons.filter(role=Comparison.Role.GOLD).count()
     if missing <= 0:

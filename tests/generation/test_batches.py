@@ -10,11 +10,11 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 from PIL import Image as PILImage
 
+from annotate.campaign_checks import gold_count_for
 from annotate.models import Campaign, Comparison, Image
 from generation.models import GenerationItem, GenerationJob
 from generation.services import batches as batches_module
 from generation.services.batches import generation_batch_run, items_claim
-from generation.services.completion import default_gold_count
 from generation.services.jobs import generation_batches, generation_job_create
 from generation.services.recovery import generation_items_recover
 from generation.services.sync import generation_job_run_sync
@@ -181,7 +181,7 @@ def test_comparisons_follow_each_prompt_and_gold_and_activation_follow_the_job()
     assert job.status == GenerationJob.Status.DONE
     assert job.comparisons_created == 3
     gold = Comparison.objects.filter(role=Comparison.Role.GOLD).count()
-    assert gold == job.gold_created == min(default_gold_count(regular_comparisons=3), 6)
+    assert gold == job.gold_created == gold_count_for(regular_comparisons=3) == 0
     assert campaign.status == Campaign.Status.ACTIVE
 
 
