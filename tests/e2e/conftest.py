@@ -47,8 +47,9 @@ def new_page(browser):
     """Pages in fresh contexts (own cookies and localStorage), closed after the test."""
     contexts = []
 
-    def make(*, width: int = 1280, height: int = 860):
-        context = browser.new_context(viewport={"width": width, "height": height})
+    def make(*, width: int = 1280, height: int = 860, **options):
+        """`options` go to the browser context: has_touch, is_mobile, device_scale_factor."""
+        context = browser.new_context(viewport={"width": width, "height": height}, **options)
         context.set_default_timeout(15_000)
         contexts.append(context)
         return context.new_page()

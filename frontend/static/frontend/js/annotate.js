@@ -317,9 +317,30 @@
     showState("blocked");
   }
 
+  // On a narrow screen the two images of a pair are stacked, so they are named by
+  // position: Top and Bottom rather than Left and Right (captions, buttons, alt texts).
+  const stacked = window.matchMedia("(max-width: 640px)");
+
+  function sideLabel(index) {
+    if (stacked.matches) return index === 0 ? t.top : t.bottom;
+    return index === 0 ? t.left : t.right;
+  }
+
   function imageAlt(index, count) {
-    if (config.kind === "pairwise") return (index === 0 ? t.leftImage : t.rightImage) + ": " + t.generatedFor;
+    if (config.kind === "pairwise") {
+      const name = stacked.matches ? (index === 0 ? t.topImage : t.bottomImage) : index === 0 ? t.leftImage : t.rightImage;
+      return name + ": " + t.generatedFor;
+    }
     return t.imageN.replace("%(n)s", index + 1).replace("%(k)s", count) + ": " + t.generatedFor;
+  }
+
+  function relabel() {
+    document.querySelectorAll("#task [data-side]").forEach((label) => {
+      label.textContent = sideLabel(Number(label.dataset.side));
+    });
+    document.querySelectorAll("#images img").forEach((img, index, all) => {
+      img.alt = imageAlt(index, all.length);
+    });
   }
 
   // A long prompt is clamped to a few lines; the toggle shows it whole, and only appears
@@ -347,17 +368,22 @@
       img.dataset.uid = image.uid;
       img.draggable = false;
       const caption = document.createElement("figcaption");
-      caption.innerHTML =
-        config.kind === "pairwise"
-          ? "<kbd>" + (index === 0 ? "1 ←" : "2 →") + "</kbd> " + (index === 0 ? t.left : t.right)
-          : "<kbd>" + (index + 1) + "</kbd>";
+      if (config.kind === "pairwise") {
+        caption.innerHTML = "<kbd></kbd> <span></span>";
+        caption.firstChild.textContent = index === 0 ? "1 ←" : "2 →";
+        caption.lastChild.dataset.side = index;
+        caption.lastChild.textContent = sideLabel(index);
+      } else {
+        caption.innerHTML = '<span class="shot-number"></span>';
+        caption.firstChild.textContent = index + 1;
+      }
       figure.append(img, caption);
       box.append(figure);
     });
     return box;
   }
 
-  function choiceButton(task, criterion, value, label, key) {
+  function choiceButton(task, criterion, value, label, key, side) {
     const button = document.createElement("button");
     button.type = "button";
     button.className = "choice";
@@ -368,6 +394,7 @@
     button.setAttribute("aria-pressed", "false");
     button.innerHTML = "<span></span> <kbd></kbd>";
     button.firstChild.textContent = label;
+    if (side !== undefined) button.firstChild.dataset.side = side;
     button.lastChild.textContent = key;
     return button;
   }
@@ -396,10 +423,10 @@
   function pairwiseChoices(task) {
     return (fieldset, criterion) => {
       const row = el("div", "choices");
-      row.append(choiceButton(task, criterion, task.images[0].uid, t.left, "1 ←"));
+      row.append(choiceButton(task, criterion, task.images[0].uid, sideLabel(0), "1 ←", 0));
       if (criterion.allow_tie) row.append(choiceButton(task, criterion, "tie", t.tie, "3 ↓"));
       if (criterion.allow_both_bad) row.append(choiceButton(task, criterion, "both_bad", t.bothBad, "B"));
-      row.append(choiceButton(task, criterion, task.images[1].uid, t.right, "2 →"));
+      row.append(choiceButton(task, criterion, task.images[1].uid, sideLabel(1), "2 →", 1));
       fieldset.append(row);
     };
   }
@@ -456,6 +483,8 @@
     $("task").dataset.taskId = task.id;
     $("task").dataset.ready = "0";
     showState("task");
+    // Each task starts at the top of the page, where its prompt is.
+    window.scrollTo(0, 0);
     expandPrompt(false);
     await waitForImages(images);
     if (!current || current.task.id !== task.id) return;
@@ -887,6 +916,7 @@
   $("zoom").addEventListener("click", () => zoom(false));
   $("help-button").addEventListener("click", help);
   $("prompt-toggle").addEventListener("click", () => expandPrompt(!$("prompt").classList.contains("expanded")));
+  stacked.addEventListener("change", relabel);
   window.addEventListener("resize", () => {
     if (current && !$("prompt").classList.contains("expanded")) expandPrompt(false);
   });
