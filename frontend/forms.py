@@ -1,6 +1,9 @@
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from training.base_models import training_defaults
+from training.options import ERROR_RESOLUTION
+
 
 class GateOverrideForm(forms.Form):
     """An admin's block or unblock of a rater; the reason goes into the audit log."""
@@ -19,7 +22,9 @@ class TrainingStartForm(forms.Form):
     """The common trainer settings; everything else keeps the trainer's documented defaults.
 
     Blank numbers mean "the trainer's default", which for the learning rate and the LoRA rank
-    depends on the mode (training.dpo.DPOConfig)."""
+    depends on the mode (training.dpo.DPOConfig); blank steps and resolution mean the chosen
+    base model's defaults (its native resolution, training.base_models). The form starts
+    from the first model's defaults; training_start.js follows the model chosen."""
 
     name = forms.CharField(label=_("Name"), max_length=200, required=False)
     pretrained = forms.ChoiceField(
@@ -34,12 +39,17 @@ class TrainingStartForm(forms.Form):
         label=_("Weights"), choices=[("lora", _("LoRA adapters")), ("full", _("Full UNet"))]
     )
     max_train_steps = forms.IntegerField(
-        label=_("Steps"), min_value=1, max_value=1_000_000, initial=2000
+        label=_("Steps"), min_value=1, max_value=1_000_000, required=False
     )
     train_batch_size = forms.IntegerField(
         label=_("Pairs per step"), min_value=1, max_value=1024, initial=8
     )
-    resolution = forms.IntegerField(label=_("Resolution"), min_value=8, max_value=4096, initial=512)
+    resolution = forms.IntegerField(
+        label=_("Resolution"),
+        max_value=4096,
+        required=False,
+        help_text=_("Pixels, a positive multiple of 8; blank: the base model's native size."),
+    )
     learning_rate = forms.FloatField(
         label=_("Learning rate"), min_value=1e-12, max_value=1.0, required=False
     )
@@ -64,10 +74,25 @@ class TrainingStartForm(forms.Form):
     def __init__(self, *args, model_folders: list, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["pretrained"].choices = [(str(path), str(path)) for path in model_folders]
+        # Resolution and steps per base model, for the initial values and the page's script.
+        self.model_defaults = {str(path): training_defaults(path) for path in model_folders}
+        if model_folders:
+            for name, value in self.model_defaults[str(model_folders[0])].items():
+                self.fields[name].initial = value
+
+    def clean_resolution(self):
+        value = self.cleaned_data.get("resolution")
+        if value is not None and (value <= 0 or value % 8):
+            raise forms.ValidationError(ERROR_RESOLUTION.format(value=value))
+        return value
 
     def options(self) -> dict:
-        """The trainer options the form sets; blanks are left to the trainer's defaults."""
+        """The trainer options the form sets; blank steps and resolution take the base
+        model's defaults, other blanks are left to the trainer's defaults."""
         values = {name: self.cleaned_data.get(name) for name in self.OPTION_FIELDS}
+        for name, value in self.model_defaults.get(self.cleaned_data["pretrained"], {}).items():
+            if values.get(name) is None:
+                values[name] = value
         return {name: value for name, value in values.items() if value not in (None, "")}
 
 

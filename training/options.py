@@ -61,7 +61,7 @@ OPTIONS: dict[str, Option] = {
     "train_batch_size": Option(int, 8, positive=True),
     "gradient_accumulation_steps": Option(int, 1, positive=True),
     "max_train_steps": Option(int, 2000, positive=True),
-    "resolution": Option(int, 512, positive=True),
+    "resolution": Option(int, 512),  # a positive multiple of 8, checked with its own message
     "random_flip": Option(bool, True),
     "prompt_dropout": Option(float, None),
     "mixed_precision": Option(str, None, choices=MIXED_PRECISIONS),
@@ -125,7 +125,7 @@ def options_clean(*, mode: str, method: str, options: dict[str, Any]) -> tuple[d
             problems.append(ERROR_NEGATIVE.format(name=name))
         cleaned[name] = value
     resolution = cleaned.get("resolution", OPTIONS["resolution"].default)
-    if resolution > 0 and resolution % 8:
+    if resolution <= 0 or resolution % 8:
         problems.append(ERROR_RESOLUTION.format(value=resolution))
     dropout = cleaned.get("prompt_dropout")
     if dropout is not None and not 0 <= dropout < 1:

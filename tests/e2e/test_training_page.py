@@ -1,12 +1,15 @@
 """The training job page in a real browser: curves drawn from the series, new steps appended
 while the job runs, and polling that stops when it ends."""
 
+from pathlib import Path
+
 import pytest
 
 from annotate.models import Membership
 from tests.e2e.conftest import SCREENSHOTS
 from tests.e2e.helpers import log_in, make_campaign, member
 from tests.exports.helpers import build, bulk_judge, prefer_models
+from tests.training.jobs_support import finished_export, pipeline_folder
 from training.models import TrainingJob
 from training.services.runs import Progress, training_job_claim, training_progress_save
 
@@ -92,3 +95,26 @@ def test_the_curves_grow_while_the_job_runs_and_polling_stops_when_it_ends(
     assert page.locator("text=Create evaluation campaign").count() == 0  # needs a reload
     page.reload()
     assert page.locator("text=Create evaluation campaign").count() == 1
+
+
+def test_resolution_and_steps_follow_the_chosen_base_model_unless_typed(
+    live_server, new_page, settings, tmp_path
+):
+    settings.TRAINING_ROOT = tmp_path / "training"
+    settings.EXPORT_ROOT = tmp_path / "exports"
+    root = tmp_path / "models"
+    pipeline_folder(root, "a-tiny", sample_size=32, vae_blocks=[4, 8])
+    sd = pipeline_folder(root, "b-sd15", sample_size=64, vae_blocks=[128, 256, 512, 512])
+    settings.PICKWISE_MODEL_ROOTS = [root]
+    export = finished_export(prompts=4)
+    member(export.campaign, "scientist", role=Membership.Role.RESEARCHER)
+
+    page = new_page()
+    log_in(page, live_server.url, "scientist", next_path=f"/exports/{export.pk}/train/")
+    values = "() => [id_resolution.value, id_max_train_steps.value]"
+    assert page.evaluate(values) == ["64", "100"]
+    page.select_option("#id_pretrained", str(Path(sd).resolve()))
+    assert page.evaluate(values) == ["512", "2000"]
+    page.fill("#id_max_train_steps", "300")  # typed: kept when the model changes again
+    page.select_option("#id_pretrained", index=0)
+    assert page.evaluate(values) == ["64", "300"]

@@ -1,10 +1,13 @@
 """The training pages: start a job on an export, follow it, cancel it, evaluate it."""
 
+from pathlib import Path
+
 import pytest
 
 from tests.factories import GeneratorFactory, campaign_with_comparisons, user_as
-from tests.training.jobs_support import finished_export
+from tests.training.jobs_support import finished_export, pipeline_folder
 from training.models import TrainingJob
+from training.options import ERROR_RESOLUTION
 from training.services.evaluation import ERROR_NOT_DONE
 from training.services.jobs import ERROR_JOB_FINISHED
 from training.services.runs import Progress, training_job_claim, training_progress_save
@@ -262,3 +265,55 @@ def test_the_dashboard_links_exports_to_training_and_jobs_to_their_page(client, 
     html = client.get(f"/campaigns/{export.campaign.pk}/dashboard/").content.decode()
     assert f'href="/exports/{export.pk}/train/"' in html
     assert f'href="/training-jobs/{job.pk}/"' in html
+
+
+@pytest.fixture
+def two_models(settings, tmp_path):
+    """A 64 px tiny pipeline (listed first) and a 512 px Stable Diffusion 1.5 layout."""
+    root = tmp_path / "models"
+    tiny = pipeline_folder(root, "a-tiny", sample_size=32, vae_blocks=[4, 8])
+    sd = pipeline_folder(root, "b-sd15", sample_size=64, vae_blocks=[128, 256, 512, 512])
+    settings.PICKWISE_MODEL_ROOTS = [root]
+    return Path(tiny).resolve(), Path(sd).resolve()
+
+
+def test_the_form_starts_from_the_first_base_models_native_resolution(client, export, two_models):
+    log_in(client, export.campaign, "researcher")
+    response = client.get(f"/exports/{export.pk}/train/")
+    form = response.context["form"]
+    assert (form["resolution"].value(), form["max_train_steps"].value()) == (64, 100)
+    assert form.model_defaults == {
+        str(two_models[0]): {"resolution": 64, "max_train_steps": 100},
+        str(two_models[1]): {"resolution": 512, "max_train_steps": 2000},
+    }
+    page = response.content.decode()
+    assert 'id="base-model-defaults"' in page and "js/training_start.js" in page
+
+
+@pytest.mark.parametrize(("chosen", "expected"), [(0, (64, 100)), (1, (512, 2000))])
+def test_blank_steps_and_resolution_take_the_chosen_base_models_defaults(
+    client, export, two_models, chosen, expected
+):
+    log_in(client, export.campaign, "researcher")
+    form = start_form(two_models[chosen].parent, pretrained=str(two_models[chosen]))
+    form.update(resolution="", max_train_steps="")
+    response = client.post(f"/exports/{export.pk}/train/", form)
+    assert response.status_code == 302
+    job = TrainingJob.objects.get()
+    assert (job.options["resolution"], job.options["max_train_steps"]) == expected
+    assert job.max_steps == expected[1]
+
+
+@pytest.mark.parametrize("resolution", [13, 0, -8, 4])
+def test_a_resolution_that_is_not_a_positive_multiple_of_8_is_refused_on_its_field(
+    client, export, model_root, resolution
+):
+    log_in(client, export.campaign, "researcher")
+    response = client.post(
+        f"/exports/{export.pk}/train/", start_form(model_root, resolution=resolution)
+    )
+    assert response.status_code == 400
+    assert response.context["form"].errors["resolution"] == [
+        ERROR_RESOLUTION.format(value=resolution)
+    ]
+    assert not TrainingJob.objects.exists()

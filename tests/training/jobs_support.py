@@ -1,6 +1,8 @@
 """Finished exports made through the real services, and tiny trainer settings, for the job and
 evaluation tests."""
 
+import json
+
 from tests.exports.helpers import build, bulk_judge, constant, prefer_models
 from tests.factories import annotator, campaign_with_comparisons
 
@@ -25,3 +27,14 @@ def finished_export(*, prompts: int = 4, ties_only: bool = False, campaign=None)
     return build(
         campaign, format="pickapic", splits={"validation": 0.0, "test": 0.25, "max_prompts": 100}
     )
+
+
+def pipeline_folder(root, name: str, *, sample_size, vae_blocks) -> str:
+    """A pipeline folder with the two configs the defaults read (weights are not needed)."""
+    folder = root / name
+    (folder / "unet").mkdir(parents=True)
+    (folder / "vae").mkdir()
+    (folder / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    (folder / "unet" / "config.json").write_text(json.dumps({"sample_size": sample_size}))
+    (folder / "vae" / "config.json").write_text(json.dumps({"block_out_channels": vae_blocks}))
+    return str(folder)

@@ -96,6 +96,8 @@ def test_it_refuses_a_folder_that_is_not_a_pipeline(export, tmp_path):
         ({"mode": "lora", "options": {"reference_model": "."}}, "reference_model needs mode full"),
         ({"mode": "full", "options": {"lora_rank": 4}}, "lora_rank and lora_alpha apply"),
         ({"options": {"resolution": 30}}, "resolution must be a positive multiple of 8, not 30."),
+        ({"options": {"resolution": 0}}, "resolution must be a positive multiple of 8, not 0."),
+        ({"options": {"resolution": -8}}, "resolution must be a positive multiple of 8, not -8."),
         ({"options": {"max_train_steps": 0}}, "max_train_steps must be > 0."),
         ({"options": {"max_train_steps": "ten"}}, "max_train_steps must be a whole number."),
         ({"options": {"prompt_dropout": 1.0}}, "prompt_dropout must be in [0, 1)."),
