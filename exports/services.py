@@ -47,6 +47,7 @@ from exports.splits import splits_from_dict
 from exports.writers.card import card_write
 from exports.writers.images import JpegEncoder
 from exports.writers.manifest import folder_files, manifest_write
+from pickwise.enqueue import enqueue_on_commit
 from pickwise.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -141,8 +142,7 @@ def export_create(
     if enqueue:
         from exports.tasks import export_build_task
 
-        export_id = export.pk
-        transaction.on_commit(lambda: export_build_task.delay(export_id))
+        enqueue_on_commit(export_build_task, export.pk)
     return export
 
 
@@ -339,7 +339,7 @@ def exports_recover(*, worker: str | None = None, resend_pending: bool = False) 
 
         for export_id in requeued:
             # On commit: the worker must find the row pending when the message arrives.
-            transaction.on_commit(lambda export_id=export_id: export_build_task.delay(export_id))
+            enqueue_on_commit(export_build_task, export_id)
     return {"requeued": len(requeued), "failed": failed}
 
 

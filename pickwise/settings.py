@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "exports",
     "training",
     "frontend",
+    "pickwise",
 ]
 
 MIDDLEWARE = [
@@ -261,6 +262,9 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
+    # Sweeps run where no long job can sit in front of them (exact names win over globs).
+    "generation.recover_stalled": {"queue": "default"},
+    "training.recover_stalled": {"queue": "default"},
     "generation.*": {"queue": "generate"},
     "training.*": {"queue": "train"},
 }
@@ -270,6 +274,22 @@ CELERY_BEAT_SCHEDULE = {
         "task": "annotate.sweep_expired_assignments",
         "schedule": timedelta(minutes=1),
     },
+}
+
+# Durable enqueue (pickwise/enqueue.py) -------------------------------------------------------
+# Seconds a request waits for an unreachable broker before it leaves the task in the outbox.
+CELERY_BROKER_TIMEOUT = env.float("CELERY_BROKER_TIMEOUT", default=3.0)
+if CELERY_BROKER_TIMEOUT <= 0:
+    raise ImproperlyConfigured("CELERY_BROKER_TIMEOUT must be positive.")
+CELERY_BROKER_CONNECTION_TIMEOUT = CELERY_BROKER_TIMEOUT
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS["socket_connect_timeout"] = CELERY_BROKER_TIMEOUT
+# Outbox messages older than this are sent again by the sweep (a send that worked has
+# deleted its message within a second of its commit).
+PICKWISE_OUTBOX_RESEND_AFTER = env.int("PICKWISE_OUTBOX_RESEND_AFTER", default=30)
+CELERY_BEAT_SCHEDULE["pickwise.outbox_resend"] = {
+    "task": "pickwise.outbox_resend",
+    "schedule": timedelta(minutes=1),
 }
 
 PICKWISE_DEMO_PASSWORD = env.str("PICKWISE_DEMO_PASSWORD", default="")

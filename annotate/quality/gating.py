@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
 from django.db.models import Case, F, Value, When
 from django.db.models.lookups import GreaterThanOrEqual
 from django.utils import timezone
@@ -354,9 +353,10 @@ def gate_transition(
     if "exclusion" in figures or "restore" in figures:
         # Others' co-rater counters included (or lacked) this rater's ratings: rebuild them.
         from annotate.quality.tasks import quality_recompute_task
+        from pickwise.enqueue import enqueue_on_commit
 
-        campaign_id = membership.campaign_id
-        transaction.on_commit(lambda: quality_recompute_task.delay(campaign_id))
+        # Not durable: quality.recompute_all redoes it if the broker is away.
+        enqueue_on_commit(quality_recompute_task, membership.campaign_id, durable=False)
     return event
 
 

@@ -6,8 +6,6 @@ qualification and gold blocks happen here, so the annotator's next request sees 
 heavier rules run in a task enqueued on commit every few judgments.
 """
 
-from django.db import transaction
-
 from annotate.models import Judgment, Membership
 from annotate.quality.gating import (
     GOLD_COUNTERS,
@@ -27,13 +25,16 @@ from annotate.quality.rater_stats import (
     stats_increment,
     stats_on_regular,
 )
+from pickwise.enqueue import enqueue_on_commit
 
 
 def _enqueue_evaluation(judgment: Judgment) -> None:
     from annotate.quality.tasks import rater_evaluate_task
 
-    campaign_id, user_id = judgment.campaign_id, judgment.annotator_id
-    transaction.on_commit(lambda: rater_evaluate_task.delay(campaign_id, user_id))
+    # Not durable: quality.recompute_all evaluates every rater again if the broker is away.
+    enqueue_on_commit(
+        rater_evaluate_task, judgment.campaign_id, judgment.annotator_id, durable=False
+    )
 
 
 def _on_gold(*, judgment: Judgment, membership: Membership, policy: dict) -> None:

@@ -18,6 +18,7 @@ from generation.models import (
     GenerationJob,
     Generator,
 )
+from pickwise.enqueue import enqueue_many_on_commit
 from pickwise.errors import ApplicationError
 
 ERROR_NO_GENERATORS = "Name at least one generator."
@@ -262,8 +263,8 @@ def generation_job_enqueue(*, job_id: int, item_ids: Iterable[int] | None = None
     if job is None:
         return 0
     batches = generation_batches(job=job, item_ids=item_ids)
-    for generator_id, batch in batches:
-        generation_batch_task.delay_on_commit(job.pk, generator_id, batch)
+    calls = [(job.pk, generator_id, batch) for generator_id, batch in batches]
+    enqueue_many_on_commit(generation_batch_task, calls)
     return len(batches)
 
 

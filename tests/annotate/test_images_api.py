@@ -8,7 +8,11 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from annotate.models import Image, ImageImport, Judgment, Prompt
-from annotate.services.image_imports.jobs import DUPLICATE_UPLOAD, image_import_run
+from annotate.services.image_imports.jobs import (
+    DUPLICATE_UPLOAD,
+    UPLOAD_MISSING,
+    image_import_run,
+)
 from annotate.services.image_imports.messages import (
     ARCHIVE_TOO_LARGE,
     BAD_ROWS,
@@ -142,6 +146,29 @@ def test_the_same_file_while_its_first_import_is_pending_is_a_duplicate(api_clie
     # Another campaign may import the same file at the same time.
     other = CampaignFactory()
     assert _post(_admin_client(api_client, other), other, data).status_code == 202
+
+
+def test_the_same_file_is_accepted_again_when_the_pending_imports_upload_is_gone(
+    api_client, settings
+):
+    campaign = CampaignFactory()
+    client = _admin_client(api_client, campaign)
+    data = manifest_zip(prompts=1)
+    first = _post(client, campaign, data)
+    assert first.status_code == 202
+    for kept in _kept_uploads(settings):
+        kept.unlink()  # cleaned away while the job waited for a worker
+
+    again = _post(client, campaign, data)
+    assert again.status_code == 202, again.json()
+    lost = ImageImport.objects.get(pk=first.json()["id"])
+    assert (lost.status, lost.error_code, lost.error) == (
+        "failed",
+        "upload_missing",
+        UPLOAD_MISSING,
+    )
+    assert _run(client, again)["status"] == "succeeded"
+    assert Image.objects.count() == 2
 
 
 def test_the_same_upload_again_after_it_finished_doubles_nothing(api_client):

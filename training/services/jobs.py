@@ -13,6 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from exports.models import Export
+from pickwise.enqueue import enqueue_on_commit
 from pickwise.errors import ApplicationError
 from pickwise.model_folders import model_folder_error
 from training.export_files import split_counts
@@ -125,7 +126,7 @@ def training_job_enqueue(*, job_id: int) -> None:
     """Send the job to the train queue once the current transaction (if any) commits."""
     from training.tasks import training_job_task
 
-    training_job_task.delay_on_commit(job_id)
+    enqueue_on_commit(training_job_task, job_id)
 
 
 def training_job_start(**fields: Any) -> TrainingJob:

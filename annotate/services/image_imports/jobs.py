@@ -35,6 +35,7 @@ from annotate.services.image_imports import (
     images_import_precheck,
 )
 from annotate.services.image_imports.plan import CHECKING, WRITING, Step
+from pickwise.enqueue import enqueue_on_commit
 from pickwise.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,13 @@ def _duplicate(campaign: Campaign, sha256: str) -> ApplicationError | None:
         campaign=campaign, sha256=sha256, status__in=ImageImport.ACTIVE
     ).first()
     if active is None:
+        return None
+    if not (active.upload_path and Path(active.upload_path).is_file()):
+        # Its upload is gone, so it can never finish: fail it and take the new upload.
+        held = ImageImport.objects.filter(
+            pk=active.pk, status=active.status, claim_token=active.claim_token
+        )
+        _fail(held=held, job=active, message=UPLOAD_MISSING, code="upload_missing")
         return None
     return ApplicationError(
         DUPLICATE_UPLOAD.format(id=active.pk),
@@ -133,7 +141,7 @@ def image_import_enqueue(*, job_id: int) -> None:
     """Send the job to the default queue once the current transaction (if any) commits."""
     from annotate.tasks import image_import_task
 
-    image_import_task.delay_on_commit(job_id)
+    enqueue_on_commit(image_import_task, job_id)
 
 
 def image_import_run(*, job_id: int, worker: str = "") -> str:

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class PickwiseConfig(AppConfig):
+    name = "pickwise"
+    verbose_name = "Pickwise"
