@@ -105,9 +105,10 @@ class Generator(models.Model):
         # Checked on the web side only, and over the spec's own verdict on those fields, so
         # the answer for a path outside the roots never tells whether it exists.
         source = (spec.source or "").strip()
-        if source and is_local_source(source) and (problem := model_folder_error(source)):
+        local = bool(source) and is_local_source(source)
+        if local and (problem := model_folder_error(source, field="source")):
             errors["source"] = problem
-        if spec.lora_path and (problem := model_folder_error(spec.lora_path)):
+        if spec.lora_path and (problem := model_folder_error(spec.lora_path, field="lora_path")):
             errors["lora_path"] = problem
         if errors:
             raise ValidationError(errors)

@@ -13,9 +13,11 @@ from pathlib import Path
 
 from django.conf import settings
 
-ERROR_OUTSIDE_ROOTS = (
-    "{path} is outside the model folders this server accepts ({roots}); "
-    "put the model under one of them or add its folder to PICKWISE_MODEL_ROOTS."
+# One answer for a folder outside the roots and a missing one, naming no server path:
+# otherwise the answer tells whether any path on the server exists.
+ERROR_MODEL_FOLDER_UNAVAILABLE = (
+    "{field} is not a model folder this server offers: name an existing folder under the "
+    "configured model folders (PICKWISE_MODEL_ROOTS)."
 )
 
 
@@ -24,18 +26,25 @@ def model_roots() -> list[Path]:
     return [Path(root).expanduser().resolve() for root in roots]
 
 
-def model_folder_allowed(path: str | Path) -> bool:
-    folder = Path(path).expanduser().resolve()
-    return any(folder.is_relative_to(root) for root in model_roots())
-
-
-def model_folder_error(path: str | Path) -> str | None:
-    """The refusal message for a folder outside the roots, or None when it is allowed."""
-    if model_folder_allowed(path):
+def _resolved(path: str | Path) -> Path | None:
+    try:
+        return Path(path).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError):  # a loop of links, a NUL byte
         return None
-    return ERROR_OUTSIDE_ROOTS.format(
-        path=path, roots=", ".join(str(root) for root in model_roots())
-    )
+
+
+def model_folder_allowed(path: str | Path) -> bool:
+    folder = _resolved(path)
+    return folder is not None and any(folder.is_relative_to(root) for root in model_roots())
+
+
+def model_folder_error(path: str | Path, *, field: str = "The model folder") -> str | None:
+    """None for an existing file or folder inside the roots; otherwise the one refusal
+    message, the same whether the path is forbidden or missing."""
+    folder = _resolved(path)
+    if folder is None or not model_folder_allowed(folder) or not folder.exists():
+        return ERROR_MODEL_FOLDER_UNAVAILABLE.format(field=field)
+    return None
 
 
 def model_folder_choices(*, limit: int = 200) -> list[Path]:

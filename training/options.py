@@ -32,7 +32,6 @@ ERROR_LORA_REFERENCE = (
     "disabled)."
 )
 ERROR_FULL_LORA_OPTIONS = "lora_rank and lora_alpha apply to mode lora, not full."
-ERROR_REFERENCE_MISSING = "reference model folder not found: {path}"
 ERROR_CHECKPOINTING_CONFLICT = (
     "gradient_checkpointing means activation_checkpointing full, not {value}: drop one of them."
 )
@@ -136,8 +135,7 @@ def options_clean(*, mode: str, method: str, options: dict[str, Any]) -> tuple[d
             problems.append(ERROR_MAPO_REFERENCE)
         if mode == "lora":
             problems.append(ERROR_LORA_REFERENCE)
-        if not Path(reference).is_dir():
-            problems.append(ERROR_REFERENCE_MISSING.format(path=reference))
+        # Whether the folder exists and is allowed: training.services.jobs (model roots).
     checkpointing = cleaned.get("activation_checkpointing")
     if cleaned.get("gradient_checkpointing") and checkpointing not in (None, "full"):
         problems.append(ERROR_CHECKPOINTING_CONFLICT.format(value=checkpointing))

@@ -46,10 +46,18 @@ EXIT_BAD_INPUT = 2  # training.dpo's status for input it refuses
 PR_SET_PDEATHSIG = 1
 CHECKPOINT_DIR = re.compile(r"^step-(\d+)$")
 
+# What researchers see: a sentence, never a traceback or a server path. The trainer's own
+# output goes to the worker's log (and stays in the job folder's trainer-N.log).
 TRAINER_REFUSED = "The trainer refused its input: {message}"
-TRAINER_FAILED = "The trainer exited with status {code}:\n{tail}"
-TRAINER_KILLED = "The trainer was killed by signal {signal}:\n{tail}"
-TRAINER_UNFINISHED = "The trainer exited without finishing:\n{tail}"
+TRAINER_FAILED = (
+    "The trainer stopped with an error (exit status {code}); the worker's log has the details."
+)
+TRAINER_KILLED = (
+    "The trainer was killed by signal {signal} (out of memory?); the worker's log has the details."
+)
+TRAINER_UNFINISHED = "The trainer exited without finishing; the worker's log has the details."
+# Absolute paths (POSIX or Windows) in a message shown to users.
+_ABSOLUTE_PATH = re.compile(r"(?:(?<![\w.~:/])/|\b[A-Za-z]:\\)[^\s'\",;:()\[\]]*")
 
 
 def latest_checkpoint_step(output_dir: Path) -> int | None:
@@ -142,17 +150,25 @@ def _tail(path: Path) -> str:
         return ""
 
 
+def without_paths(text: str) -> str:
+    """`text` with every absolute path replaced by "<path>"."""
+    return _ABSOLUTE_PATH.sub("<path>", text)
+
+
 def failure_message(*, returncode: int, log: Path) -> str:
+    """The job's `error`: one clean sentence. The log's tail (a traceback, paths) is logged."""
     tail = _tail(log)
+    logger.error("trainer exited with %s; last output:\n%s", returncode, tail)
     if returncode == EXIT_BAD_INPUT:
         errors = [line for line in tail.splitlines() if line.startswith("error: ")]
         if errors:
-            return TRAINER_REFUSED.format(message=errors[-1].removeprefix("error: "))
+            message = without_paths(errors[-1].removeprefix("error: "))
+            return TRAINER_REFUSED.format(message=message)
     if returncode < 0:
-        return TRAINER_KILLED.format(signal=signal.Signals(-returncode).name, tail=tail)
+        return TRAINER_KILLED.format(signal=signal.Signals(-returncode).name)
     if returncode == 0:
-        return TRAINER_UNFINISHED.format(tail=tail)
-    return TRAINER_FAILED.format(code=returncode, tail=tail)
+        return TRAINER_UNFINISHED
+    return TRAINER_FAILED.format(code=returncode)
 
 
 class _Progress:

@@ -191,7 +191,7 @@ def test_evaluation_needs_held_out_prompts_and_the_tuned_weights(tiny_model_dir,
     (tmp_path / "o" / "pytorch_lora_weights.safetensors").unlink()
     with pytest.raises(ApplicationError) as error:
         evaluation_campaign_create(job=job, by=None)
-    assert error.value.message == ERROR_NO_WEIGHTS.format(id=job.pk, folder=tmp_path / "o")
+    assert error.value.message == ERROR_NO_WEIGHTS.format(id=job.pk)
 
     no_test = build(export.campaign, splits={"validation": 0.0, "test": 0.0})
     job = done_job(export=no_test, pretrained=tiny_model_dir, mode="lora", output=tmp_path / "p")

@@ -2,10 +2,11 @@
 
 import pytest
 
+from pickwise.model_folders import ERROR_MODEL_FOLDER_UNAVAILABLE
 from tests.factories import campaign_with_comparisons, user_as
 from tests.training.jobs_support import TINY_OPTIONS, finished_export
 from training.models import TrainingJob
-from training.services.jobs import ERROR_MODEL_MISSING, training_job_create
+from training.services.jobs import training_job_create
 from training.services.runs import Progress, training_job_claim, training_progress_save
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("training_dirs")]
@@ -107,8 +108,8 @@ def test_bad_input_fails_at_start_with_the_reason(
     )
     assert response.status_code == 400
     assert response.json() == {
-        "detail": ERROR_MODEL_MISSING.format(path=missing),
-        "code": "model_missing",
+        "detail": ERROR_MODEL_FOLDER_UNAVAILABLE.format(field="pretrained"),
+        "code": "model_unavailable",
     }
     response = api_client.post(
         URL, body(export, pipeline_layout_dir, options={"resolution": 30}), format="json"
@@ -212,6 +213,8 @@ def test_start_refuses_a_model_folder_outside_the_model_roots(
             URL, body(export, pipeline_layout_dir, pretrained=pretrained), format="json"
         )
         assert response.status_code == 400
-        assert response.json()["code"] == "model_not_allowed"
-        assert response.json()["detail"].startswith(f"{pretrained} is outside the model folders")
+        assert response.json() == {
+            "detail": ERROR_MODEL_FOLDER_UNAVAILABLE.format(field="pretrained"),
+            "code": "model_unavailable",
+        }
     assert not TrainingJob.objects.exists()

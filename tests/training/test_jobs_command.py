@@ -57,7 +57,7 @@ def test_it_reports_the_services_refusal(pipeline_layout_dir):
             "train_dpo", "--export", str(export.pk), "--pretrained", str(pipeline_layout_dir)
         )
     missing = str(pipeline_layout_dir.parent / "no-such-model")
-    with pytest.raises(CommandError, match="Base model folder not found"):
+    with pytest.raises(CommandError, match="pretrained is not a model folder this server offers"):
         call_command("train_dpo", "--export", str(export.pk), "--pretrained", missing)
-    with pytest.raises(CommandError, match="outside the model folders this server accepts"):
+    with pytest.raises(CommandError, match="pretrained is not a model folder this server offers"):
         call_command("train_dpo", "--export", str(export.pk), "--pretrained", "/no/such/dir")

@@ -10,7 +10,7 @@ import pytest
 
 from tests.training.jobs_support import TINY_OPTIONS, finished_export
 from training.models import TrainingJob, TrainingMetric
-from training.runner import MetricsTail
+from training.runner import TRAINER_FAILED, MetricsTail, without_paths
 from training.runner import training_job_run as run
 from training.selectors import training_job_metric_series
 from training.services.jobs import training_job_create, training_jobs_recover
@@ -24,8 +24,8 @@ def export(db):
     return finished_export(prompts=6)
 
 
-def test_a_crash_in_the_trainer_fails_the_job_with_the_tail_of_its_output(
-    export, tiny_model_dir, tmp_path
+def test_a_crash_in_the_trainer_fails_the_job_with_a_sentence_and_logs_the_traceback(
+    export, tiny_model_dir, tmp_path, caplog
 ):
     broken = tmp_path / "broken-model"
     shutil.copytree(tiny_model_dir, broken)
@@ -34,8 +34,8 @@ def test_a_crash_in_the_trainer_fails_the_job_with_the_tail_of_its_output(
     job = training_job_create(export=export, pretrained=str(broken), options={**TINY_OPTIONS})
     assert run(job_id=job.pk, worker="here") == TrainingJob.Status.FAILED
     job.refresh_from_db()
-    assert job.error.startswith("The trainer exited with status 1:\n")
-    assert "Traceback" in job.error and "diffusion_pytorch_model" in job.error
+    assert job.error == TRAINER_FAILED.format(code=1)
+    assert "Traceback" in caplog.text and "diffusion_pytorch_model" in caplog.text
     assert not TrainingMetric.objects.filter(job=job).exists()
 
 
@@ -58,6 +58,16 @@ def test_input_only_the_worker_can_judge_fails_with_the_trainers_own_message(
         "The trainer refused its input: invalid training config: fp16 mixed precision needs a "
         "CUDA GPU; use no or bf16 on CPU"
     )
+
+
+def test_paths_are_taken_out_of_messages_shown_to_users():
+    assert (
+        without_paths(
+            "reference model folder not found: /etc/secret/x, see C:\\models\\a or https://h.org/p"
+        )
+        == "reference model folder not found: <path>, see <path> or https://h.org/p"
+    )
+    assert without_paths("1/2 of the steps, lora/unet") == "1/2 of the steps, lora/unet"
 
 
 def test_the_metrics_tail_keeps_what_a_resumed_trainer_keeps_and_reads_whole_lines(tmp_path):

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from exports.models import Export
 from pickwise.errors import ApplicationError
+from pickwise.model_folders import ERROR_MODEL_FOLDER_UNAVAILABLE
 from tests.training.jobs_support import TINY_OPTIONS, finished_export
 from training.models import TrainingJob, TrainingMetric
 from training.options import OPTIONS, options_clean, trainer_argv
@@ -77,7 +78,7 @@ def test_it_refuses_a_missing_model_folder(export, tmp_path):
     missing = tmp_path / "nowhere"
     with pytest.raises(ApplicationError) as error:
         training_job_create(export=export, pretrained=str(missing))
-    assert error.value.message == jobs.ERROR_MODEL_MISSING.format(path=missing)
+    assert error.value.message == ERROR_MODEL_FOLDER_UNAVAILABLE.format(field="pretrained")
 
 
 def test_it_refuses_a_folder_that_is_not_a_pipeline(export, tmp_path):

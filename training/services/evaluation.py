@@ -30,7 +30,7 @@ ERROR_NO_HELD_OUT = (
     "Export {id} has no held-out prompts (its test_unique split is empty); export with a test "
     "fraction above 0 to evaluate."
 )
-ERROR_NO_WEIGHTS = "The tuned weights of training job {id} are missing from {folder}."
+ERROR_NO_WEIGHTS = "The tuned weights of training job {id} are missing on the server."
 ERROR_BAD_SAMPLING = "steps must be 1 to 1000 and guidance 0 to 50."
 MAX_PROMPTS = 1000
 TUNED_PIPELINE = "pipeline"
@@ -71,15 +71,11 @@ def _generators(*, job: TrainingJob, steps: int, guidance: float) -> tuple[Gener
     }
     if job.mode == TrainingJob.Mode.LORA:
         if not (output / LORA_FILE).is_file():
-            raise ApplicationError(
-                ERROR_NO_WEIGHTS.format(id=job.pk, folder=output), code="no_weights"
-            )
+            raise ApplicationError(ERROR_NO_WEIGHTS.format(id=job.pk), code="no_weights")
         tuned = {"source": job.pretrained, "lora_path": str(output)}
     else:
         if not (output / "unet" / "config.json").is_file():
-            raise ApplicationError(
-                ERROR_NO_WEIGHTS.format(id=job.pk, folder=output), code="no_weights"
-            )
+            raise ApplicationError(ERROR_NO_WEIGHTS.format(id=job.pk), code="no_weights")
         tuned = {"source": str(tuned_pipeline_folder(job=job))}
     base = _generator(name=f"training-job-{job.pk}-base", source=job.pretrained, **common)
     tuned = _generator(name=f"training-job-{job.pk}-tuned", **tuned, **common)

@@ -15,19 +15,18 @@ from django.utils import timezone
 from exports.models import Export
 from pickwise.enqueue import enqueue_on_commit
 from pickwise.errors import ApplicationError
-from pickwise.model_folders import model_folder_error
+from pickwise.model_folders import ERROR_MODEL_FOLDER_UNAVAILABLE, model_folder_error
 from training.export_files import split_counts
 from training.models import TrainingJob
 from training.options import METHODS, MODES, max_steps_of, options_clean
 
 ERROR_EXPORT_NOT_FINISHED = "Export {id} is {status}; train on a finished export."
 ERROR_EXPORT_FORMAT = "Export {id} is in the {format} format; training needs a pickapic export."
-ERROR_EXPORT_FOLDER = "The files of export {id} are missing: {folder}"
+ERROR_EXPORT_FOLDER = "The files of export {id} are missing on the server; export again."
 ERROR_NO_PAIRS = (
     "Export {id} has no preference pairs to train on: its train split has {rows} rows, "
     "{ties} of them ties (label_0 == 0.5), which DPO drops."
 )
-ERROR_MODEL_MISSING = "Base model folder not found: {path}"
 ERROR_NOT_A_PIPELINE = "{path} is not a diffusers pipeline folder (no model_index.json)."
 ERROR_BAD_METHOD = "method must be one of {choices}, not {value!r}."
 ERROR_BAD_MODE = "mode must be one of {choices}, not {value!r}."
@@ -49,7 +48,7 @@ def _check_export(export: Export) -> None:
         )
     if not export.folder or not (Path(export.folder) / "data").is_dir():
         raise ApplicationError(
-            ERROR_EXPORT_FOLDER.format(id=export.pk, folder=export.folder or "(none)"),
+            ERROR_EXPORT_FOLDER.format(id=export.pk),
             code="export_missing",
         )
     counts = split_counts(folder=export.folder, split="train")
@@ -60,15 +59,20 @@ def _check_export(export: Export) -> None:
         )
 
 
+def _check_folder(path: str, *, field: str) -> Path:
+    """The resolved folder, if it is an existing one inside the model roots (one message
+    for missing and forbidden alike: see pickwise.model_folders)."""
+    if (problem := model_folder_error(path, field=field)) or not Path(path).expanduser().is_dir():
+        problem = problem or ERROR_MODEL_FOLDER_UNAVAILABLE.format(field=field)
+        raise ApplicationError(problem, code="model_unavailable")
+    return Path(path).expanduser().resolve()
+
+
 def _check_model(pretrained: str) -> str:
-    path = Path(pretrained).expanduser()
-    if problem := model_folder_error(path):
-        raise ApplicationError(problem, code="model_not_allowed")
-    if not path.is_dir():
-        raise ApplicationError(ERROR_MODEL_MISSING.format(path=pretrained), code="model_missing")
+    path = _check_folder(pretrained, field="pretrained")
     if not (path / "model_index.json").is_file():
         raise ApplicationError(ERROR_NOT_A_PIPELINE.format(path=pretrained), code="model_invalid")
-    return str(path.resolve())
+    return str(path)
 
 
 def output_dir_for(*, job: TrainingJob) -> Path:
@@ -103,6 +107,9 @@ def training_job_create(
             code="invalid_options",
             extra={"problems": problems},
         )
+    if cleaned.get("reference_model") is not None:
+        reference = _check_folder(cleaned["reference_model"], field="reference_model")
+        cleaned["reference_model"] = str(reference)
     pretrained = _check_model(pretrained)
     _check_export(export)
     job = TrainingJob(
