@@ -43,6 +43,8 @@ KARRAS_SCHEDULERS = frozenset(
     }
 )
 
+# Sources drawn by generation.backends.procedural instead of a diffusers pipeline.
+PROCEDURAL_PREFIX = "procedural:"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 CLASS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -52,6 +54,7 @@ ERROR_FOLDER_MISSING = "The pipeline folder {source} does not exist."
 ERROR_NOT_A_PIPELINE = "{source} has no model_index.json, so it is not a diffusers pipeline folder."
 ERROR_BAD_MODEL_INDEX = "{source}/model_index.json is not valid JSON."
 ERROR_BAD_SOURCE = "{source} is neither an existing folder nor a hub id like owner/name."
+ERROR_BAD_PROCEDURAL = "{source} is not a procedural model; use one of {allowed}."
 ERROR_BAD_PIPELINE_CLASS = (
     "{name} is not a diffusers pipeline class name (e.g. StableDiffusionPipeline)."
 )
@@ -127,6 +130,23 @@ class GeneratorSpec:
         return (self.source, self.pipeline_class, self.dtype, self.lora_path)
 
 
+def procedural_faithfulness(source: str) -> str | None:
+    """ "faithful" for "procedural:faithful"; None for a source that is not procedural."""
+    from .scenes import FAITHFULNESS
+
+    source = (source or "").strip()
+    if not source.startswith(PROCEDURAL_PREFIX):
+        return None
+    faithfulness = source.removeprefix(PROCEDURAL_PREFIX)
+    return faithfulness if faithfulness in FAITHFULNESS else None
+
+
+def procedural_sources() -> tuple[str, ...]:
+    from .scenes import FAITHFULNESS
+
+    return tuple(PROCEDURAL_PREFIX + name for name in FAITHFULNESS)
+
+
 def is_local_source(source: str) -> bool:
     """Local when the folder exists or the text can only be a path (absolute, ./, ~, ..)."""
     if Path(source).expanduser().exists():
@@ -162,6 +182,12 @@ def _check_source(spec: GeneratorSpec, errors: dict[str, str]) -> Path | None:
     source = (spec.source or "").strip()
     if not source:
         errors["source"] = ERROR_SOURCE_EMPTY
+        return None
+    if source.startswith(PROCEDURAL_PREFIX):
+        if procedural_faithfulness(source) is None:
+            errors["source"] = ERROR_BAD_PROCEDURAL.format(
+                source=source, allowed=", ".join(procedural_sources())
+            )
         return None
     if not is_local_source(source):
         if not HUB_ID.match(source):

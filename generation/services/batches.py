@@ -154,12 +154,12 @@ def _reward_scores(prompts: list[str], images: list) -> list[float | None]:
 
 
 def _generate(generator: Generator, items: list[GenerationItem]) -> list:
-    # Imported here: the web process never imports torch or diffusers.
-    from generation.backends import BackendOptions
-    from generation.backends.diffusers_backend import generate_batch
+    from generation.backends import BackendOptions, backend_for
 
-    return generate_batch(
-        generator.to_spec(),
+    spec = generator.to_spec()
+    # backend_for imports diffusers only for a diffusers spec: the web never imports torch.
+    return backend_for(spec)(
+        spec,
         [(item.prompt.text, item.prompt.negative_prompt or None, item.seed) for item in items],
         options=BackendOptions.from_env(),
     )
