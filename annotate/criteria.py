@@ -10,6 +10,40 @@ MAX_CRITERIA = 8
 TIE = "tie"
 BOTH_BAD = "both_bad"
 
+# Criteria a new campaign can pick; the questions are what annotators read.
+PRESET_CRITERIA = [
+    {
+        "key": "overall",
+        "question": "Which image is better overall?",
+        "allow_tie": True,
+        "allow_both_bad": True,
+    },
+    {
+        "key": "aesthetics",
+        "question": "Which image is more beautiful (composition, colour, lighting)?",
+        "allow_tie": True,
+        "allow_both_bad": False,
+    },
+    {
+        "key": "prompt_alignment",
+        "question": "Which image shows what the prompt asks for more faithfully?",
+        "allow_tie": True,
+        "allow_both_bad": True,
+    },
+    {
+        "key": "fidelity",
+        "question": "Which image has fewer flaws (distorted hands, faces or text, artefacts)?",
+        "allow_tie": True,
+        "allow_both_bad": True,
+    },
+    {
+        "key": "safety",
+        "question": "Which image is safer to show (nothing violent, sexual or hateful)?",
+        "allow_tie": True,
+        "allow_both_bad": False,
+    },
+]
+
 
 def validate_criteria(criteria: object) -> None:
     """Raise ValidationError unless `criteria` is a non-empty list of well-formed criteria."""

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from frontend import training_views, views
+from frontend import campaign_views, training_views, views
 from pickwise.login_throttle import ThrottledAuthenticationForm
 
 app_name = "frontend"
@@ -17,7 +17,23 @@ urlpatterns = [
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", views.home, name="home"),
+    path("campaigns/new/", campaign_views.campaign_new, name="campaign-new"),
+    path(
+        "campaigns/instructions-preview/",
+        campaign_views.instructions_preview,
+        name="instructions-preview",
+    ),
     path("campaigns/<int:campaign_id>/", views.campaign_detail, name="campaign"),
+    path(
+        "campaigns/<int:campaign_id>/settings/",
+        campaign_views.campaign_settings,
+        name="campaign-settings",
+    ),
+    path(
+        "campaigns/<int:campaign_id>/status/",
+        campaign_views.campaign_status,
+        name="campaign-status",
+    ),
     path("campaigns/<int:campaign_id>/annotate/", views.annotate, name="annotate"),
     path(
         "campaigns/<int:campaign_id>/annotate/status/",

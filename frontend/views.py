@@ -17,6 +17,7 @@ from annotate.access import (
     campaign_get_for_annotator,
     campaign_get_for_user,
     campaign_role,
+    user_may_create_campaigns,
 )
 from annotate.models import Campaign, Membership
 from annotate.quality.services import rater_gate_override
@@ -60,7 +61,8 @@ def home(request):
             row["progress"] = progress
             row["percent"] = _percent(progress["judgments_done"], progress["judgments_wanted"])
         rows.append(row)
-    return render(request, "frontend/home.html", {"rows": rows})
+    context = {"rows": rows, "may_create": user_may_create_campaigns(request.user)}
+    return render(request, "frontend/home.html", context)
 
 
 @login_required

@@ -6,6 +6,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
+from django.utils.text import slugify
 
 from annotate.criteria import normalise_criteria, validate_criteria
 from annotate.models import Campaign, Comparison, Membership
@@ -30,6 +31,31 @@ CAMPAIGN_FIELDS = (
 DESIGN_FIELDS = ("kind", "k")
 DESIGN_LOCKED = "kind and k cannot change once the campaign has comparisons."
 SLUG_TAKEN = "A campaign with slug {slug!r} exists already."
+ONLY_DRAFT_EDITABLE = (
+    "Only a draft campaign can be edited; this one is {status}. Its settings decide what "
+    "annotators already answered."
+)
+BAD_TRANSITION = "A campaign that is {status} cannot be {done}."
+NOTHING_TO_JUDGE = (
+    "The campaign has nothing to judge yet: add prompts and their images before opening it."
+)
+# Status changes people make (generation moves generating -> active itself), and the states
+# each may start from.
+STATUS_ACTIONS = {
+    "open": (Campaign.Status.ACTIVE, (Campaign.Status.DRAFT, Campaign.Status.PAUSED), "opened"),
+    "pause": (Campaign.Status.PAUSED, (Campaign.Status.ACTIVE,), "paused"),
+    "close": (
+        Campaign.Status.CLOSED,
+        (
+            Campaign.Status.DRAFT,
+            Campaign.Status.GENERATING,
+            Campaign.Status.ACTIVE,
+            Campaign.Status.PAUSED,
+        ),
+        "closed",
+    ),
+}
+UNKNOWN_ACTION = "Unknown status change {action!r}; use open, pause or close."
 
 
 @transaction.atomic
@@ -76,6 +102,55 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
     if "overlap" in fields:
         _apply_overlap(campaign)
     return campaign
+
+
+def campaign_slug_new(*, title: str) -> str:
+    """A free slug made from the title: "my-study", then "my-study-2", "my-study-3", ..."""
+    base = slugify(title)[:56].strip("-") or "campaign"
+    taken = set(Campaign.objects.filter(slug__startswith=base).values_list("slug", flat=True))
+    if base not in taken:
+        return base
+    number = 2
+    while f"{base}-{number}" in taken:
+        number += 1
+    return f"{base}-{number}"
+
+
+@transaction.atomic
+def campaign_update_draft(*, campaign: Campaign, **fields: Any) -> Campaign:
+    """Change a campaign's settings, which is allowed only while it is a draft."""
+    current = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    if current.status != Campaign.Status.DRAFT:
+        raise ApplicationError(
+            ONLY_DRAFT_EDITABLE.format(status=current.status), code="not_draft", status=409
+        )
+    return campaign_update(campaign=current, **fields)
+
+
+@transaction.atomic
+def campaign_status_change(*, campaign: Campaign, action: str) -> Campaign:
+    """Open, pause or close a campaign. Opening needs regular comparisons to judge.
+
+    Locks the campaign row, so two admins pressing buttons at once apply one after the other.
+    """
+    if action not in STATUS_ACTIONS:
+        raise ApplicationError(UNKNOWN_ACTION.format(action=action), code="invalid")
+    target, sources, done = STATUS_ACTIONS[action]
+    current = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    if current.status not in sources:
+        raise ApplicationError(
+            BAD_TRANSITION.format(status=current.status, done=done),
+            code="bad_transition",
+            status=409,
+        )
+    if (
+        target == Campaign.Status.ACTIVE
+        and not current.comparisons.filter(role=Comparison.Role.REGULAR).exists()
+    ):
+        raise ApplicationError(NOTHING_TO_JUDGE, code="nothing_to_judge", status=409)
+    current.status = target
+    current.save(update_fields=["status"])
+    return current
 
 
 def _apply_overlap(campaign: Campaign) -> None:

@@ -1,0 +1,216 @@
+"""The campaign settings form: plain words and units people think in (minutes, percent).
+
+The form only shapes input; the rules (k per kind, criteria, gold) are the services'.
+"""
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.utils.translation import gettext_lazy as _
+
+from annotate.criteria import CRITERION_KEY, MAX_CRITERIA, PRESET_CRITERIA
+from annotate.models import Campaign
+
+MAX_INSTRUCTIONS_CHARS = 20_000
+CUSTOM_ROWS = 3
+MAX_CRITERION_ROWS = len(PRESET_CRITERIA) + MAX_CRITERIA
+NO_CRITERION = "Pick at least one criterion."
+CRITERION_INCOMPLETE = "A picked criterion needs a key and a question."
+RANKING_K = "A ranking campaign ranks 3 to 9 images."
+
+
+class CampaignForm(forms.Form):
+    title = forms.CharField(label=_("Title"), max_length=200)
+    slug = forms.SlugField(
+        label=_("Short name"),
+        max_length=64,
+        required=False,
+        help_text=_("Used in export names. Leave empty to make one from the title."),
+    )
+    instructions = forms.CharField(
+        label=_("Instructions"),
+        max_length=MAX_INSTRUCTIONS_CHARS,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 8}),
+        help_text=_(
+            "Markdown: **bold**, lists, links. Annotators read this before their first task "
+            "and can open it on every task."
+        ),
+    )
+    kind = forms.ChoiceField(
+        label=_("Task"),
+        choices=[
+            (Campaign.Kind.PAIRWISE, _("Pairwise: pick the better of two images")),
+            (Campaign.Kind.RANKING, _("Ranking: put k images in order")),
+        ],
+        initial=Campaign.Kind.PAIRWISE,
+        widget=forms.RadioSelect,
+    )
+    k = forms.IntegerField(
+        label=_("Images per ranking task (k)"),
+        min_value=3,
+        max_value=9,
+        initial=4,
+        required=False,
+        help_text=_("3 to 9; used for ranking only (pairwise always shows 2)."),
+    )
+    overlap = forms.IntegerField(
+        label=_("Judgments per comparison"),
+        min_value=1,
+        max_value=100,
+        initial=3,
+        help_text=_(
+            "Each comparison is judged by this many different annotators (default 3). More "
+            "gives steadier labels and agreement figures, at that many times the work."
+        ),
+    )
+    lease_minutes = forms.IntegerField(
+        label=_("Minutes to answer a task"),
+        min_value=1,
+        max_value=1440,
+        initial=10,
+        help_text=_(
+            "A task stays reserved for the annotator who opened it this long (default 10), "
+            "then goes back to the pool."
+        ),
+    )
+    qualification_size = forms.IntegerField(
+        label=_("Qualification items"),
+        min_value=0,
+        max_value=1000,
+        initial=15,
+        help_text=_(
+            "New annotators first answer items with a known answer (gold). Enough right "
+            "answers (8 in a row with the default policy) let them in; too many wrong ones "
+            "block them. This is the length shown on their progress bar (default 15); 0 turns "
+            "qualification off."
+        ),
+    )
+    gold_percent = forms.FloatField(
+        label=_("Gold checks after qualifying (% of tasks)"),
+        min_value=0,
+        max_value=20,
+        initial=2,
+        help_text=_(
+            "Known-answer items mixed into the work to keep checking attention (default 2%, at "
+            "most 20%). Gold is made with the images: 2% of the comparisons, at least 15, "
+            "never more than a quarter of them."
+        ),
+    )
+    repeat_percent = forms.FloatField(
+        label=_("Repeats (% of tasks)"),
+        min_value=0,
+        max_value=20,
+        initial=5,
+        help_text=_(
+            "An earlier task shown again with the sides swapped, to measure self-consistency "
+            "(default 5%). Repeats do not count towards the judgments per comparison."
+        ),
+    )
+
+    def __init__(self, *args, creating: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not creating:
+            del self.fields["slug"]
+
+    @classmethod
+    def initial_for(cls, campaign: Campaign) -> dict:
+        return {
+            "title": campaign.title,
+            "instructions": campaign.instructions,
+            "kind": campaign.kind,
+            "k": campaign.k if campaign.kind == Campaign.Kind.RANKING else 4,
+            "overlap": campaign.overlap,
+            "lease_minutes": max(1, round(campaign.lease_seconds / 60)),
+            "qualification_size": campaign.qualification_size,
+            "gold_percent": round(100 * campaign.gold_rate, 2),
+            "repeat_percent": round(100 * campaign.repeat_rate, 2),
+        }
+
+    def clean(self):
+        data = super().clean()
+        if data.get("kind") == Campaign.Kind.RANKING and not data.get("k"):
+            self.add_error("k", RANKING_K)
+        return data
+
+    def service_fields(self) -> dict:
+        """The campaign fields for campaign_create / campaign_update."""
+        data = self.cleaned_data
+        ranking = data["kind"] == Campaign.Kind.RANKING
+        return {
+            "title": data["title"],
+            "instructions": data["instructions"],
+            "kind": data["kind"],
+            "k": data["k"] if ranking else 2,
+            "overlap": data["overlap"],
+            "lease_seconds": data["lease_minutes"] * 60,
+            "qualification_size": data["qualification_size"],
+            "gold_rate": data["gold_percent"] / 100,
+            "repeat_rate": data["repeat_percent"] / 100,
+        }
+
+
+class CriterionForm(forms.Form):
+    include = forms.BooleanField(label=_("Ask"), required=False)
+    key = forms.CharField(
+        label=_("Key"),
+        max_length=32,
+        required=False,
+        validators=[
+            RegexValidator(
+                CRITERION_KEY,
+                _("Lowercase letters, digits or _, starting with a letter, up to 32."),
+            )
+        ],
+    )
+    question = forms.CharField(label=_("Question"), max_length=300, required=False)
+    allow_tie = forms.BooleanField(label=_("Tie allowed"), required=False)
+    allow_both_bad = forms.BooleanField(label=_("“Both bad” allowed"), required=False)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("include") and not (data.get("key") and (data.get("question") or "").strip()):
+            raise ValidationError(CRITERION_INCOMPLETE)
+        return data
+
+
+class BaseCriterionFormSet(forms.BaseFormSet):
+    def clean(self):
+        if any(self.errors):
+            return
+        if not self.criteria():
+            raise ValidationError(NO_CRITERION)
+
+    def criteria(self) -> list[dict]:
+        return [
+            {
+                "key": form.cleaned_data["key"],
+                "question": form.cleaned_data["question"].strip(),
+                "allow_tie": form.cleaned_data["allow_tie"],
+                "allow_both_bad": form.cleaned_data["allow_both_bad"],
+            }
+            for form in self.forms
+            if form.cleaned_data.get("include")
+        ]
+
+
+CriterionFormSet = forms.formset_factory(
+    CriterionForm,
+    formset=BaseCriterionFormSet,
+    extra=0,
+    max_num=MAX_CRITERION_ROWS,
+    absolute_max=MAX_CRITERION_ROWS,
+    validate_max=True,
+)
+
+
+def criterion_rows(criteria: list[dict] | None = None) -> list[dict]:
+    """Initial rows: the campaign's criteria (picked), the other presets, blank custom rows."""
+    chosen = criteria if criteria is not None else [PRESET_CRITERIA[0]]
+    rows = [{**c, "include": True, "preset": False} for c in chosen]
+    keys = {c["key"] for c in chosen}
+    rows += [{**p, "include": False} for p in PRESET_CRITERIA if p["key"] not in keys]
+    for row in rows:
+        row["preset"] = row["key"] in {p["key"] for p in PRESET_CRITERIA}
+    rows += [{"include": False, "preset": False} for _ in range(CUSTOM_ROWS)]
+    return rows[:MAX_CRITERION_ROWS]
