@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from annotate.access import (
@@ -137,10 +138,17 @@ def _annotate_strings() -> dict[str, str]:
         "pendingMany": _("%(count)s answers waiting to be sent"),
         "offline": _("Connection lost. Your answers are kept and sent once it is back."),
         "expired": _("Time ran out on a task, so it went back to the pool; here is a fresh one."),
+        "answeredElsewhere": _(
+            "That task was answered or skipped in another tab or window; here is the next one."
+        ),
+        "firstStands": _("That task had already been answered; your first answer stands."),
         "invalid": _("The server could not accept an answer; it was dropped."),
     }
 
 
+# Never from the HTTP cache: the page carries the task to show first, which a history
+# navigation would otherwise bring back after it was answered.
+@never_cache
 @login_required
 @require_GET
 def annotate(request, campaign_id: int):

@@ -144,6 +144,9 @@
       }
       if (response.status === 200 || response.status === 201) {
         dequeue(item.id);
+        if (item.type === "submit" && response.status === 200 && firstAnswerStood(item, response.data)) {
+          notify(t.firstStands);
+        }
         clearOffline();
         document.body.dispatchEvent(new CustomEvent("pickwise:acked", { detail: { id: item.id } }));
         continue;
@@ -162,6 +165,25 @@
       else if (code === "invalid_answer") notify(response.data.detail || t.invalid);
       else if (!(item.type === "skip" && response.status === 409)) notify(response.data.detail || t.invalid);
     }
+  }
+
+  // A 200 (not 201) means the task already had an answer. When the stored answer is not the
+  // one just sent, the task was answered elsewhere first (another tab or device): say so.
+  // A resend of our own answer after a lost response gets the same answers back.
+  function firstAnswerStood(item, data) {
+    if (data.first_answer_stands === false) return false;
+    if (!data.answers) return Boolean(data.first_answer_stands);
+    return canonical(data.answers) !== canonical(item.answers);
+  }
+
+  function canonical(answers) {
+    const keys = Object.keys(answers).sort();
+    return JSON.stringify(
+      keys.map((key) => {
+        const value = answers[key];
+        return [key, Array.isArray(value) ? value.map((tier) => [].concat(tier).sort()) : value];
+      })
+    );
   }
 
   function backoff() {
@@ -527,6 +549,66 @@
     });
     if (enabled) updateSubmit();
     else $("submit").disabled = true;
+  }
+
+  /* ---------- tasks answered elsewhere ---------- */
+
+  // Another tab of this browser answered or skipped a task: its queue (shared through
+  // localStorage) now holds it. If it is on screen here, or reserved as the next one, let
+  // it go, so an answered task is never shown as open.
+  function onQueueChanged(event) {
+    if (event.key !== QUEUE_KEY || stopped) return;
+    const taken = new Set(loadQueue().map((q) => q.id));
+    showPending(taken.size);
+    if (ahead && taken.has(ahead.id)) ahead = null;
+    if (current && taken.has(current.task.id)) leaveCurrent(t.answeredElsewhere);
+  }
+
+  function leaveCurrent(message) {
+    notify(message);
+    clearTimeout(leaseTimer);
+    setInputEnabled(false);
+    current = null;
+    nextOrWait();
+  }
+
+  // After the page comes back (history navigation restores it from the back-forward cache,
+  // or a hidden tab is shown again), ask the server whether the task on screen is still
+  // open: `next`, told to leave out the reserved one, hands back the open task on screen,
+  // or another when that one was answered, skipped or lapsed meanwhile.
+  let revalidating = false;
+
+  async function revalidate() {
+    if (!current || stopped || revalidating) return;
+    revalidating = true;
+    try {
+      await flush();
+      if (!current) return;
+      const id = current.task.id;
+      const exclude = heldIds().filter((held) => held !== id);
+      if (ahead) exclude.push(ahead.id);
+      let response;
+      try {
+        response = await post(config.nextUrl, { exclude: exclude });
+      } catch (error) {
+        return;
+      }
+      if (!current || current.task.id !== id) return; // moved on meanwhile
+      if (response.status === 200 && response.data.id === id) return; // still open
+      if (response.status === 200) {
+        await preload(response.data);
+        if (!current || current.task.id !== id) return;
+        if (!ahead) ahead = response.data;
+      } else if (response.status === 204) {
+        nothingLeft = !ahead;
+      } else {
+        return; // refusals and errors are met by the next ordinary request
+      }
+      dropped.set(id, current.task);
+      leaveCurrent(t.answeredElsewhere);
+    } finally {
+      revalidating = false;
+    }
   }
 
   // The current task is done (answered or skipped): show the next one at once if it is ready.
@@ -921,6 +1003,13 @@
     if (current && !$("prompt").classList.contains("expanded")) expandPrompt(false);
   });
   window.addEventListener("online", () => flush().then(() => reserveAhead()));
+  window.addEventListener("storage", onQueueChanged);
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted) revalidate();
+  });
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") revalidate();
+  });
 
   /* ---------- start ---------- */
 
