@@ -49,6 +49,7 @@ from exports.writers.images import JpegEncoder
 from exports.writers.manifest import folder_files, manifest_write
 from pickwise.enqueue import enqueue_on_commit
 from pickwise.errors import ApplicationError
+from pickwise.heartbeat import heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -254,7 +255,8 @@ def export_build(
         work = _prepare_folder(final)
         if not _held(export).update(work_folder=str(work)):
             raise ClaimLost
-        manifest = _build_with_retries(export=export, work=work, progress=progress)
+        with heartbeat(_held(export)):
+            manifest = _build_with_retries(export=export, work=work, progress=progress)
         _make_read_only(work)
         # Last sign of life before the rename: recovery leaves a fresh heartbeat alone, so
         # the folder never appears under a row that is being built again.

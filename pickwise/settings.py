@@ -291,6 +291,9 @@ CELERY_BEAT_SCHEDULE["pickwise.outbox_resend"] = {
     "task": "pickwise.outbox_resend",
     "schedule": timedelta(minutes=1),
 }
+# How often running imports and exports write their heartbeat, from a thread; well under
+# their heartbeat timeouts, so a dead pool process is noticed within a couple of minutes.
+PICKWISE_HEARTBEAT_SECONDS = env.float("PICKWISE_HEARTBEAT_SECONDS", default=20.0)
 
 PICKWISE_DEMO_PASSWORD = env.str("PICKWISE_DEMO_PASSWORD", default="")
 PICKWISE_MAX_OPEN_ASSIGNMENTS = env.int("PICKWISE_MAX_OPEN_ASSIGNMENTS", default=2)
@@ -314,16 +317,16 @@ EXPORT_SHARD_MAX_BYTES = env.int("EXPORT_SHARD_MAX_BYTES", default=500 * 1024 * 
 EXPORT_BATCH_ROWS = env.int("EXPORT_BATCH_ROWS", default=2000)
 EXPORT_JPEG_QUALITY = env.int("EXPORT_JPEG_QUALITY", default=95)
 EXPORT_IMAGE_CACHE_BYTES = env.int("EXPORT_IMAGE_CACHE_BYTES", default=128 * 1024 * 1024)
-# A running build shows life with its progress (every batch, written at most once a second). One
-# silent for this long is taken to have lost its worker: re-queued, or failed after
-# EXPORT_MAX_ATTEMPTS builds, its partial folder removed.
-EXPORT_HEARTBEAT_TIMEOUT = env.int("EXPORT_HEARTBEAT_TIMEOUT", default=600)
+# A running build beats every PICKWISE_HEARTBEAT_SECONDS (pickwise/heartbeat.py). One silent for
+# this long is taken to have lost its worker: re-queued, or failed after EXPORT_MAX_ATTEMPTS
+# builds, its partial folder removed.
+EXPORT_HEARTBEAT_TIMEOUT = env.int("EXPORT_HEARTBEAT_TIMEOUT", default=120)
 EXPORT_MAX_ATTEMPTS = env.int("EXPORT_MAX_ATTEMPTS", default=3)
 if EXPORT_HEARTBEAT_TIMEOUT < 1 or EXPORT_MAX_ATTEMPTS < 1:
     raise ImproperlyConfigured("EXPORT_HEARTBEAT_TIMEOUT and EXPORT_MAX_ATTEMPTS must be positive.")
 CELERY_BEAT_SCHEDULE["exports.recover_stalled"] = {
     "task": "exports.recover_stalled",
-    "schedule": timedelta(minutes=5),
+    "schedule": timedelta(minutes=1),
 }
 
 # Generation -------------------------------------------------------------------------------
@@ -353,21 +356,31 @@ PICKWISE_MAX_IMPORT_ROWS = env.int("PICKWISE_MAX_IMPORT_ROWS", default=100_000)
 # Uploads wait here for their worker, outside MEDIA_ROOT (media is served without
 # authentication); web and default workers must share it. Each is removed when its job ends.
 IMPORT_ROOT = Path(env.str("IMPORT_ROOT", default=str(VAR_DIR / "imports")))
-# A running import with no heartbeat for this long has lost its worker: it is queued again.
-# Writing is one transaction without heartbeats, so this must exceed the longest write.
-PICKWISE_IMPORT_HEARTBEAT_TIMEOUT = env.int("PICKWISE_IMPORT_HEARTBEAT_TIMEOUT", default=3600)
+# A running import beats every PICKWISE_HEARTBEAT_SECONDS, from a thread, through its write
+# too; one with no heartbeat for this long has lost its worker: it is queued again.
+PICKWISE_IMPORT_HEARTBEAT_TIMEOUT = env.int("PICKWISE_IMPORT_HEARTBEAT_TIMEOUT", default=120)
 # An import whose worker died this many times fails instead of running once more.
 PICKWISE_IMPORT_MAX_ATTEMPTS = env.int("PICKWISE_IMPORT_MAX_ATTEMPTS", default=3)
 if PICKWISE_IMPORT_HEARTBEAT_TIMEOUT < 1 or PICKWISE_IMPORT_MAX_ATTEMPTS < 1:
     raise ImproperlyConfigured(
         "PICKWISE_IMPORT_HEARTBEAT_TIMEOUT and PICKWISE_IMPORT_MAX_ATTEMPTS must be positive."
     )
+# A heartbeat at least twice per timeout, or a live job would be taken for a dead one.
+if (
+    not 0
+    < 2 * PICKWISE_HEARTBEAT_SECONDS
+    <= min(EXPORT_HEARTBEAT_TIMEOUT, PICKWISE_IMPORT_HEARTBEAT_TIMEOUT)
+):
+    raise ImproperlyConfigured(
+        "PICKWISE_HEARTBEAT_SECONDS must be positive and at most half of "
+        "EXPORT_HEARTBEAT_TIMEOUT and PICKWISE_IMPORT_HEARTBEAT_TIMEOUT."
+    )
 SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})["ImageImportStatusEnum"] = (
     "annotate.models.ImageImport.Status"
 )
 CELERY_BEAT_SCHEDULE["annotate.recover_image_imports"] = {
     "task": "annotate.recover_image_imports",
-    "schedule": timedelta(minutes=5),
+    "schedule": timedelta(minutes=1),
 }
 
 # Quality ----------------------------------------------------------------------------------

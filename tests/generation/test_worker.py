@@ -49,8 +49,9 @@ class Worker:
     """`celery worker -Q generate --pool=solo` (or another queue), under a fixed node name
     across restarts."""
 
-    def __init__(self, log_dir: Path, queue: str = "generate"):
+    def __init__(self, log_dir: Path, queue: str = "generate", pool: str = "solo"):
         self.queue = queue
+        self.pool = pool
         self.name = f"gen-test-{uuid.uuid4().hex[:8]}@%h"
         self.log_dir = log_dir
         self.env = {
@@ -74,7 +75,7 @@ class Worker:
         with self.log.open("w") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "pickwise", "worker", "-Q", self.queue]
-                + ["-c", "1", "--pool=solo", "-n", self.name, "-l", "INFO"],
+                + ["-c", "1", f"--pool={self.pool}", "-n", self.name, "-l", "INFO"],
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,

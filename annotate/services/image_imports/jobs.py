@@ -37,6 +37,7 @@ from annotate.services.image_imports import (
 from annotate.services.image_imports.plan import CHECKING, WRITING, Step
 from pickwise.enqueue import enqueue_on_commit
 from pickwise.errors import ApplicationError
+from pickwise.heartbeat import heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +191,7 @@ def image_import_run(*, job_id: int, worker: str = "") -> str:
             raise ApplicationError(LOST_CLAIM, code="lost_claim")
 
     try:
-        with open(job.upload_path, "rb") as source:
+        with heartbeat(held), open(job.upload_path, "rb") as source:
             plan = images_import_check(
                 campaign=job.campaign,
                 source=source,
