@@ -7,7 +7,7 @@ from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
-from rest_framework.parsers import MultiPartParser
+from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
@@ -70,7 +70,12 @@ class TokenObtainApi(APIView):
     class OutputSerializer(serializers.Serializer):
         token = serializers.CharField()
 
-    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="token_obtain",
+        request=InputSerializer,
+        responses={200: OutputSerializer, **ERRORS},
+        auth=[],
+    )
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -82,7 +87,7 @@ class TokenObtainApi(APIView):
         token, _ = Token.objects.get_or_create(user=user)
         return Response({"token": token.key})
 
-    @extend_schema(request=None, responses={204: None, **ERRORS})
+    @extend_schema(operation_id="token_revoke", request=None, responses={204: None, **ERRORS})
     def delete(self, request):
         Token.objects.filter(user=request.user).delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -123,12 +128,18 @@ class CampaignListCreateApi(APIView):
     class InputSerializer(CampaignFieldsSerializer):
         slug = serializers.SlugField(max_length=64)
 
-    @extend_schema(responses={200: CampaignOutputSerializer(many=True)})
+    @extend_schema(
+        operation_id="campaign_list", responses={200: CampaignOutputSerializer(many=True)}
+    )
     def get(self, request):
         campaigns = campaign_list_for_user(user=request.user).order_by("-created_at")[:500]
         return Response(CampaignOutputSerializer(campaigns, many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={201: CampaignOutputSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="campaign_create",
+        request=InputSerializer,
+        responses={201: CampaignOutputSerializer, **ERRORS},
+    )
     def post(self, request):
         if not user_may_create_campaigns(request.user):
             raise ApplicationError(
@@ -153,12 +164,16 @@ class CampaignDetailApi(APIView):
         def get_progress(self, campaign) -> dict:
             return campaign_progress(campaign=campaign)
 
-    @extend_schema(responses={200: OutputSerializer, **ERRORS})
+    @extend_schema(operation_id="campaign_get", responses={200: OutputSerializer, **ERRORS})
     def get(self, request, campaign_id: int):
         campaign = campaign_get_for_user(user=request.user, campaign_id=campaign_id)
         return Response(self.OutputSerializer(campaign).data)
 
-    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="campaign_update",
+        request=InputSerializer,
+        responses={200: OutputSerializer, **ERRORS},
+    )
     def patch(self, request, campaign_id: int):
         campaign = campaign_get_for_user(
             user=request.user, campaign_id=campaign_id, roles=ADMIN_ONLY
@@ -172,10 +187,23 @@ class CampaignDetailApi(APIView):
 class PromptsAddApi(APIView):
     """Bulk add prompts as JSON, or upload a txt/csv/json/jsonl file as `file`."""
 
+    parser_classes = [JSONParser, MultiPartParser]
+
     class InputSerializer(serializers.Serializer):
         prompts = serializers.ListField(child=serializers.JSONField(), max_length=100_000)
 
-    @extend_schema(request=InputSerializer, responses={201: dict, **ERRORS})
+    class UploadSerializer(serializers.Serializer):
+        file = serializers.FileField()
+        format = serializers.ChoiceField(
+            choices=["txt", "csv", "json", "jsonl"],
+            required=False,
+            help_text="The file's format; by default its extension.",
+        )
+
+    @extend_schema(
+        request={"application/json": InputSerializer, "multipart/form-data": UploadSerializer},
+        responses={201: dict, **ERRORS},
+    )
     def post(self, request, campaign_id: int):
         campaign = campaign_get_for_user(
             user=request.user, campaign_id=campaign_id, roles=ADMIN_ONLY

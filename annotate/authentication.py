@@ -6,6 +6,9 @@ token for PICKWISE_TOKEN_CACHE_SECONDS. Revocation still takes effect: deleting 
 DELETE /api/auth/token/ endpoint, the admin, a user deleted) or deactivating a user drops the
 cached entries at once in this process and in a shared cache (CACHE_URL); with the default
 per-process cache, other web processes stop accepting the token when their entry expires.
+
+The header may say `Token <key>` (DRF's word, kept for existing scripts) or `Bearer <key>`,
+the HTTP scheme the OpenAPI schema declares and client generators send by default.
 """
 
 import hashlib
@@ -14,8 +17,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db.models.signals import post_delete, post_save
-from rest_framework.authentication import TokenAuthentication
+from rest_framework.authentication import TokenAuthentication, get_authorization_header
 from rest_framework.authtoken.models import Token
+from rest_framework.exceptions import AuthenticationFailed
 
 
 def token_cache_key(key: str) -> str:
@@ -23,7 +27,23 @@ def token_cache_key(key: str) -> str:
     return "pickwise:token:" + hashlib.sha256(key.encode()).hexdigest()
 
 
+KEYWORDS = (b"token", b"bearer")
+MALFORMED_HEADER = "Invalid token header: expected 'Bearer <token>' or 'Token <token>'."
+
+
 class CachedTokenAuthentication(TokenAuthentication):
+    def authenticate(self, request):
+        parts = get_authorization_header(request).split()
+        if not parts or parts[0].lower() not in KEYWORDS:
+            return None  # another scheme: let the next authenticator try
+        if len(parts) != 2:
+            raise AuthenticationFailed(MALFORMED_HEADER)
+        try:
+            key = parts[1].decode()
+        except UnicodeError:
+            raise AuthenticationFailed(MALFORMED_HEADER) from None
+        return self.authenticate_credentials(key)
+
     def authenticate_credentials(self, key):
         cache_key = token_cache_key(key)
         user = cache.get(cache_key)

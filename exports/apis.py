@@ -8,7 +8,7 @@ import re
 
 from django.http import FileResponse, HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import renderers, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -34,6 +34,13 @@ class OctetStreamRenderer(renderers.BaseRenderer):
 
     def render(self, data, accepted_media_type=None, renderer_context=None):
         return json.dumps(data).encode() if isinstance(data, dict) else data
+
+
+class ExportFileSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    size = serializers.IntegerField(allow_null=True)
+    sha256 = serializers.CharField(allow_null=True)
+    url = serializers.CharField()
 
 
 class ExportOutputSerializer(serializers.ModelSerializer):
@@ -64,6 +71,7 @@ class ExportOutputSerializer(serializers.ModelSerializer):
     def get_progress(self, export) -> dict:
         return {"done": export.progress_done, "total": export.progress_total}
 
+    @extend_schema_field(ExportFileSerializer(many=True))
     def get_files(self, export) -> list[dict]:
         return [
             {

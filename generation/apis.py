@@ -98,6 +98,7 @@ class GenerationJobsApi(APIView):
         )
 
     @extend_schema(
+        operation_id="generation_job_start",
         request=InputSerializer,
         responses={
             202: GenerationJobOutputSerializer,
@@ -121,7 +122,10 @@ class GenerationJobsApi(APIView):
         )
         return Response(GenerationJobOutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(responses={200: GenerationJobOutputSerializer(many=True), **ERRORS})
+    @extend_schema(
+        operation_id="generation_job_list",
+        responses={200: GenerationJobOutputSerializer(many=True), **ERRORS},
+    )
     def get(self, request, campaign_id: int):
         campaign = campaign_get_for_user(
             user=request.user, campaign_id=campaign_id, roles=ADMIN_ONLY

@@ -9,7 +9,6 @@ from annotate.apis import ERRORS
 from exports.access import export_get_for_user
 from training.access import training_job_get_for_user
 from training.models import TrainingJob
-from training.options import METHODS, MODES
 from training.selectors import (
     training_job_evaluation,
     training_job_metric_series,
@@ -73,8 +72,8 @@ class TrainingJobStartApi(APIView):
     class InputSerializer(serializers.Serializer):
         export = serializers.IntegerField(min_value=1)
         pretrained = serializers.CharField(max_length=1000, help_text="Base pipeline folder.")
-        method = serializers.ChoiceField(choices=METHODS, default="dpo")
-        mode = serializers.ChoiceField(choices=MODES, default="lora")
+        method = serializers.ChoiceField(choices=TrainingJob.Method.choices, default="dpo")
+        mode = serializers.ChoiceField(choices=TrainingJob.Mode.choices, default="lora")
         name = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
         options = serializers.DictField(
             required=False,

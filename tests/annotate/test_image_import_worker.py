@@ -47,7 +47,9 @@ def wait_until_ended(worker, client, url: str) -> dict:
 
 def upload(client, campaign, data: bytes):
     file = SimpleUploadedFile("upload.zip", data, content_type="application/zip")
-    response = client.post(f"/api/campaigns/{campaign.pk}/images/", {"file": file})
+    response = client.post(
+        f"/api/campaigns/{campaign.pk}/images/", {"file": file}, format="multipart"
+    )
     assert response.status_code == 202, response.json()
     return response.json()["url"]
 
