@@ -127,7 +127,9 @@ def test_requests_succeed_while_the_broker_is_down_and_their_work_runs_once_it_i
         "/api/exports/", {"campaign": campaign.pk, "format": "jsonl"}, format="json"
     )
     upload = SimpleUploadedFile("more.zip", manifest_zip(prompts=2), "application/zip")
-    made_import = api_client.post(f"/api/campaigns/{campaign.pk}/images/", {"file": upload})
+    made_import = api_client.post(
+        f"/api/campaigns/{campaign.pk}/images/", {"file": upload}, format="multipart"
+    )
     made_job = api_client.post(
         "/api/training-jobs/",
         {"export": export.pk, "pretrained": str(pipeline_layout_dir), "options": TINY_OPTIONS},
