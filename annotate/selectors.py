@@ -3,7 +3,8 @@
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 
 from annotate.access import user_is_site_admin, user_is_site_researcher
 from annotate.models import (
@@ -12,6 +13,7 @@ from annotate.models import (
     Comparison,
     ComparisonImage,
     Image,
+    Judgment,
     Membership,
 )
 
@@ -126,3 +128,19 @@ def annotator_progress(*, campaign: Campaign, user: AbstractBaseUser) -> dict:
         "gate_state": membership.gate_state if membership else None,
         "gate_reason": membership.gate_reason if membership else "",
     }
+
+
+def campaign_members(*, campaign: Campaign, limit: int = 1000) -> list[Membership]:
+    """The campaign's members, admins first, each with `judged`: their judgments in it."""
+    judged = Judgment.objects.filter(campaign=campaign, annotator=OuterRef("user_id"))
+    return list(
+        Membership.objects.filter(campaign=campaign)
+        .select_related("user")
+        .annotate(
+            judged=Coalesce(
+                Subquery(judged.order_by().values("annotator").annotate(n=Count("id")).values("n")),
+                0,
+            )
+        )
+        .order_by("role", "user__username")[:limit]
+    )

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from frontend import campaign_views, training_views, views
+from frontend import campaign_views, member_views, training_views, views
 from pickwise.login_throttle import ThrottledAuthenticationForm
 
 app_name = "frontend"
@@ -28,6 +28,27 @@ urlpatterns = [
         "campaigns/<int:campaign_id>/settings/",
         campaign_views.campaign_settings,
         name="campaign-settings",
+    ),
+    path("campaigns/<int:campaign_id>/members/", member_views.members, name="campaign-members"),
+    path(
+        "campaigns/<int:campaign_id>/members/add/",
+        member_views.members_add_view,
+        name="campaign-members-add",
+    ),
+    path(
+        "campaigns/<int:campaign_id>/members/accounts/",
+        member_views.accounts_create,
+        name="campaign-accounts-create",
+    ),
+    path(
+        "campaigns/<int:campaign_id>/members/<int:user_id>/role/",
+        member_views.member_role,
+        name="campaign-member-role",
+    ),
+    path(
+        "campaigns/<int:campaign_id>/members/<int:user_id>/remove/",
+        member_views.member_remove,
+        name="campaign-member-remove",
     ),
     path(
         "campaigns/<int:campaign_id>/status/",
