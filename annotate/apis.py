@@ -32,6 +32,7 @@ from annotate.services.campaigns import (
 from annotate.services.comparisons import comparisons_build_for_campaign
 from annotate.services.gold import gold_build
 from annotate.services.image_imports.jobs import image_import_create
+from annotate.services.judgment_undo import judgment_undo
 from annotate.services.judgments import judgment_submit
 from annotate.services.prompts import prompt_rows_from_payload, prompt_rows_parse, prompts_add
 from pickwise.api import ERRORS, ErrorSerializer
@@ -399,6 +400,25 @@ class AssignmentSkipApi(APIView):
         assignment = assignment_get_for_annotator(user=request.user, assignment_id=assignment_id)
         assignment = assignment_skip(assignment=assignment)
         return Response({"id": assignment.pk, "state": assignment.state})
+
+
+UNDO_TAKES_NO_BODY = "An undo takes no fields; send an empty body."
+
+
+class JudgmentUndoApi(APIView):
+    """Take back your answer to a pairwise task within seconds of giving it (409 after, or
+    once it is no longer your last answer); the task is open again, to answer afresh."""
+
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "submit"
+
+    @extend_schema(request=None, responses={200: TaskSerializer, **ERRORS})
+    def post(self, request, assignment_id: int):
+        assignment = assignment_get_for_annotator(user=request.user, assignment_id=assignment_id)
+        if request.data:  # parsed here, so an oversized or malformed body is refused too
+            raise ApplicationError(UNDO_TAKES_NO_BODY, code="invalid")
+        assignment = judgment_undo(assignment=assignment)
+        return Response(_task_data(assignment_task(assignment=assignment)))
 
 
 class ImageImportOutputSerializer(serializers.ModelSerializer):

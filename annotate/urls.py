@@ -24,6 +24,7 @@ urlpatterns = [
         "assignments/<int:assignment_id>/submit/", apis.JudgmentSubmitApi.as_view(), name="submit"
     ),
     path("assignments/<int:assignment_id>/skip/", apis.AssignmentSkipApi.as_view(), name="skip"),
+    path("assignments/<int:assignment_id>/undo/", apis.JudgmentUndoApi.as_view(), name="undo"),
     # Quality: the report, and an admin's gate override for one rater.
     path(
         "campaigns/<int:campaign_id>/quality/",

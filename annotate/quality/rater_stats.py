@@ -146,6 +146,13 @@ def _rating_rows(
     return rows, primary_units
 
 
+def judgment_units(
+    *, judgment: Judgment, campaign: Campaign, images: list[tuple[int, str]]
+) -> list[Unit]:
+    """A regular judgment's first-criterion units: what its rater's own counters moved by."""
+    return _rating_rows(judgment=judgment, campaign=campaign, images=images)[1]
+
+
 def ratings_store(
     *, judgment: Judgment, campaign: Campaign, images: list[tuple[int, str]] | None = None
 ) -> list[Unit]:
@@ -306,19 +313,20 @@ RETURNING {returning}
 """
 
 
-def _speed_hist_increment(bucket: int) -> str:
-    """SQL for the speed histogram with one more in `bucket` (an int, never user input)."""
-    fresh = json.dumps([int(i == bucket) for i in range(SPEED_BUCKETS)])
+def _speed_hist_increment(bucket: int, step: int = 1) -> str:
+    """SQL for the speed histogram with `step` more in `bucket` (ints, never user input)."""
+    bucket, step = int(bucket), int(step)
+    fresh = json.dumps([step * int(i == bucket) for i in range(SPEED_BUCKETS)])
     if connection.vendor == "postgresql":
         return (
             f"CASE WHEN jsonb_array_length(speed_hist) = 0 THEN '{fresh}'::jsonb ELSE "
             f"jsonb_set(speed_hist, '{{{bucket}}}', "
-            f"to_jsonb(COALESCE((speed_hist->>{bucket})::int, 0) + 1)) END"
+            f"to_jsonb(COALESCE((speed_hist->>{bucket})::int, 0) + ({step}))) END"
         )
     return (
         f"CASE WHEN json_array_length(speed_hist) = 0 THEN '{fresh}' ELSE "
         f"json_set(speed_hist, '$[{bucket}]', "
-        f"COALESCE(json_extract(speed_hist, '$[{bucket}]'), 0) + 1) END"
+        f"COALESCE(json_extract(speed_hist, '$[{bucket}]'), 0) + ({step})) END"
     )
 
 
@@ -340,9 +348,11 @@ def stats_increment(
     own: dict[str, int],
     bucket: int | None = None,
     theirs: dict[int, dict[str, int]] | None = None,
+    bucket_step: int = 1,
 ) -> RaterStats:
-    """Add `own` to the rater's counters (and one to speed bucket `bucket`), `theirs` to
-    other raters' counters, in one statement; the rater's row as updated. Needs a transaction.
+    """Add `own` to the rater's counters (and `bucket_step` to speed bucket `bucket`),
+    `theirs` to other raters' counters, in one statement; the rater's row as updated.
+    Negative steps take a judgment back out. Needs a transaction.
 
     The rater's row is created on their first counted judgment.
     """
@@ -359,7 +369,8 @@ def stats_increment(
         assignments.append(f"{name} = {name} + CASE annotator_id {' '.join(whens)} ELSE 0 END")
     if bucket is not None:
         assignments.append(
-            f"speed_hist = CASE WHEN annotator_id = %s THEN {_speed_hist_increment(bucket)} "
+            "speed_hist = CASE WHEN annotator_id = %s THEN "
+            f"{_speed_hist_increment(bucket, bucket_step)} "
             "ELSE speed_hist END"
         )
         params.append(annotator_id)
