@@ -4,7 +4,7 @@ from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from django.db import transaction
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
 from rest_framework.parsers import JSONParser, MultiPartParser
@@ -17,7 +17,9 @@ from annotate.access import (
     assignment_get_for_annotator,
     campaign_get_for_annotator,
     campaign_get_for_user,
+    campaign_role,
     image_import_get_for_user,
+    user_is_site_admin,
     user_may_create_campaigns,
 )
 from annotate.models import Campaign, ImageImport, Membership
@@ -107,6 +109,41 @@ class CampaignOutputSerializer(serializers.ModelSerializer):
         fields = ["id", "slug", *CAMPAIGN_FIELDS, "created_at"]
 
 
+# What annotators see of a campaign. Nothing here may move differently for a gold, a repeat
+# and a regular task (gold and repeat rates, the QC policy, live counters such as in_flight
+# or judgments done would each tell them apart), so only the fixed description is shown.
+ANNOTATOR_CAMPAIGN_FIELDS = [
+    "id",
+    "slug",
+    "title",
+    "instructions",
+    "kind",
+    "k",
+    "criteria",
+    "qualification_size",
+    "lease_seconds",
+    "status",
+    "created_at",
+]
+
+
+class CampaignAnnotatorOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Campaign
+        fields = ANNOTATOR_CAMPAIGN_FIELDS
+
+
+def _annotator_campaign_ids(user) -> set[int]:
+    """Campaigns where the user works as an annotator (and so sees the reduced view)."""
+    if user_is_site_admin(user):
+        return set()
+    return set(
+        Membership.objects.filter(user=user, role=Membership.Role.ANNOTATOR).values_list(
+            "campaign_id", flat=True
+        )
+    )
+
+
 class CampaignFieldsSerializer(serializers.Serializer):
     title = serializers.CharField(max_length=200)
     instructions = serializers.CharField(max_length=20000, allow_blank=True, required=False)
@@ -130,11 +167,23 @@ class CampaignListCreateApi(APIView):
         slug = serializers.SlugField(max_length=64)
 
     @extend_schema(
-        operation_id="campaign_list", responses={200: CampaignOutputSerializer(many=True)}
+        operation_id="campaign_list",
+        responses={200: CampaignOutputSerializer(many=True)},
+        description="Campaigns you annotate show only the fields of CampaignAnnotatorOutput.",
     )
     def get(self, request):
         campaigns = campaign_list_for_user(user=request.user).order_by("-created_at")[:500]
-        return Response(CampaignOutputSerializer(campaigns, many=True).data)
+        annotating = _annotator_campaign_ids(request.user)
+        return Response(
+            [
+                (
+                    CampaignAnnotatorOutputSerializer
+                    if campaign.pk in annotating
+                    else CampaignOutputSerializer
+                )(campaign).data
+                for campaign in campaigns
+            ]
+        )
 
     @extend_schema(
         operation_id="campaign_create",
@@ -165,9 +214,23 @@ class CampaignDetailApi(APIView):
         def get_progress(self, campaign) -> dict:
             return campaign_progress(campaign=campaign)
 
-    @extend_schema(operation_id="campaign_get", responses={200: OutputSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="campaign_get",
+        responses={
+            200: PolymorphicProxySerializer(
+                component_name="CampaignDetail",
+                serializers=[OutputSerializer, CampaignAnnotatorOutputSerializer],
+                resource_type_field_name=None,
+            ),
+            **ERRORS,
+        },
+        description="Annotators get CampaignAnnotatorOutput: the description, no progress.",
+    )
     def get(self, request, campaign_id: int):
         campaign = campaign_get_for_user(user=request.user, campaign_id=campaign_id)
+        role = campaign_role(user=request.user, campaign=campaign)
+        if role == Membership.Role.ANNOTATOR:
+            return Response(CampaignAnnotatorOutputSerializer(campaign).data)
         return Response(self.OutputSerializer(campaign).data)
 
     @extend_schema(

@@ -110,21 +110,16 @@ def campaign_progress(*, campaign: Campaign) -> dict:
 
 
 def annotator_progress(*, campaign: Campaign, user: AbstractBaseUser) -> dict:
-    """An annotator's own progress: what they did and what is still open to them."""
+    """An annotator's own progress: how many tasks they answered, and their gate state.
+
+    No count of what is left: it would drop after a regular task and not after a gold or
+    repeat one, telling the annotator which tasks are checks."""
     membership = Membership.objects.filter(campaign=campaign, user=user).first()
-    mine = Assignment.objects.filter(campaign=campaign, annotator=user)
-    judged = mine.filter(state=Assignment.State.SUBMITTED).count()
-    met = mine.filter(is_repeat=False).values("comparison_id")
-    available = (
-        Comparison.objects.filter(
-            campaign=campaign, role=Comparison.Role.REGULAR, status=Comparison.Status.OPEN
-        )
-        .exclude(pk__in=met)
-        .count()
-    )
+    judged = Assignment.objects.filter(
+        campaign=campaign, annotator=user, state=Assignment.State.SUBMITTED
+    ).count()
     return {
         "judged": judged,
-        "available": available,
         "gate_state": membership.gate_state if membership else None,
         "gate_reason": membership.gate_reason if membership else "",
     }

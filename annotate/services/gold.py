@@ -13,7 +13,7 @@ import random
 
 from django.db import transaction
 from PIL import Image as PILImage
-from PIL import ImageFilter
+from PIL import ImageFilter, JpegImagePlugin
 
 from annotate.criteria import TIE
 from annotate.models import Campaign, Comparison, Image
@@ -23,9 +23,34 @@ from annotate.services.images import image_create
 GOLD_KINDS = ("corrupted", "mismatched", "identical")
 
 
+def _encoder_like(source: PILImage.Image) -> dict:
+    """Pillow save() arguments that write a new image as `source` was written: the same
+    format and, for JPEG, the same quantisation tables and chroma subsampling. A derived
+    copy then looks, from its file alone, like the images it sits beside."""
+    fmt = source.format if source.format in ("JPEG", "WEBP") else "PNG"
+    if fmt == "JPEG":
+        options = {"format": "JPEG", "qtables": source.quantization}
+        subsampling = JpegImagePlugin.get_sampling(source)
+        if subsampling != -1:
+            options["subsampling"] = subsampling
+        return options
+    if fmt == "WEBP":
+        return {"format": "WEBP", "quality": 90}
+    return {"format": "PNG"}
+
+
+def _encode(image: PILImage.Image, encoder: dict) -> bytes:
+    out = io.BytesIO()
+    image.save(out, **encoder)
+    return out.getvalue()
+
+
 def degrade(data: bytes, *, strength: float) -> bytes:
-    """Blur, add noise and crush with JPEG blocking; strength in (0, 1] sets how much."""
+    """Blur, add noise and crush with JPEG blocking; strength in (0, 1] sets how much.
+
+    The result is stored in the source's own format (see _encoder_like)."""
     with PILImage.open(io.BytesIO(data)) as source:
+        encoder = _encoder_like(source)
         image = source.convert("RGB")
     width, height = image.size
     image = image.filter(
@@ -33,7 +58,7 @@ def degrade(data: bytes, *, strength: float) -> bytes:
     )
     noise = PILImage.effect_noise((width, height), 40 + 80 * strength).convert("RGB")
     image = PILImage.blend(image, noise, 0.15 + 0.35 * strength)
-    # Blocky down-and-up sampling, then a low-quality JPEG pass, re-encoded as PNG.
+    # Blocky down-and-up sampling, then a low-quality JPEG pass, re-encoded like the source.
     factor = max(2, int(2 + 10 * strength))
     small = image.resize((max(1, width // factor), max(1, height // factor)), PILImage.NEAREST)
     image = small.resize((width, height), PILImage.NEAREST)
@@ -41,9 +66,7 @@ def degrade(data: bytes, *, strength: float) -> bytes:
     image.save(buffer, format="JPEG", quality=max(5, int(30 - 25 * strength)))
     buffer.seek(0)
     with PILImage.open(buffer) as crushed:
-        out = io.BytesIO()
-        crushed.convert("RGB").save(out, format="PNG")
-    return out.getvalue()
+        return _encode(crushed.convert("RGB"), encoder)
 
 
 def _copy(image: Image, *, data: bytes) -> Image:
@@ -135,9 +158,15 @@ def _unrelated_partner(
 
 
 def _tie_copy(data: bytes) -> bytes:
-    """Same pixels, re-encoded, so the derived copy is a distinct file and image."""
+    """Same pixels (to the eye: a JPEG or WebP is re-encoded as it was encoded), in the
+    source's format, so the derived copy is a distinct file and image."""
     with PILImage.open(io.BytesIO(data)) as source:
+        encoder = _encoder_like(source)
         image = source.convert("RGB")
-    out = io.BytesIO()
-    image.save(out, format="PNG", compress_level=1)
-    return out.getvalue()
+    copy = _encode(image, encoder)
+    if copy == data:
+        # The same bytes would be the same content-addressed file (one URL for both
+        # sides); another encoder setting keeps the pixels and changes the file.
+        tweak = {"compress_level": 9} if encoder["format"] == "PNG" else {"optimize": True}
+        copy = _encode(image, {**encoder, **tweak})
+    return copy

@@ -147,7 +147,8 @@ def test_home_lists_my_campaigns_with_my_progress(client):
     response = client.get(reverse("frontend:home"))
     assert b"Sunsets" in response.content
     assert b"Not mine" not in response.content
-    assert response.context["rows"][0]["mine"]["available"] == 3
+    assert response.context["rows"][0]["mine"]["judged"] == 0
+    assert b"You judged 0" in response.content
 
 
 def test_instructions_render_markdown_without_script(client):
