@@ -218,7 +218,7 @@ class CampaignDetailApi(APIView):
         operation_id="campaign_get",
         responses={
             200: PolymorphicProxySerializer(
-                component_name="CampaignDetail",
+                component_name="CampaignDetailForRole",
                 serializers=[OutputSerializer, CampaignAnnotatorOutputSerializer],
                 resource_type_field_name=None,
             ),

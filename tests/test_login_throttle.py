@@ -84,7 +84,9 @@ def test_the_lock_ends_with_its_window(client, settings):
 def test_the_token_endpoint_locks_the_account_with_a_429(api_client):
     UserFactory(username="scripter")
     for _ in range(5):
-        api_client.post("/api/auth/token/", {"username": "scripter", "password": "x"})
+        api_client.post(
+            "/api/auth/token/", {"username": "scripter", "password": "x"}, format="json"
+        )
     response = api_client.post(
         "/api/auth/token/", {"username": "scripter", "password": PASSWORD}, format="json"
     )
