@@ -8,9 +8,13 @@ import uuid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Length
+from django.db.models.lookups import LessThanOrEqual
+
+from annotate.prompt_length import MAX_PROMPT_CHARS
 
 
 def default_criteria() -> list[dict]:
@@ -135,8 +139,10 @@ class Membership(models.Model):
 
 class Prompt(models.Model):
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="prompts")
-    text = models.TextField()
-    negative_prompt = models.TextField(blank=True)
+    text = models.TextField(validators=[MaxLengthValidator(MAX_PROMPT_CHARS)])
+    negative_prompt = models.TextField(
+        blank=True, validators=[MaxLengthValidator(MAX_PROMPT_CHARS)]
+    )
     meta = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -145,6 +151,15 @@ class Prompt(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["campaign", "text"], name="prompt_unique_in_campaign"),
             models.CheckConstraint(condition=~Q(text=""), name="prompt_text_not_empty"),
+            # The one length rule (annotate.prompt_length), held for every writer.
+            models.CheckConstraint(
+                condition=LessThanOrEqual(Length("text"), MAX_PROMPT_CHARS),
+                name="prompt_text_length",
+            ),
+            models.CheckConstraint(
+                condition=LessThanOrEqual(Length("negative_prompt"), MAX_PROMPT_CHARS),
+                name="prompt_negative_length",
+            ),
         ]
 
     def __str__(self) -> str:

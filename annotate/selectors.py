@@ -139,3 +139,14 @@ def campaign_members(*, campaign: Campaign, limit: int = 1000) -> list[Membershi
         )
         .order_by("role", "user__username")[:limit]
     )
+
+
+def campaign_prompts_page(*, campaign: Campaign, limit: int = 200) -> dict:
+    """The campaign's prompt count and its latest `limit` prompts, each with `images`."""
+    prompts = campaign.prompts.all()
+    latest = list(
+        prompts.annotate(image_count=Count("images"))
+        .only("id", "text", "negative_prompt")
+        .order_by("-id")[:limit]
+    )
+    return {"count": prompts.count(), "latest": latest}

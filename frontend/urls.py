@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from frontend import campaign_views, member_views, training_views, views
+from frontend import campaign_views, member_views, prompt_views, training_views, views
 from pickwise.login_throttle import ThrottledAuthenticationForm
 
 app_name = "frontend"
@@ -28,6 +28,17 @@ urlpatterns = [
         "campaigns/<int:campaign_id>/settings/",
         campaign_views.campaign_settings,
         name="campaign-settings",
+    ),
+    path("campaigns/<int:campaign_id>/prompts/", prompt_views.prompts, name="campaign-prompts"),
+    path(
+        "campaigns/<int:campaign_id>/prompts/paste/",
+        prompt_views.prompts_paste,
+        name="campaign-prompts-paste",
+    ),
+    path(
+        "campaigns/<int:campaign_id>/prompts/upload/",
+        prompt_views.prompts_upload,
+        name="campaign-prompts-upload",
     ),
     path("campaigns/<int:campaign_id>/members/", member_views.members, name="campaign-members"),
     path(

@@ -14,9 +14,9 @@ from django.conf import settings
 from django.db import transaction
 
 from annotate.models import Campaign, Prompt
+from annotate.prompt_length import MAX_PROMPT_CHARS
 from pickwise.errors import ApplicationError
 
-MAX_PROMPT_CHARS = 2000
 MAX_REPORTED_ERRORS = 50
 NO_PROMPTS = "No prompts found in the input."
 TOO_MANY_PROMPTS = "An import takes at most {limit} prompts; this one has {count}."
@@ -25,6 +25,8 @@ NOT_UTF8 = "The file is not UTF-8 text."
 CSV_NEEDS_TEXT = "The CSV file needs a 'text' column."
 BAD_ROWS = "{count} bad row(s); nothing was imported."
 FORMATS = ("txt", "csv", "json", "jsonl")
+TEXT_TOO_LONG = "'text' is longer than {limit} characters."
+NEGATIVE_TOO_LONG = "'negative_prompt' must be a string of at most {limit} characters."
 
 
 @dataclass
@@ -58,18 +60,11 @@ def _row_from_object(line: int, obj: Any, errors: list[dict]) -> PromptRow | Non
     if not isinstance(text, str) or not text.strip():
         errors.append({"line": line, "error": "'text' must be a non-empty string."})
         return None
-    if len(text) > MAX_PROMPT_CHARS:
-        errors.append(
-            {"line": line, "error": f"'text' is longer than {MAX_PROMPT_CHARS} characters."}
-        )
+    if len(text.strip()) > MAX_PROMPT_CHARS:
+        errors.append({"line": line, "error": TEXT_TOO_LONG.format(limit=MAX_PROMPT_CHARS)})
         return None
-    if not isinstance(negative, str) or len(negative) > MAX_PROMPT_CHARS:
-        errors.append(
-            {
-                "line": line,
-                "error": "'negative_prompt' must be a string of at most 2000 characters.",
-            }
-        )
+    if not isinstance(negative, str) or len(negative.strip()) > MAX_PROMPT_CHARS:
+        errors.append({"line": line, "error": NEGATIVE_TOO_LONG.format(limit=MAX_PROMPT_CHARS)})
         return None
     if not isinstance(meta, dict):
         errors.append({"line": line, "error": "'meta' must be an object."})
