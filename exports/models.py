@@ -21,7 +21,7 @@ class Export(models.Model):
     class Format(models.TextChoices):
         PICKAPIC = "pickapic"
         RANKED = "ranked"
-        TRL = "trl"
+        IMAGE_PREFERENCE = "image_preference"
         JSONL = "jsonl"
 
     class Status(models.TextChoices):

@@ -53,7 +53,9 @@ from pickwise.heartbeat import heartbeat
 
 logger = logging.getLogger(__name__)
 
-UNKNOWN_FORMAT = "Unknown export format {format!r}; choose one of: pickapic, ranked, trl, jsonl."
+UNKNOWN_FORMAT = (
+    "Unknown export format {format!r}; choose one of: pickapic, ranked, image_preference, jsonl."
+)
 UNKNOWN_CRITERION = "Campaign {slug!r} has no criterion {criterion!r}; it has: {keys}."
 BAD_SEED = "seed must be a whole number from 0 to 2**63 - 1."
 EMPTY_BEFORE_START = (
@@ -69,7 +71,11 @@ WORKER_LOST = (
     "The export's build stopped (no progress for {timeout} s, or its worker restarted) after "
     "{attempts} attempt(s); its partial files were removed. Request the export again."
 )
-TRAINING_FORMATS = (Export.Format.PICKAPIC, Export.Format.RANKED, Export.Format.TRL)
+TRAINING_FORMATS = (
+    Export.Format.PICKAPIC,
+    Export.Format.RANKED,
+    Export.Format.IMAGE_PREFERENCE,
+)
 BUILD_ATTEMPTS = 3
 PROGRESS_EVERY_SECONDS = 1.0
 
@@ -148,15 +154,15 @@ def export_create(
 
 
 def _writer(format: str) -> Callable[[BuildContext], FormatResult]:
+    from exports.writers.image_preference import write_image_preference
     from exports.writers.jsonl import write_jsonl
     from exports.writers.pickapic import write_pickapic
     from exports.writers.ranked import write_ranked
-    from exports.writers.trl import write_trl
 
     return {
         Export.Format.PICKAPIC: write_pickapic,
         Export.Format.RANKED: write_ranked,
-        Export.Format.TRL: write_trl,
+        Export.Format.IMAGE_PREFERENCE: write_image_preference,
         Export.Format.JSONL: write_jsonl,
     }[format]
 

@@ -12,8 +12,29 @@ from pathlib import Path
 from exports.context import FormatResult
 from exports.writers.table import features_of
 
+# Which code reads each format unchanged; name a consumer only once it has been tried.
+READERS = {
+    "pickapic": (
+        "The columns of Pick-a-Pic v2 (`yuvalkirstain/pickapic_v2`): diffusers' Diffusion-DPO "
+        "training example (`examples/research_projects/diffusion_dpo/train_diffusion_dpo.py`) "
+        "and Pickwise's own trainer (`python -m training.dpo`) train on it as it is."
+    ),
+    "image_preference": (
+        "One row per preference with `chosen` and `rejected` as `datasets.Image` features, "
+        "so `load_dataset` returns decoded PIL images; the uid, model and rank columns, "
+        "`ranking_id` (the same pair's id in a Pick-a-Pic export), `judgment_id` and "
+        "`user_id` trace each row to its judgment. It is meant for reading and evaluating "
+        "preferences (reward models, win rates, the dataset viewer). No trainer in this "
+        "project or in diffusers' examples reads this layout unchanged: to train with "
+        "Diffusion-DPO, export the `pickapic` format, which diffusers' DPO script "
+        "(`train_diffusion_dpo.py`) and Pickwise's trainer read."
+    ),
+}
+
 
 def _yaml_feature(name: str, feature: dict, indent: str) -> list[str]:
+    if feature["_type"] == "Image":
+        return [f"{indent}- name: {name}", f"{indent}  dtype: image"]
     if feature["_type"] == "List":
         return [f"{indent}- name: {name}", f"{indent}  list: {feature['feature']['dtype']}"]
     return [f"{indent}- name: {name}", f"{indent}  dtype: {feature['dtype']}"]
@@ -59,6 +80,12 @@ def card_text(*, result: FormatResult, title: str, format: str, summary: dict) -
         "policy, every count (judgments considered and left out, and why) and the sha256 "
         "of every file."
     )
+    readers = READERS.get(format)
+    if readers:
+        lines.append("")
+        lines.append("## Who reads it")
+        lines.append("")
+        lines.append(readers)
     lines.append("")
     lines.append("## Summary")
     lines.append("")

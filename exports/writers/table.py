@@ -4,6 +4,7 @@ A buffer flushes after `batch_rows` rows or `max_bytes` of image data, whichever
 first, so a batch of large images never holds more than a few tens of MB.
 """
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +19,12 @@ INDEX_COLUMN = "__index_level_0__"
 
 
 def features_of(schema: pa.Schema) -> dict:
-    """`datasets` features for a flat schema of scalar and list types."""
+    """`datasets` features: those the schema carries (a writer that declares Image columns
+    attaches them), else derived from a flat schema of scalar and list types."""
+    declared = (schema.metadata or {}).get(b"huggingface")
+    if declared:  # stored with sorted keys: give them back in column order
+        features = json.loads(declared)["info"]["features"]
+        return {field.name: features[field.name] for field in schema}
     return {field.name: _feature(field.type) for field in schema}
 
 

@@ -48,7 +48,10 @@ def test_an_unknown_campaign_is_named(db, tmp_path):
 def test_an_unknown_format_is_named(small_campaign, tmp_path):
     with pytest.raises(CommandError) as error:
         _run("--campaign", small_campaign.slug, "--format", "csv", "--out", str(tmp_path / "x"))
-    assert str(error.value) == "Unknown format 'csv'; choose one of: pickapic, ranked, trl, jsonl."
+    assert (
+        str(error.value)
+        == "Unknown format 'csv'; choose one of: pickapic, ranked, image_preference, jsonl."
+    )
 
 
 def test_an_empty_result_says_what_to_change(db, tmp_path):

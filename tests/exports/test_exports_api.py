@@ -170,7 +170,7 @@ def test_a_site_researcher_may_export_any_campaign(small_campaign, api_client):
     [
         (
             {"format": "csv"},
-            "Unknown export format 'csv'; choose one of: pickapic, ranked, trl, jsonl.",
+            "Unknown export format 'csv'; choose one of: pickapic, ranked, image_preference, jsonl.",
         ),
         (
             {"format": "pickapic", "criterion": "style"},
@@ -226,7 +226,9 @@ def test_an_export_whose_answers_are_all_both_bad_fails_with_the_counts(db):
 
     campaign = campaign_with_comparisons(prompts=2)
     bulk_judge(campaign, [annotator(campaign)], constant("both_bad"))
-    export = export_create(requested_by=None, campaign=campaign, format="trl", enqueue=False)
+    export = export_create(
+        requested_by=None, campaign=campaign, format="image_preference", enqueue=False
+    )
     export = export_build(export=export)
     assert export.status == Export.Status.FAILED
     assert export.error == (

@@ -1,4 +1,4 @@
-"""The ranked, TRL and jsonl formats."""
+"""The ranked and jsonl formats."""
 
 import json
 from collections import defaultdict
@@ -65,33 +65,6 @@ def test_ranked_has_a_column_per_criterion_when_there_are_several(db):
         row["ranking_overall"] == row["ranking_aesthetics"] == row["ranking"] for row in rows
     )
     assert export.manifest["criterion"] == "aesthetics"
-
-
-def test_trl_rows_have_the_winner_as_chosen_and_no_ties(db):
-    campaign = _ranking_campaign()
-    export = build(campaign, format="trl")
-    rows = parquet_rows(export.folder, "data/*.parquet")
-    assert len(rows) == 8  # two preferences per ranking; the m2 = m3 tie is dropped
-    assert {(r["chosen_model"], r["rejected_model"]) for r in rows} == {("m1", "m2"), ("m1", "m3")}
-    assert list(rows[0]) == [
-        "prompt",
-        "chosen",
-        "rejected",
-        "chosen_model",
-        "rejected_model",
-        "user_id",
-    ]
-    assert export.manifest["counts"]["ties_dropped"] == 4
-
-
-def test_trl_leaves_out_both_bad_and_pairwise_ties(judged_campaign):
-    export = build(judged_campaign, format="trl")
-    rows = parquet_rows(export.folder, "data/*.parquet")
-    assert len(rows) == 24  # only the rater with preferences: 8 prompts x 3 pairs
-    order = {"model-a": 0, "model-b": 1, "model-c": 2}
-    assert all(order[r["chosen_model"]] < order[r["rejected_model"]] for r in rows)
-    assert export.manifest["counts"]["excluded"] == {"both_bad": 24}
-    assert export.manifest["counts"]["ties_dropped"] == 24
 
 
 def test_jsonl_keeps_every_judgment_and_says_why_one_is_left_out(db):

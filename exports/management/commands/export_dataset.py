@@ -14,18 +14,22 @@ from exports.services import export_build, export_create
 from pickwise.errors import ApplicationError
 
 UNKNOWN_CAMPAIGN = "No campaign with slug {slug!r}; see the campaign list for slugs."
-UNKNOWN_FORMAT = "Unknown format {format!r}; choose one of: pickapic, ranked, trl, jsonl."
+UNKNOWN_FORMAT = (
+    "Unknown format {format!r}; choose one of: pickapic, ranked, image_preference, jsonl."
+)
 OUT_NOT_EMPTY = "--out {folder} exists and is not empty; choose a new folder."
 OUT_UNWRITABLE = "--out {folder} cannot be created: {reason}. Choose a writable folder."
 BAR_WIDTH = 30
 
 
 class Command(BaseCommand):
-    help = "Export a campaign's judgments as a dataset folder (pickapic, ranked, trl or jsonl)."
+    help = "Export a campaign's judgments as a dataset folder (pickapic, ranked, image_preference or jsonl)."
 
     def add_arguments(self, parser):
         parser.add_argument("--campaign", required=True, help="Campaign slug.")
-        parser.add_argument("--format", default="pickapic", help="pickapic, ranked, trl or jsonl.")
+        parser.add_argument(
+            "--format", default="pickapic", help="pickapic, ranked, image_preference or jsonl."
+        )
         parser.add_argument("--out", required=True, help="A new (or empty) folder.")
         parser.add_argument("--criterion", default=None, help="Criterion key (default overall).")
         parser.add_argument("--seed", type=int, default=0, help="Seed for splits and image order.")
