@@ -1,6 +1,7 @@
 """seed_demo: a campaign whose images show their prompts, and gold a careful person answers."""
 
 import io
+import random
 
 import pytest
 from django.core.management import call_command
@@ -85,3 +86,24 @@ def test_running_seed_demo_again_changes_nothing():
     assert (Prompt.objects.count(), Image.objects.count(), Comparison.objects.count()) == counts
     assert "48 prompts, 144 comparisons, 24 gold items" in again
     assert GenerationJob.objects.count() == 1
+
+
+def test_a_random_clicker_on_the_demo_is_blocked_within_fifty_answers():
+    from annotate.quality.services import rater_evaluate
+    from annotate.services.assignments import assignment_next
+    from annotate.services.judgments import judgment_submit
+
+    _seed()
+    campaign = Campaign.objects.get(slug="demo")
+    membership = Membership.objects.get(campaign=campaign, user__username="annotator3")
+    rng = random.Random(11)
+    answered = 0
+    while answered < 50 and membership.gate_state != Membership.Gate.BLOCKED:
+        assignment = assignment_next(campaign=campaign, annotator=membership.user)
+        answer = rng.choice([*assignment.presented, "tie", "both_bad"])
+        judgment_submit(assignment=assignment, answers={"overall": answer}, duration_ms=2500)
+        answered += 1
+        if answered % 5 == 0:  # the rules a worker runs every few answers
+            rater_evaluate(campaign=campaign, user=membership.user)
+        membership.refresh_from_db()
+    assert membership.gate_state == Membership.Gate.BLOCKED, answered
