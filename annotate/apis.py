@@ -23,7 +23,13 @@ from annotate.access import (
     user_may_create_campaigns,
 )
 from annotate.models import Campaign, ImageImport, Membership
-from annotate.selectors import assignment_task, campaign_list_for_user, campaign_progress
+from annotate.selectors import (
+    ANNOTATOR_FIGURES,
+    annotator_progress,
+    assignment_task,
+    campaign_list_for_user,
+    campaign_progress,
+)
 from annotate.services.assignments import assignment_next, assignment_skip
 from annotate.services.campaigns import (
     CAMPAIGN_FIELDS,
@@ -133,6 +139,23 @@ class CampaignAnnotatorOutputSerializer(serializers.ModelSerializer):
         fields = ANNOTATOR_CAMPAIGN_FIELDS
 
 
+class CampaignAnnotatorDetailSerializer(CampaignAnnotatorOutputSerializer):
+    """What an annotator reads of one campaign: the description and their own figures, as
+    their screen shows them (annotate.selectors.annotator_progress)."""
+
+    mine = serializers.SerializerMethodField(
+        help_text="judged: your answers of every kind; skipped; qualifying and "
+        "qualification_done while you answer the practice items."
+    )
+
+    class Meta(CampaignAnnotatorOutputSerializer.Meta):
+        fields = [*ANNOTATOR_CAMPAIGN_FIELDS, "mine"]
+
+    def get_mine(self, campaign) -> dict:
+        progress = annotator_progress(campaign=campaign, user=self.context["user"])
+        return {name: progress[name] for name in ANNOTATOR_FIGURES}
+
+
 def _annotator_campaign_ids(user) -> set[int]:
     """Campaigns where the user works as an annotator (and so sees the reduced view)."""
     if user_is_site_admin(user):
@@ -219,18 +242,20 @@ class CampaignDetailApi(APIView):
         responses={
             200: PolymorphicProxySerializer(
                 component_name="CampaignDetailForRole",
-                serializers=[OutputSerializer, CampaignAnnotatorOutputSerializer],
+                serializers=[OutputSerializer, CampaignAnnotatorDetailSerializer],
                 resource_type_field_name=None,
             ),
             **ERRORS,
         },
-        description="Annotators get CampaignAnnotatorOutput: the description, no progress.",
+        description="Annotators get CampaignAnnotatorDetail: the description and their own "
+        "figures (mine), no campaign progress.",
     )
     def get(self, request, campaign_id: int):
         campaign = campaign_get_for_user(user=request.user, campaign_id=campaign_id)
         role = campaign_role(user=request.user, campaign=campaign)
         if role == Membership.Role.ANNOTATOR:
-            return Response(CampaignAnnotatorOutputSerializer(campaign).data)
+            detail = CampaignAnnotatorDetailSerializer(campaign, context={"user": request.user})
+            return Response(detail.data)
         return Response(self.OutputSerializer(campaign).data)
 
     @extend_schema(

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from annotate.access import user_is_site_admin, user_is_site_researcher
@@ -16,6 +16,7 @@ from annotate.models import (
     Judgment,
     Membership,
 )
+from annotate.quality.models import GateEvent
 
 
 def campaign_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Campaign]:
@@ -88,38 +89,146 @@ def assignment_task(*, assignment: Assignment) -> dict:
     }
 
 
-def campaign_progress(*, campaign: Campaign) -> dict:
-    """Regular comparisons judged vs wanted, for dashboards and the API."""
-    totals = Comparison.objects.filter(campaign=campaign, role=Comparison.Role.REGULAR).aggregate(
-        comparisons=Count("id"),
-        wanted=Sum("wanted"),
-        done=Sum("done"),
-        in_flight=Sum("in_flight"),
-        full=Count("id", filter=~Q(status=Comparison.Status.OPEN)),
+# Counters -------------------------------------------------------------------------------
+#
+# Every figure shown to annotators and admins comes from here:
+# - judgments: regular judgments that count towards overlap (not excluded by gating). The
+#   dashboard's and the API's "Judgments" (judgments_done). Equal to the sum of the regular
+#   comparisons' `done` counters.
+# - qualification: gold items answered while the annotator was qualifying (up to the first
+#   gate change away from qualifying).
+# - gold: gold items answered after that (hidden checks); repeats: hidden repeats.
+# - excluded: regular judgments of blocked raters, no longer counted.
+# - answers: every answer given = judgments + excluded + qualification + gold + repeats.
+#   The annotator's "Done" is their own `answers`: it must not reveal which tasks were
+#   checks, so an annotator never sees the split beyond their qualification count.
+# - skipped: tasks handed back unanswered (not answers).
+
+
+def _qualification_end(campaign: Campaign, annotator) -> Subquery:
+    """When the annotator first left the qualifying state (None: never did)."""
+    return Subquery(
+        GateEvent.objects.filter(
+            campaign=campaign, annotator=annotator, from_state=Membership.Gate.QUALIFYING
+        )
+        .order_by("created_at", "id")
+        .values("created_at")[:1]
     )
-    gold = Comparison.objects.filter(campaign=campaign, role=Comparison.Role.GOLD).count()
+
+
+def _tally(assignments: QuerySet[Assignment], *, qualification: Q) -> dict:
+    """One pass over the assignments (and their judgments) gives every counter."""
+    answered = Q(judgment__isnull=False)
+    regular = answered & Q(is_gold=False, is_repeat=False)
+    gold = answered & Q(is_gold=True)
+    totals = assignments.aggregate(
+        judgments=Count("pk", filter=regular & Q(judgment__excluded=False)),
+        excluded=Count("pk", filter=regular & Q(judgment__excluded=True)),
+        repeats=Count("pk", filter=answered & Q(is_repeat=True)),
+        gold_all=Count("pk", filter=gold),
+        qualification=Count("pk", filter=gold & qualification),
+        skipped=Count("pk", filter=Q(state=Assignment.State.SKIPPED)),
+    )
+    counts = {name: totals[name] or 0 for name in totals}
+    counts["gold"] = counts.pop("gold_all") - counts["qualification"]
+    counts["answers"] = sum(
+        counts[name] for name in ("judgments", "excluded", "qualification", "gold", "repeats")
+    )
+    return counts
+
+
+def answer_counts(*, campaign: Campaign) -> dict:
+    """The counters above for the whole campaign (two queries)."""
+    assignments = Assignment.objects.filter(campaign=campaign)
+    counts = _tally(assignments, qualification=Q(pk__in=[]))
+    # Which gold answers were given while qualifying, per annotator: gold answers only.
+    still_qualifying = Membership.objects.filter(
+        campaign=campaign, user=OuterRef("annotator"), gate_state=Membership.Gate.QUALIFYING
+    )
+    qualification = (
+        assignments.filter(is_gold=True, judgment__isnull=False)
+        .annotate(
+            ended=_qualification_end(campaign, OuterRef("annotator")),
+            qualifying=Exists(still_qualifying),
+        )
+        .aggregate(
+            n=Count("pk", filter=Q(qualifying=True) | Q(judgment__created_at__lte=F("ended")))
+        )
+    )["n"]
+    counts["gold"] -= qualification
+    counts["qualification"] = qualification
+    return counts
+
+
+def annotator_answer_counts(*, campaign: Campaign, membership: Membership) -> dict:
+    """The counters above for one annotator; `membership` carries `qualification_ended`
+    (see annotator_progress)."""
+    if membership.gate_state == Membership.Gate.QUALIFYING:
+        qualification = Q()
+    elif membership.qualification_ended is not None:
+        qualification = Q(judgment__created_at__lte=membership.qualification_ended)
+    else:
+        qualification = Q(pk__in=[])  # never qualified: started active
+    assignments = Assignment.objects.filter(campaign=campaign, annotator_id=membership.user_id)
+    return _tally(assignments, qualification=qualification)
+
+
+def campaign_progress(*, campaign: Campaign) -> dict:
+    """Regular comparisons judged vs wanted, and every answer by kind, for the dashboard and
+    the API (admins and researchers: the split tells which items were checks)."""
+    regular = Q(role=Comparison.Role.REGULAR)
+    totals = Comparison.objects.filter(campaign=campaign).aggregate(
+        comparisons=Count("id", filter=regular),
+        gold=Count("id", filter=Q(role=Comparison.Role.GOLD)),
+        wanted=Sum("wanted", filter=regular),
+        in_flight=Sum("in_flight", filter=regular),
+    )
+    counts = answer_counts(campaign=campaign)
     return {
         "comparisons": totals["comparisons"],
-        "gold_comparisons": gold,
+        "gold_comparisons": totals["gold"],
         "judgments_wanted": totals["wanted"] or 0,
-        "judgments_done": totals["done"] or 0,
+        "judgments_done": counts["judgments"],
+        "excluded_judgments": counts["excluded"],
+        "qualification_answers": counts["qualification"],
+        "gold_answers": counts["gold"],
+        "repeat_answers": counts["repeats"],
+        "answers": counts["answers"],
+        "skipped": counts["skipped"],
         "in_flight": totals["in_flight"] or 0,
         "prompts": campaign.prompts.count(),
         "images": Image.objects.filter(prompt__campaign=campaign).count(),
     }
 
 
-def annotator_progress(*, campaign: Campaign, user: AbstractBaseUser) -> dict:
-    """An annotator's own progress: how many tasks they answered, and their gate state.
+# What an annotator may read of their own figures (the API's `mine`). No count of what is
+# left: it would drop after a regular task and not after a gold or repeat one, telling the
+# annotator which tasks are checks. Their answers move by one whatever the task was.
+ANNOTATOR_FIGURES = ("judged", "qualifying", "qualification_done", "skipped")
 
-    No count of what is left: it would drop after a regular task and not after a gold or
-    repeat one, telling the annotator which tasks are checks."""
-    membership = Membership.objects.filter(campaign=campaign, user=user).first()
-    judged = Assignment.objects.filter(
-        campaign=campaign, annotator=user, state=Assignment.State.SUBMITTED
-    ).count()
+
+def annotator_progress(*, campaign: Campaign, user: AbstractBaseUser) -> dict:
+    """An annotator's own figures: answers given ("Done", every kind alike), tasks skipped,
+    their qualification and gate state. Never the split into checks and regular work."""
+    membership = (
+        Membership.objects.filter(campaign=campaign, user=user)
+        .annotate(qualification_ended=_qualification_end(campaign, user))
+        .first()
+    )
+    if membership is None:
+        counts = {"answers": 0, "qualification": 0, "skipped": 0}
+    else:
+        counts = annotator_answer_counts(campaign=campaign, membership=membership)
+    qualifying = (
+        membership is not None
+        and membership.gate_state == Membership.Gate.QUALIFYING
+        and campaign.qualification_size > 0
+    )
     return {
-        "judged": judged,
+        "judged": counts["answers"],
+        "qualifying": qualifying,
+        "qualification_done": counts["qualification"],
+        "skipped": counts["skipped"],
         "gate_state": membership.gate_state if membership else None,
         "gate_reason": membership.gate_reason if membership else "",
     }

@@ -99,13 +99,13 @@ def _first_task(
 
 def _status_context(*, campaign: Campaign, user) -> dict:
     mine = annotator_progress(campaign=campaign, user=user)
-    qualifying = mine["gate_state"] == Membership.Gate.QUALIFYING
     return {
         "campaign": campaign,
         "mine": mine,
-        "qualifying": qualifying and campaign.qualification_size > 0,
+        "qualifying": mine["qualifying"],
         # Counted against the campaign's size, never per item: which items are gold stays secret.
-        "qualification_done": min(mine["judged"], campaign.qualification_size),
+        "qualification_done": min(mine["qualification_done"], campaign.qualification_size),
+        "qualification_longer": mine["qualification_done"] >= campaign.qualification_size,
     }
 
 
