@@ -19,6 +19,12 @@ CRITERION_INCOMPLETE = "A picked criterion needs a key and a question."
 RANKING_K = "A ranking campaign ranks 3 to 9 images."
 
 
+def _percent(rate: float) -> float | int:
+    """A rate as the percent people type: 2 rather than 2.0, 2.5 where it is not whole."""
+    value = round(100 * rate, 2)
+    return int(value) if value == int(value) else value
+
+
 class CampaignForm(forms.Form):
     title = forms.CharField(label=_("Title"), max_length=200)
     slug = forms.SlugField(
@@ -123,8 +129,8 @@ class CampaignForm(forms.Form):
             "overlap": campaign.overlap,
             "lease_minutes": max(1, round(campaign.lease_seconds / 60)),
             "qualification_size": campaign.qualification_size,
-            "gold_percent": round(100 * campaign.gold_rate, 2),
-            "repeat_percent": round(100 * campaign.repeat_rate, 2),
+            "gold_percent": _percent(campaign.gold_rate),
+            "repeat_percent": _percent(campaign.repeat_rate),
         }
 
     def clean(self):

@@ -8,7 +8,7 @@ from annotate.models import Membership, Prompt
 from annotate.prompt_length import MAX_PROMPT_CHARS
 from annotate.services.campaigns import membership_set
 from annotate.services.prompts import TEXT_TOO_LONG
-from tests.factories import CampaignFactory, PromptFactory, UserFactory, annotator
+from tests.factories import CampaignFactory, PromptFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
