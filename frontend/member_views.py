@@ -43,6 +43,13 @@ def _page(request, campaign, *, add_form=None, create_form=None, errors=None, st
     return render(request, "frontend/members.html", context, status=status)
 
 
+def _refused(request, campaign, error: ApplicationError, **forms):
+    """The page again with the service's sentence on the form and its bad lines listed."""
+    for form in forms.values():
+        form.add_error(None, error.message)
+    return _page(request, campaign, errors=error.extra.get("errors"), status=error.status, **forms)
+
+
 def _back_to_members(campaign):
     return redirect("frontend:campaign-members", campaign.pk)
 
@@ -65,14 +72,7 @@ def members_add_view(request, campaign_id: int):
             campaign=campaign, text=form.cleaned_data["people"], role=form.cleaned_data["role"]
         )
     except ApplicationError as error:
-        form.add_error(None, error.message)
-        return _page(
-            request,
-            campaign,
-            add_form=form,
-            errors=error.extra.get("errors"),
-            status=error.status,
-        )
+        return _refused(request, campaign, error, add_form=form)
     messages.success(
         request,
         _("%(added)s added, %(changed)s given a new role, %(unchanged)s already so.")
@@ -143,14 +143,7 @@ def accounts_create(request, campaign_id: int):
     try:
         created = annotators_create(campaign=campaign, text=form.cleaned_data["usernames"])
     except ApplicationError as error:
-        form.add_error(None, error.message)
-        return _page(
-            request,
-            campaign,
-            create_form=form,
-            errors=error.extra.get("errors"),
-            status=error.status,
-        )
+        return _refused(request, campaign, error, create_form=form)
     heading = ngettext(
         "%(count)s annotator account created", "%(count)s annotator accounts created", len(created)
     ) % {"count": len(created)}
