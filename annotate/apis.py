@@ -7,7 +7,7 @@ from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
@@ -46,6 +46,7 @@ from annotate.services.prompts import prompt_rows_from_payload, prompt_rows_pars
 from pickwise.api import ERRORS, ErrorSerializer
 from pickwise.errors import ApplicationError
 from pickwise.login_throttle import login_locked, login_locked_message
+from pickwise.text_input import StorableJSONParser
 
 ADMIN_ONLY = (Membership.Role.ADMIN,)
 INVALID_CREDENTIALS = "Unable to log in with the given username and password."
@@ -276,7 +277,7 @@ class CampaignDetailApi(APIView):
 class PromptsAddApi(APIView):
     """Bulk add prompts as JSON, or upload a txt/csv/json/jsonl file as `file`."""
 
-    parser_classes = [JSONParser, MultiPartParser]
+    parser_classes = [StorableJSONParser, MultiPartParser]
 
     class InputSerializer(serializers.Serializer):
         prompts = serializers.ListField(child=serializers.JSONField(), max_length=100_000)

@@ -200,7 +200,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "pickwise.api.AutoSchema",
     "EXCEPTION_HANDLER": "pickwise.api.exception_handler",
     # JSON bodies only, so the schema declares each body once; upload views add multipart.
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON, refusing deep nesting and text no database stores (NUL, lone surrogates).
+    "DEFAULT_PARSER_CLASSES": ["pickwise.text_input.StorableJSONParser"],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "DEFAULT_THROTTLE_RATES": {
         "auth": env.str("THROTTLE_AUTH", default="20/min"),

@@ -16,7 +16,15 @@ from django.db import transaction
 from annotate.models import Campaign, Prompt
 from annotate.prompt_length import MAX_PROMPT_CHARS
 from pickwise.errors import ApplicationError
+from pickwise.text_input import (
+    MAX_INDEXED_TEXT_BYTES,
+    json_loads_storable,
+    json_problem,
+    text_problem,
+)
 
+# The text is in the unique (campaign, text) index: bytes count, not characters.
+MAX_PROMPT_BYTES = MAX_INDEXED_TEXT_BYTES
 MAX_REPORTED_ERRORS = 50
 NO_PROMPTS = "No prompts found in the input."
 TOO_MANY_PROMPTS = "An import takes at most {limit} prompts; this one has {count}."
@@ -63,13 +71,23 @@ def _row_from_object(line: int, obj: Any, errors: list[dict]) -> PromptRow | Non
     if len(text.strip()) > MAX_PROMPT_CHARS:
         errors.append({"line": line, "error": TEXT_TOO_LONG.format(limit=MAX_PROMPT_CHARS)})
         return None
+    text = text.strip()
+    if problem := text_problem(text, field="'text'", max_bytes=MAX_PROMPT_BYTES):
+        errors.append({"line": line, "error": problem})
+        return None
     if not isinstance(negative, str) or len(negative.strip()) > MAX_PROMPT_CHARS:
         errors.append({"line": line, "error": NEGATIVE_TOO_LONG.format(limit=MAX_PROMPT_CHARS)})
         return None
     if not isinstance(meta, dict):
         errors.append({"line": line, "error": "'meta' must be an object."})
         return None
-    return PromptRow(line=line, text=text.strip(), negative_prompt=negative.strip(), meta=meta)
+    problem = text_problem(negative, field="'negative_prompt'") or json_problem(
+        meta, field="'meta'"
+    )
+    if problem:
+        errors.append({"line": line, "error": problem})
+        return None
+    return PromptRow(line=line, text=text, negative_prompt=negative.strip(), meta=meta)
 
 
 def prompt_rows_parse(*, data: bytes, fmt: str) -> list[PromptRow]:
@@ -115,11 +133,13 @@ def prompt_rows_parse(*, data: bytes, fmt: str) -> list[PromptRow]:
             ) from None
     elif fmt == "json":
         try:
-            payload = json.loads(text)
+            payload = json_loads_storable(text, field="The file")
         except json.JSONDecodeError as exc:
             raise ApplicationError(
                 f"Invalid JSON at line {exc.lineno}: {exc.msg}.", code="invalid_file"
             ) from None
+        except ValueError as exc:
+            raise ApplicationError(str(exc), code="invalid_file") from None
         if isinstance(payload, dict) and "prompts" in payload:
             payload = payload["prompts"]
         if not isinstance(payload, list):
@@ -131,9 +151,11 @@ def prompt_rows_parse(*, data: bytes, fmt: str) -> list[PromptRow]:
             if not line.strip():
                 continue
             try:
-                add(number, json.loads(line))
+                add(number, json_loads_storable(line, field="The line"))
             except json.JSONDecodeError as exc:
                 errors.append({"line": number, "error": f"Invalid JSON: {exc.msg}."})
+            except ValueError as exc:
+                errors.append({"line": number, "error": str(exc)})
     _raise_if_errors(errors)
     return rows
 

@@ -42,6 +42,7 @@ from annotate.services.image_imports.plan import (
 )
 from annotate.uploads import CheckedImage, check_image_bytes
 from pickwise.errors import ApplicationError
+from pickwise.text_input import record_problem
 
 MANIFEST = "manifest.csv"
 MAX_MANIFEST_BYTES = 32 * 1024 * 1024
@@ -83,6 +84,9 @@ def _plan_manifest(
     checked: dict[str, CheckedImage] = {}  # file -> what its check found (bytes dropped)
     records = _manifest_records(data)
     for done, (line, record) in enumerate(records, start=1):
+        if problem := record_problem(record):
+            errors.add(line, problem)
+            continue
         text = prompt_text(record.get("prompt"))
         model_name = (record.get("model_name") or "").strip()
         seed_text = (record.get("seed") or "").strip()

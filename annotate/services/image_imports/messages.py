@@ -1,6 +1,6 @@
 """Error messages of image imports, as constants so tests assert the exact text."""
 
-from annotate.services.prompts import MAX_PROMPT_CHARS
+from annotate.services.prompts import MAX_PROMPT_BYTES, MAX_PROMPT_CHARS
 
 UNKNOWN_SOURCE = "Upload a .zip with manifest.csv or a Pick-a-Pic .parquet file."
 NOT_A_ZIP = "The archive is not a readable zip file."
@@ -14,6 +14,7 @@ ARCHIVE_TOO_LARGE = "The archive expands to {size} bytes; the limit is {limit}."
 TOO_MANY_ROWS = "The import has {count} rows; the limit is {limit}."
 TOO_MANY_PROMPTS = "The import names {count} prompts; the limit is {limit}."
 NO_ROWS = "The import has no rows."
+PARQUET_NOT_UTF8 = "A text column of the parquet file holds bytes that are not UTF-8 text."
 PARQUET_COLUMNS = "The parquet file lacks the columns {missing}."
 PARQUET_NEEDS_PAIRWISE = "Pick-a-Pic parquet files can only be imported into pairwise campaigns."
 LABELS_NEED_PARQUET = "Labels can only be imported from a Pick-a-Pic parquet file."
@@ -26,7 +27,10 @@ ACCOUNT_TAKEN = "User {username} exists and is not an imported rater."
 MISSING_MEMBER = "{name!r} is not a file in the import."
 OUTSIDE_FOLDER = "{name!r} points outside the import folder."
 CORRUPT_MEMBER = "{name!r} cannot be read from the archive."
-BAD_PROMPT = f"prompt must be non-empty and at most {MAX_PROMPT_CHARS} characters."
+BAD_PROMPT = (
+    f"prompt must be non-empty and at most {MAX_PROMPT_CHARS} characters "
+    f"({MAX_PROMPT_BYTES} bytes in UTF-8)."
+)
 BAD_MODEL_NAME = "model_name must be at most 200 characters."
 BAD_SEED = "seed must be a whole number."
 SAME_IMAGE = "image 0 and image 1 are the same image."

@@ -22,6 +22,7 @@ from annotate.services.image_imports.messages import (
     NOT_A_PARQUET,
     PARQUET_COLUMNS,
     PARQUET_NEEDS_PAIRWISE,
+    PARQUET_NOT_UTF8,
     SAME_IMAGE,
     TIE_NOT_ALLOWED,
     UID_OTHER_PROMPT,
@@ -42,6 +43,7 @@ from annotate.services.image_imports.plan import (
 )
 from annotate.uploads import check_image_bytes
 from pickwise.errors import ApplicationError
+from pickwise.text_input import record_problem
 
 PARQUET_BATCH_ROWS = 32  # two images a row: a batch holds at most 64 images in memory
 PARQUET_IMAGE_COLUMNS = ["caption", "jpg_0", "jpg_1", "model_0", "model_1"]
@@ -124,6 +126,8 @@ def _parquet_batches(parquet, columns: list[str]) -> Iterator[list[dict]]:
     try:
         for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns):
             yield batch.to_pylist()
+    except UnicodeDecodeError:  # a string column holding bytes that are not UTF-8
+        raise ApplicationError(PARQUET_NOT_UTF8, code="invalid_file") from None
     except (pa.ArrowException, OSError, ValueError):
         raise ApplicationError(NOT_A_PARQUET, code="invalid_file") from None
 
@@ -169,6 +173,9 @@ def plan_parquet(
             check_row_count(row + 1)  # the footer's count might not be the truth
             if row % PROGRESS_EVERY == 0 and row:
                 tell(progress, CHECKING, row, total, "rows")
+            if problem := record_problem(record):
+                errors.add(row, problem)
+                continue
             text = prompt_text(record["caption"])
             if text is None:
                 errors.add(row, BAD_PROMPT)

@@ -10,7 +10,7 @@ from django.conf import settings
 
 from annotate.models import Campaign
 from annotate.services.image_imports.messages import BAD_ROWS, NO_ROWS, TOO_MANY_ROWS
-from annotate.services.prompts import MAX_PROMPT_CHARS, MAX_REPORTED_ERRORS
+from annotate.services.prompts import MAX_PROMPT_BYTES, MAX_PROMPT_CHARS, MAX_REPORTED_ERRORS
 from pickwise.errors import ApplicationError
 
 CHUNK = 500
@@ -126,7 +126,9 @@ def check_row_count(count: int) -> None:
 
 def prompt_text(value: Any) -> str | None:
     text = value.strip() if isinstance(value, str) else ""
-    return text if text and len(text) <= MAX_PROMPT_CHARS else None
+    if not text or len(text) > MAX_PROMPT_CHARS:
+        return None
+    return text if len(text.encode("utf-8")) <= MAX_PROMPT_BYTES else None
 
 
 def chunks(values: list, size: int = CHUNK) -> Iterable[list]:
