@@ -29,6 +29,7 @@ from annotate.selectors import (
     campaign_progress,
 )
 from annotate.services.assignments import assignment_next
+from annotate.services.judgment_undo import UNDO_SECONDS
 from frontend.access import rater_membership_get_for_manager
 from frontend.forms import GateOverrideForm
 from frontend.panels import (
@@ -141,6 +142,8 @@ def _annotate_strings() -> dict[str, str]:
         "answeredElsewhere": _(
             "That task was answered or skipped in another tab or window; here is the next one."
         ),
+        "undone": _("Answer undone: here is that task again."),
+        "undoFailed": _("That answer could not be undone; it stands."),
         "firstStands": _("That task had already been answered; your first answer stands."),
         "invalid": _("The server could not accept an answer; it was dropped."),
     }
@@ -161,6 +164,8 @@ def annotate(request, campaign_id: int):
         "nextUrl": reverse("annotate:next", args=[campaign.pk]),
         "submitUrl": reverse("annotate:submit", args=[0]),
         "skipUrl": reverse("annotate:skip", args=[0]),
+        "undoUrl": reverse("annotate:undo", args=[0]),
+        "undoSeconds": UNDO_SECONDS,
         "loginUrl": reverse("frontend:login"),
         "pageUrl": request.get_full_path(),
         "task": task,
@@ -172,6 +177,7 @@ def annotate(request, campaign_id: int):
         "message": message,
         "config": config,
         "i18n": _annotate_strings(),
+        "undo_seconds": UNDO_SECONDS,
     }
     return render(request, "frontend/annotate.html", context)
 

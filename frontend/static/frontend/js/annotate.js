@@ -38,6 +38,9 @@
   let tieNext = false; // ranking: "=" pressed, the next number ties
   let leaseTimer = null;
   let keepFocus = false;
+  let lastAnswer = null; // pairwise: the last answer, while it may still be undone
+  let lastAnswerTimer = null;
+  let undoing = false;
   const dropped = new Map(); // tasks let go because their lease ran out or nearly did
 
   /* ---------- the answer queue (localStorage) ---------- */
@@ -496,6 +499,7 @@
     criteria.id = "criteria";
     current = { task: task, shownAt: null, answers: {}, boards: {}, undo: [] };
     tieNext = false;
+    updateUndoButton();
     setInputEnabled(false);
     if (config.kind === "ranking") {
       task.criteria.forEach((c) => (current.boards[c.key] = []));
@@ -544,7 +548,7 @@
 
   function setInputEnabled(enabled) {
     $("task").classList.toggle("settling", !enabled);
-    document.querySelectorAll("#criteria .choice, #skip").forEach((button) => {
+    document.querySelectorAll("#criteria .choice, #skip, #undo").forEach((button) => {
       button.disabled = !enabled;
     });
     if (enabled) updateSubmit();
@@ -648,11 +652,13 @@
       answers[criterion.key] = config.kind === "pairwise" ? current.answers[criterion.key] : tiers(criterion.key);
     }
     enqueue({ type: "submit", id: current.task.id, answers: answers, duration_ms: durationMs() });
+    if (config.kind === "pairwise") rememberAnswer(current.task);
     advance(keyAt);
   }
 
   function skip(keyAt) {
     if (!painted()) return;
+    forgetAnswer();
     enqueue({ type: "skip", id: current.task.id });
     advance(keyAt);
   }
@@ -681,6 +687,68 @@
     const open = current.task.criteria.find((c) => !(c.key in current.answers));
     if (open) setActive(open.key);
     updateSubmit();
+  }
+
+  /* ---------- undoing a pairwise answer ---------- */
+
+  // For a few seconds after an answer (the server's window, less a margin for the round
+  // trip), U, Backspace or the Undo button take it back and show its task again.
+  function rememberAnswer(task) {
+    forgetAnswer();
+    lastAnswer = { task: task };
+    lastAnswerTimer = setTimeout(forgetAnswer, Math.max(0, config.undoSeconds * 1000 - 1000));
+  }
+
+  function forgetAnswer() {
+    clearTimeout(lastAnswerTimer);
+    lastAnswer = null;
+    if (config.kind === "pairwise") $("undo").hidden = true;
+  }
+
+  function updateUndoButton() {
+    $("undo").hidden = config.kind === "pairwise" ? !lastAnswer : !(current && current.undo.length);
+  }
+
+  async function undoAnswer() {
+    const last = lastAnswer;
+    if (!last || !painted() || undoing) return;
+    undoing = true;
+    forgetAnswer();
+    setInputEnabled(false);
+    try {
+      // Not sent yet: it never leaves. Being sent right now: let that finish first.
+      const queued = loadQueue().some((q) => q.id === last.task.id);
+      if (queued) dequeue(last.task.id);
+      if (flushing) await Promise.race([flushing, sleep(2000)]);
+      let response;
+      try {
+        response = await post(config.undoUrl.replace("/0/", "/" + last.task.id + "/"), {});
+      } catch (error) {
+        response = { status: 0, data: {} };
+      }
+      let task = null;
+      if (response.status === 200) task = response.data;
+      else if (response.data.code === "assignment_open" || (queued && response.status === 0)) task = last.task;
+      else if (sessionLost(response)) return toLogin();
+      if (!task) {
+        notify(response.data.detail || t.undoFailed);
+        if (painted()) setInputEnabled(true);
+        return;
+      }
+      // The task on screen becomes the next one again; the undone one is shown afresh.
+      if (current) ahead = current.task;
+      clearTimeout(leaseTimer);
+      current = null;
+      notify(t.undone);
+      await show(task);
+    } finally {
+      undoing = false;
+    }
+  }
+
+  function undoPressed() {
+    if (config.kind === "pairwise") undoAnswer();
+    else undo();
   }
 
   /* ---------- ranking answers ---------- */
@@ -947,6 +1015,10 @@
         event.preventDefault();
         return choose(criterion.key, "both_bad", keyAt);
       }
+      if (key === "u" || key === "Backspace") {
+        event.preventDefault();
+        return undoAnswer();
+      }
       return;
     }
     if (key === "u" || key === "Backspace") {
@@ -993,7 +1065,7 @@
     submit(performance.now());
   });
   $("skip").addEventListener("click", () => skip(performance.now()));
-  $("undo").addEventListener("click", undo);
+  $("undo").addEventListener("click", undoPressed);
   $("zoom-button").addEventListener("click", () => zoom());
   $("zoom").addEventListener("click", () => zoom(false));
   $("help-button").addEventListener("click", help);
