@@ -1,8 +1,7 @@
 """The annotation REST API. Thin: parse, fetch-and-authorise, call a service, serialise."""
 
 from django.conf import settings
-from django.contrib.auth import authenticate, get_user_model
-from django.db import transaction
+from django.contrib.auth import authenticate
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers, status
@@ -35,13 +34,13 @@ from annotate.services.campaigns import (
     CAMPAIGN_FIELDS,
     campaign_create,
     campaign_update,
-    membership_set,
 )
 from annotate.services.comparisons import comparisons_build_for_campaign
 from annotate.services.gold import gold_build
 from annotate.services.image_imports.jobs import image_import_create
 from annotate.services.judgment_undo import judgment_undo
 from annotate.services.judgments import judgment_submit
+from annotate.services.members import members_set
 from annotate.services.prompts import prompt_rows_from_payload, prompt_rows_parse, prompts_add
 from pickwise.api import ERRORS, ErrorSerializer
 from pickwise.errors import ApplicationError
@@ -335,20 +334,7 @@ class MembersSetApi(APIView):
         )
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        members = data.validated_data["members"]
-        users = get_user_model().objects.in_bulk(
-            [m["username"] for m in members], field_name="username"
-        )
-        missing = sorted({m["username"] for m in members} - set(users))
-        if missing:
-            raise ApplicationError(
-                f"Unknown users: {', '.join(missing[:20])}.", code="unknown_users"
-            )
-        with transaction.atomic():
-            result = [
-                membership_set(campaign=campaign, user=users[m["username"]], role=m["role"])
-                for m in members
-            ]
+        result = members_set(campaign=campaign, members=data.validated_data["members"])
         return Response(
             {
                 "members": [

@@ -30,6 +30,7 @@ UNKNOWN_PERSON = "No account has the username or e-mail address {value!r}."
 AMBIGUOUS_EMAIL = "{value!r} is the e-mail address of several accounts; use the username."
 LINE_TOO_LONG = "The line is longer than {limit} characters."
 USERNAME_TAKEN = "The username {value!r} is taken."
+UNKNOWN_USERS = "Unknown users: {names}."
 NOT_A_MEMBER = "{username} is not a member of this campaign."
 LAST_ADMIN = "{username} is the campaign's last admin; make someone else admin first."
 HAS_JUDGMENTS = (
@@ -103,20 +104,35 @@ def users_find(*, text: str) -> list[AbstractBaseUser]:
     return list(found.values())
 
 
+def _role_set(*, campaign: Campaign, user: AbstractBaseUser, role: str) -> Membership:
+    """membership_set, keeping the campaign's last admin. Needs a transaction."""
+    current = (
+        Membership.objects.select_for_update()
+        .filter(campaign=campaign, user=user)
+        .values_list("role", flat=True)
+        .first()
+    )
+    if current == Membership.Role.ADMIN and role != Membership.Role.ADMIN:
+        _refuse_if_last_admin(campaign=campaign, user=user)
+    return membership_set(campaign=campaign, user=user, role=role)
+
+
+def _check_role(role: str) -> None:
+    if role not in Membership.Role.values:
+        raise ApplicationError(f"Unknown role {role!r}.", code="invalid")
+
+
 @transaction.atomic
 def members_add(*, campaign: Campaign, text: str, role: str) -> MembersAddResult:
     """Give everyone listed `role` in the campaign; all or nothing."""
-    if role not in Membership.Role.values:
-        raise ApplicationError(f"Unknown role {role!r}.", code="invalid")
+    _check_role(role)
     users = users_find(text=text)
     before = dict(
         Membership.objects.filter(campaign=campaign, user__in=users).values_list("user_id", "role")
     )
     result = MembersAddResult()
     for user in users:
-        if before.get(user.pk) == Membership.Role.ADMIN and role != Membership.Role.ADMIN:
-            _refuse_if_last_admin(campaign=campaign, user=user)
-        membership = membership_set(campaign=campaign, user=user, role=role)
+        membership = _role_set(campaign=campaign, user=user, role=role)
         if user.pk not in before:
             result.added.append(membership)
         elif before[user.pk] != role:
@@ -124,6 +140,27 @@ def members_add(*, campaign: Campaign, text: str, role: str) -> MembersAddResult
         else:
             result.unchanged.append(membership)
     return result
+
+
+@transaction.atomic
+def members_set(*, campaign: Campaign, members: list[dict]) -> list[Membership]:
+    """The API's form: [{username, role}, ...], all or nothing. New admins are made before
+    anyone is demoted, so a list that hands the admin role over is not refused halfway."""
+    for member in members:
+        _check_role(member["role"])
+    users = get_user_model().objects.in_bulk(
+        [m["username"] for m in members], field_name="username"
+    )
+    missing = sorted({m["username"] for m in members} - set(users))
+    if missing:
+        raise ApplicationError(
+            UNKNOWN_USERS.format(names=", ".join(missing[:20])), code="unknown_users"
+        )
+    done = {}
+    for member in sorted(members, key=lambda m: m["role"] != Membership.Role.ADMIN):
+        user = users[member["username"]]
+        done[member["username"]] = _role_set(campaign=campaign, user=user, role=member["role"])
+    return [done[m["username"]] for m in members]
 
 
 def _membership_locked(*, campaign: Campaign, user: AbstractBaseUser) -> Membership:
@@ -155,12 +192,9 @@ def _refuse_if_last_admin(*, campaign: Campaign, user: AbstractBaseUser) -> None
 @transaction.atomic
 def membership_role_change(*, campaign: Campaign, user: AbstractBaseUser, role: str) -> Membership:
     """Change a member's role; the campaign always keeps one admin. Locks the membership."""
-    if role not in Membership.Role.values:
-        raise ApplicationError(f"Unknown role {role!r}.", code="invalid")
-    membership = _membership_locked(campaign=campaign, user=user)
-    if membership.role == Membership.Role.ADMIN and role != Membership.Role.ADMIN:
-        _refuse_if_last_admin(campaign=campaign, user=user)
-    return membership_set(campaign=campaign, user=user, role=role)
+    _check_role(role)
+    _membership_locked(campaign=campaign, user=user)
+    return _role_set(campaign=campaign, user=user, role=role)
 
 
 @transaction.atomic
