@@ -235,6 +235,10 @@ SPECTACULAR_SETTINGS = {
         "TrainingJobStatusEnum": "training.models.TrainingJob.Status",
     },
 }
+# Ids in paths (pickwise/converters.py): whole numbers of at most 18 digits.
+SPECTACULAR_SETTINGS["PATH_CONVERTER_OVERRIDES"] = {
+    "id": {"type": "integer", "minimum": 0, "maximum": 999_999_999_999_999_999}
+}
 
 # Seconds a token's user is remembered (annotate/authentication.py): a revoked token or a
 # deactivated user stops working at once in the process that saw it, in the others within this.

@@ -1,11 +1,15 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path, re_path
+from django.urls import include, path, re_path, register_converter
 from django.views.generic import TemplateView
 from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView
 
+from pickwise.converters import ObjectIdConverter
 from pickwise.login_throttle import ThrottledAdminAuthenticationForm
+
+# Before the apps' URL modules are included: they use <id:...>.
+register_converter(ObjectIdConverter, "id")
 
 admin.site.login_form = ThrottledAdminAuthenticationForm
 
