@@ -39,7 +39,7 @@ from annotate.services.comparisons import comparisons_build_for_campaign
 from annotate.services.gold import gold_build
 from annotate.services.image_imports.jobs import image_import_create
 from annotate.services.judgment_undo import judgment_undo
-from annotate.services.judgments import judgment_submit
+from annotate.services.judgments import judgment_answers_match, judgment_submit
 from annotate.services.members import members_set
 from annotate.services.prompts import prompt_rows_from_payload, prompt_rows_parse, prompts_add
 from pickwise.api import ERRORS, ErrorSerializer
@@ -443,8 +443,15 @@ class JudgmentSubmitApi(APIView):
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         assignment = serializers.IntegerField(source="assignment_id")
-        answers = serializers.DictField()
+        answers = serializers.DictField(help_text="The stored answers.")
         created_at = serializers.DateTimeField()
+        first_answer_stands = serializers.BooleanField(
+            default=False,
+            help_text="True on a 200 whose answers differ from the stored ones: the task was "
+            "answered before (another tab, device or a late resend) and that first answer "
+            "stands; the one sent now is not stored. False on a 201, and on a 200 that "
+            "resends the stored answer."
+        )
 
     @extend_schema(
         request=InputSerializer, responses={201: OutputSerializer, 200: OutputSerializer, **ERRORS}
@@ -459,12 +466,16 @@ class JudgmentSubmitApi(APIView):
             duration_ms=data.validated_data.get("duration_ms"),
         )
         code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        first_stands = not created and not judgment_answers_match(
+            judgment=judgment, campaign=assignment.campaign, answers=data.validated_data["answers"]
+        )
         # What OutputSerializer documents, built directly (see _task_data).
         data = {
             "id": judgment.pk,
             "assignment": judgment.assignment_id,
             "answers": judgment.answers,
             "created_at": _DATETIME.to_representation(judgment.created_at),
+            "first_answer_stands": first_stands,
         }
         return Response(data, status=code)
 

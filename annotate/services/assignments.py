@@ -304,11 +304,22 @@ def assignment_next(
     )
     membership_ensure_annotator(membership)
     _ensure_may_take_tasks(campaign=campaign, membership=membership)
+    open_count = membership.open_count
     if membership.reusable_id is not None:
-        return Assignment.objects.get(pk=membership.reusable_id)
-    if membership.open_count >= settings.PICKWISE_MAX_OPEN_ASSIGNMENTS:
+        # Read again, skipping the row if a submit or skip holds it: that claim locks the
+        # assignment before the membership, so waiting here could deadlock, and a task being
+        # answered must not be shown as open. Committed meanwhile: no longer open either.
+        reused = (
+            Assignment.objects.select_for_update(skip_locked=True)
+            .filter(pk=membership.reusable_id, state=Assignment.State.OPEN, expires_at__gt=now)
+            .first()
+        )
+        if reused is not None:
+            return reused
+        open_count -= 1
+    if open_count >= settings.PICKWISE_MAX_OPEN_ASSIGNMENTS:
         raise ApplicationError(
-            TOO_MANY_OPEN.format(count=membership.open_count), code="too_many_open", status=409
+            TOO_MANY_OPEN.format(count=open_count), code="too_many_open", status=409
         )
 
     kind = _choose_kind(campaign=campaign, membership=membership)

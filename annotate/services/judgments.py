@@ -53,6 +53,29 @@ def judgment_submit(
         raise ApplicationError(ASSIGNMENT_EXPIRED, code="assignment_expired", status=409) from None
 
 
+def _canonical(answers: dict) -> dict:
+    """Answers compared as meaning: the order of images within a ranking tier is not."""
+    return {
+        key: [sorted(tier) for tier in value] if isinstance(value, list) else value
+        for key, value in answers.items()
+    }
+
+
+def judgment_answers_match(*, judgment: Judgment, campaign: Campaign, answers: Any) -> bool:
+    """Whether `answers` say what the stored judgment says: a resend of the same answer
+    (after a lost response) rather than a second, different answer, which is not stored."""
+    try:
+        normalised = validate_answers(
+            kind=campaign.kind,
+            criteria=campaign.criteria,
+            image_uids=judgment.presented,
+            answers=answers,
+        )
+    except ApplicationError:
+        return False
+    return _canonical(normalised) == _canonical(judgment.answers)
+
+
 def _state_after_failed_claim(*, assignment: Assignment) -> tuple[Judgment, bool]:
     """The claim updated nothing: answer a repeated submit, or say why the task is gone."""
     state = Assignment.objects.values_list("state", flat=True).get(pk=assignment.pk)
