@@ -33,7 +33,11 @@ class TrainingStartForm(forms.Form):
     )
     method = forms.ChoiceField(
         label=_("Objective"),
-        choices=[("dpo", _("Diffusion-DPO")), ("mapo", _("MaPO (reference-free)"))],
+        choices=[
+            ("dpo", _("Diffusion-DPO")),
+            ("mapo", _("MaPO (reference-free)")),
+            ("rankdpo", _("RankDPO (ranked exports)")),
+        ],
     )
     mode = forms.ChoiceField(
         label=_("Weights"), choices=[("lora", _("LoRA adapters")), ("full", _("Full UNet"))]

@@ -1,9 +1,9 @@
-"""Diffusion-DPO and MaPO fine-tuning of a Stable Diffusion UNet on Pick-a-Pic-format preferences.
+"""Diffusion-DPO, MaPO and RankDPO fine-tuning of a Stable Diffusion UNet on human preferences.
 
 Usage::
 
     python -m training.dpo --data EXPORT_DIR --pretrained MODEL_DIR --output OUT_DIR \\
-        [--split train] [--method dpo|mapo] [--mode lora|full] [--max-train-steps 2000] \\
+        [--split train] [--method dpo|mapo|rankdpo] [--mode lora|full] [--max-train-steps 2000] \\
         [--train-batch-size 8] [--gradient-accumulation-steps 1] [--resolution 512] \\
         [--metrics-file OUT_DIR/metrics.jsonl] [--resume auto|never|CHECKPOINT_DIR] ...
 
@@ -12,6 +12,10 @@ Usage::
 
 ``EXPORT_DIR`` is a Pickwise export (``data/{split}-*.parquet``) or any folder of parquet files
 with the Pick-a-Pic columns ``jpg_0``, ``jpg_1``, ``label_0``, ``caption``; ties are dropped.
+``--method rankdpo`` reads the ranked format instead (``images``, ``ranking``, ``prompt``: one
+row per ranking of k images) and trains with RankDPO's DCG-weighted ranking loss
+(training.dpo_losses); rankings where every image ties are dropped, and ``--train-batch-size``
+counts lists of k images.
 ``MODEL_DIR`` is a diffusers Stable Diffusion pipeline folder.
 
 Outputs in ``OUT_DIR``: ``pytorch_lora_weights.safetensors`` (LoRA, loadable with
@@ -21,7 +25,9 @@ resumes from it), the feature cache ``cache/`` and ``metrics.jsonl``.
 
 Metrics file: one JSON object per line, each with ``event`` and ``step``. ``event`` is ``start``,
 ``step`` (one per optimizer step: loss, implicit_acc, mse_w, mse_l, ref_mse_w, ref_mse_l,
-reward_margin, lr, grad_norm, samples_per_s (pairs per second), gpu_mem_gb or peak_rss_gb),
+reward_margin, lr, grad_norm, samples_per_s (pairs, or ranked lists, per second), gpu_mem_gb or
+peak_rss_gb; for rankdpo, implicit_acc and reward_margin are over the labelled pairs of each
+list and mse_w / mse_l are those of its best and worst image),
 ``warning``, ``checkpoint`` or ``done``. On resume, lines after the resumed step are dropped.
 Bad input (no pairs, missing folders, impossible options) exits with status 2 and one
 ``error: ...`` line on stderr before any model is loaded.
@@ -51,12 +57,15 @@ from training.checkpoints import (
     write_checkpoint,
 )
 from training.dpo_data import (
+    CachedListDataset,
     CachedPairDataset,
     FeatureCache,
     PairBatchSampler,
     TrainerInputError,
     build_feature_cache,
+    build_list_feature_cache,
     count_labels,
+    count_ranked_lists,
     ensure_caption_cached,
     find_parquet_files,
     module_fingerprint,
@@ -73,6 +82,7 @@ from training.dpo_step import (
     ACTIVATION_CHECKPOINTING,
     Objective,
     add_lora,
+    compute_list_loss,
     compute_pair_loss,
     frozen_reference,
     keep_lora_input_dtype,
@@ -84,7 +94,7 @@ from training.dpo_step import (
 
 logger = logging.getLogger("training.dpo")
 
-METHODS = ("dpo", "mapo")
+METHODS = ("dpo", "mapo", "rankdpo")
 MODES = ("lora", "full")
 MIXED_PRECISIONS = ("no", "bf16", "fp16")
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
@@ -119,8 +129,9 @@ class DPOConfig:
     method: str = field(
         default="dpo",
         metadata=_doc(
-            "Objective: dpo (Diffusion-DPO, Wallace et al. 2023) or mapo (reference-free, "
-            "Hong et al. 2024).",
+            "Objective: dpo (Diffusion-DPO, Wallace et al. 2023), mapo (reference-free, "
+            "Hong et al. 2024) or rankdpo (DCG-weighted ranking loss over ranked lists, "
+            "Karthik et al. 2024; reads the ranked export format).",
             choices=METHODS,
         ),
     )
@@ -134,8 +145,8 @@ class DPOConfig:
     beta: float = field(
         default=DEFAULT_BETA,
         metadata=_doc(
-            "DPO beta; the loss uses beta/2 (official DiffusionDPO convention, 5000 for SD1.5 "
-            "and SDXL). Not comparable with language-model DPO betas (~0.1)."
+            "DPO and RankDPO beta; the loss uses beta/2 (official DiffusionDPO convention, "
+            "5000 for SD1.5 and SDXL). Not comparable with language-model DPO betas (~0.1)."
         ),
     )
     mapo_beta: float = field(
@@ -179,7 +190,11 @@ class DPOConfig:
         ),
     )
     train_batch_size: int = field(
-        default=8, metadata=_doc("Pairs per process per micro-batch (each pair is 2 images).")
+        default=8,
+        metadata=_doc(
+            "Pairs per process per micro-batch (each pair is 2 images); with rankdpo, ranked "
+            "lists (each k images)."
+        ),
     )
     gradient_accumulation_steps: int = field(
         default=1, metadata=_doc("Micro-batches per optimizer step.")
@@ -433,7 +448,13 @@ def main(config: DPOConfig) -> TrainResult:
 
     # --- Data first: bad input fails before any model is loaded.
     files = find_parquet_files(config.data, config.split)
-    counts = count_labels(files)
+    ranked = config.method == "rankdpo"
+    counts = count_ranked_lists(files) if ranked else count_labels(files)
+    if counts.pairs == 0 and ranked:
+        raise TrainerInputError(
+            f"no rankings to train on in {config.data} (split {config.split!r}): all "
+            f"{counts.rows} rows rank every image equal, or there are no rows"
+        )
     if counts.pairs == 0:
         raise TrainerInputError(
             f"no preference pairs in {config.data} (split {config.split!r}): all {counts.rows} "
@@ -447,7 +468,16 @@ def main(config: DPOConfig) -> TrainResult:
     )
     cuda = accelerator.device.type == "cuda"
     config = config.resolved(world_size=accelerator.num_processes, cuda=cuda)
-    if accelerator.is_main_process:
+    if accelerator.is_main_process and ranked:
+        logger.info(
+            "dropped %d all-tie rankings of %d rows in %d file(s); %d lists of %d images remain",
+            counts.ties,
+            counts.rows,
+            len(files),
+            counts.pairs,
+            counts.k,
+        )
+    elif accelerator.is_main_process:
         logger.info(
             "dropped %d ties (label_0 == 0.5) of %d rows in %d file(s); %d pairs remain",
             counts.ties,
@@ -493,7 +523,8 @@ def main(config: DPOConfig) -> TrainResult:
     vae.to(device)
     text_encoder.to(device)
     with accelerator.main_process_first():
-        pair_keys, cache_stats = build_feature_cache(
+        build_cache = build_list_feature_cache if ranked else build_feature_cache
+        pair_keys, cache_stats = build_cache(
             files=files,
             cache=cache,
             vae=vae,
@@ -535,7 +566,7 @@ def main(config: DPOConfig) -> TrainResult:
         reference = lora_reference(unet)
     else:
         reference = None  # MaPO is reference-free
-        if config.method == "dpo":
+        if config.method in ("dpo", "rankdpo"):
             # A frozen copy in the autocast dtype on the device (never offloaded: it runs
             # every step).
             reference_unet = (
@@ -604,7 +635,8 @@ def main(config: DPOConfig) -> TrainResult:
             logger.info("resumed from %s at step %d", resume_from, step)
 
     # --- Data loader over cached features, starting at the saved position.
-    dataset = CachedPairDataset(
+    dataset_class = CachedListDataset if ranked else CachedPairDataset
+    dataset = dataset_class(
         pairs=pair_keys,
         cache=cache,
         seed=config.seed,
@@ -643,6 +675,7 @@ def main(config: DPOConfig) -> TrainResult:
         pairs=counts.pairs,
         world_size=accelerator.num_processes,
         effective_batch=pairs_per_step,
+        **({"list_length": counts.k} if ranked else {}),
         resumed_from=str(resume_from) if resume_from else None,
     )
 
@@ -676,6 +709,7 @@ def main(config: DPOConfig) -> TrainResult:
         mapo_temperature=config.mapo_temperature,
         mapo_alpha=config.mapo_alpha,
     )
+    compute_loss = compute_list_loss if ranked else compute_pair_loss
     trend = MseTrend(config.mse_warning_window, trend_history)
     trend.quiet_until = trend_quiet_until
     names = ("loss", "implicit_acc", "mse_w", "mse_l", "ref_mse_w", "ref_mse_l", "reward_margin")
@@ -686,7 +720,7 @@ def main(config: DPOConfig) -> TrainResult:
         batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
         with accelerator.accumulate(prepared_unet):
             with accelerator.autocast():
-                out = compute_pair_loss(
+                out = compute_loss(
                     unet=prepared_unet,
                     batch=batch,
                     noise_scheduler=noise_scheduler,

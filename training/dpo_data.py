@@ -1,4 +1,5 @@
-"""Preference pairs from Pick-a-Pic-format parquet, and the latent / text-embedding cache.
+"""Preference pairs from Pick-a-Pic-format parquet, ranked lists from the ranked format, and the
+latent / text-embedding cache.
 
 The frozen VAE and text encoder are preprocessing: every image is encoded once (the latent
 distribution's mean and std, so a fresh latent is still sampled each time it is used) and every
@@ -31,6 +32,9 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 REQUIRED_COLUMNS = ("jpg_0", "jpg_1", "label_0", "caption")
+# The ranked export: one row per ranking, `ranking` holding each image's rank (1 = best,
+# equal ranks = ties), as exports.writers.ranked writes it.
+RANKED_COLUMNS = ("images", "ranking", "prompt")
 TIE = 0.5
 VALID_LABELS = (0.0, 0.5, 1.0)
 # fp16 halves the cache on disk; its 10-bit mantissa is finer than the bf16 used in training.
@@ -62,6 +66,33 @@ class PreferencePair:
 class PairKeys:
     winner: str
     loser: str
+    caption: str
+
+
+@dataclass(frozen=True)
+class ListCounts:
+    """Rankings read, those dropped because every image ties, and the list length k."""
+
+    rows: int
+    ties: int
+    k: int
+
+    @property
+    def pairs(self) -> int:  # the unit of training: lists here (the trainer reports pairs)
+        return self.rows - self.ties
+
+
+@dataclass(frozen=True)
+class RankedList:
+    images: list[bytes]
+    psi: list[float]
+    caption: str
+
+
+@dataclass(frozen=True)
+class ListKeys:
+    images: tuple[str, ...]
+    psi: tuple[float, ...]
     caption: str
 
 
@@ -131,6 +162,65 @@ def iter_pairs(files: list[Path], *, rows_per_batch: int = 256) -> Iterator[Pref
                     continue
                 winner, loser = (jpg_0, jpg_1) if label == 1.0 else (jpg_1, jpg_0)
                 yield PreferencePair(winner=winner, loser=loser, caption=caption or "")
+
+
+def relevance_from_ranking(ranking: list[int]) -> list[float]:
+    """psi_i: the share of the other images that image i beats (RankDPO, Algorithm 1).
+
+    Algorithm 1 counts, over n reward models, the images each one scores strictly lower, and
+    divides by n (k - 1); one human ranking is one such judge (n = 1), so a tie is no win.
+    Ranks are 1 = best: [1, 2, 2] gives [1.0, 0.0, 0.0], [1, 2, 3] gives [1.0, 0.5, 0.0].
+    """
+    k = len(ranking)
+    return [sum(other > rank for other in ranking) / (k - 1) for rank in ranking]
+
+
+def count_ranked_lists(files: list[Path]) -> ListCounts:
+    """Rankings over all files, reading only ``ranking``; checks columns, ranks and one k."""
+    rows = ties = 0
+    lengths: set[int] = set()
+    for path in files:
+        parquet = pq.ParquetFile(path)
+        missing = [c for c in RANKED_COLUMNS if c not in parquet.schema_arrow.names]
+        if missing:
+            raise TrainerInputError(
+                f"{path} lacks the ranked-format column(s) {', '.join(missing)} "
+                f"(RankDPO needs {', '.join(RANKED_COLUMNS)}: export the ranked format)"
+            )
+        for ranking in parquet.read(columns=["ranking"]).column("ranking").to_pylist():
+            if not ranking or len(ranking) < 2 or any(r is None or r < 1 for r in ranking):
+                raise TrainerInputError(
+                    f"{path}: each ranking must give two or more images a rank of 1 or more; "
+                    f"found {ranking}"
+                )
+            lengths.add(len(ranking))
+            rows += 1
+            ties += len(set(ranking)) == 1
+    if len(lengths) > 1:
+        raise TrainerInputError(
+            f"RankDPO batches lists of one length; the rankings have {sorted(lengths)} images "
+            "(train on one campaign's export)"
+        )
+    return ListCounts(rows=rows, ties=ties, k=lengths.pop() if lengths else 0)
+
+
+def iter_ranked_lists(files: list[Path], *, rows_per_batch: int = 64) -> Iterator[RankedList]:
+    """Rankings with at least one preference, as images, relevance psi and caption; streamed."""
+    for path in files:
+        parquet = pq.ParquetFile(path)
+        for batch in parquet.iter_batches(batch_size=rows_per_batch, columns=RANKED_COLUMNS):
+            columns = batch.to_pydict()
+            for images, ranking, prompt in zip(
+                columns["images"], columns["ranking"], columns["prompt"], strict=True
+            ):
+                if len(images) != len(ranking):
+                    raise TrainerInputError(
+                        f"{path}: a row has {len(images)} images and {len(ranking)} ranks"
+                    )
+                if len(set(ranking)) == 1:
+                    continue
+                psi = relevance_from_ranking(ranking)
+                yield RankedList(images=list(images), psi=psi, caption=prompt or "")
 
 
 def content_key(data: bytes | str) -> str:
@@ -209,9 +299,81 @@ def build_feature_cache(
     dtype: torch.dtype,
     batch_size: int,
 ) -> tuple[list[PairKeys], CacheStats]:
-    """Encode every image and caption not yet cached; return the pairs as cache keys."""
+    """Encode every image and caption of the pairs not yet cached; return the pairs as keys."""
+    groups = (((pair.winner, pair.loser), pair.caption) for pair in iter_pairs(files))
+    encoded, stats = _cache_groups(
+        groups,
+        cache=cache,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        resolution=resolution,
+        random_flip=random_flip,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+    )
+    keys = [
+        PairKeys(winner=images[0], loser=images[1], caption=caption) for images, caption in encoded
+    ]
+    return keys, stats
+
+
+@torch.no_grad()
+def build_list_feature_cache(
+    *,
+    files: list[Path],
+    cache: FeatureCache,
+    vae,
+    text_encoder,
+    tokenizer,
+    resolution: int,
+    random_flip: bool,
+    device: torch.device,
+    dtype: torch.dtype,
+    batch_size: int,
+) -> tuple[list[ListKeys], CacheStats]:
+    """The same for ranked lists: every image of every ranking, keyed with its psi."""
+    lists, list_psi = [], []
+
+    def groups():
+        for ranked in iter_ranked_lists(files):
+            list_psi.append(tuple(ranked.psi))
+            yield tuple(ranked.images), ranked.caption
+
+    encoded, stats = _cache_groups(
+        groups(),
+        cache=cache,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        resolution=resolution,
+        random_flip=random_flip,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+    )
+    for (images, caption), psi in zip(encoded, list_psi, strict=True):
+        lists.append(ListKeys(images=images, psi=psi, caption=caption))
+    return lists, stats
+
+
+def _cache_groups(
+    groups,
+    *,
+    cache: FeatureCache,
+    vae,
+    text_encoder,
+    tokenizer,
+    resolution: int,
+    random_flip: bool,
+    device: torch.device,
+    dtype: torch.dtype,
+    batch_size: int,
+) -> tuple[list[tuple[tuple[str, ...], str]], CacheStats]:
+    """Encode the images and captions of (images, caption) groups that are not cached yet."""
     stats = CacheStats()
-    keys: list[PairKeys] = []
+    keys: list[tuple[tuple[str, ...], str]] = []
     pending_images: dict[str, bytes] = {}
     pending_captions: dict[str, str] = {}
 
@@ -244,18 +406,15 @@ def build_feature_cache(
             cache.put(cache.text_path(key), {"embedding": embedding})
         stats.captions_encoded += len(items)
 
-    for pair in iter_pairs(files):
-        pair_keys = PairKeys(
-            winner=content_key(pair.winner),
-            loser=content_key(pair.loser),
-            caption=content_key(pair.caption),
-        )
-        keys.append(pair_keys)
-        for key, data in ((pair_keys.winner, pair.winner), (pair_keys.loser, pair.loser)):
+    for images, caption in groups:
+        image_keys = tuple(content_key(image) for image in images)
+        caption_key = content_key(caption)
+        keys.append((image_keys, caption_key))
+        for key, data in zip(image_keys, images, strict=True):
             if not cache.latent_path(key).exists():
                 pending_images[key] = data
-        if not cache.text_path(pair_keys.caption).exists():
-            pending_captions[pair_keys.caption] = pair.caption
+        if not cache.text_path(caption_key).exists():
+            pending_captions[caption_key] = caption
         if len(pending_images) >= batch_size:
             flush_images()
         if len(pending_captions) >= batch_size:
@@ -303,7 +462,7 @@ class CachedPairDataset(torch.utils.data.Dataset):
     def __init__(
         self,
         *,
-        pairs: list[PairKeys],
+        pairs: list[PairKeys] | list[ListKeys],
         cache: FeatureCache,
         seed: int,
         random_flip: bool,
@@ -324,23 +483,44 @@ class CachedPairDataset(torch.utils.data.Dataset):
     def _order(self, epoch: int) -> np.ndarray:
         return np.random.default_rng([self.seed, epoch]).permutation(len(self.pairs))
 
-    def __getitem__(self, position: int) -> dict[str, torch.Tensor]:
+    def _draw(self, position: int):
+        """The item at ``position``, its latent suffix (flip) and its caption key (dropout)."""
         epoch, offset = divmod(position, len(self.pairs))
-        pair = self.pairs[int(self._order(epoch)[offset])]
+        item = self.pairs[int(self._order(epoch)[offset])]
         # A stream of its own (the 2**32 entry keeps it apart from the epoch orders above).
         draws = np.random.default_rng([self.seed, 1 << 32, position]).random(2)
         flip = self.random_flip and draws[0] < 0.5
         drop = draws[1] < self.prompt_dropout
-        suffix = "_flip" if flip else ""
+        return item, "_flip" if flip else "", self.empty_caption_key if drop else item.caption
+
+    def __getitem__(self, position: int) -> dict[str, torch.Tensor]:
+        pair, suffix, caption_key = self._draw(position)
         winner = load_file(self.cache.latent_path(pair.winner))
         loser = load_file(self.cache.latent_path(pair.loser))
-        caption_key = self.empty_caption_key if drop else pair.caption
         caption = load_file(self.cache.text_path(caption_key))
         return {
             "mean_w": winner["mean" + suffix].float(),
             "std_w": winner["std" + suffix].float(),
             "mean_l": loser["mean" + suffix].float(),
             "std_l": loser["std" + suffix].float(),
+            "embedding": caption["embedding"].float(),
+        }
+
+
+class CachedListDataset(CachedPairDataset):
+    """The same seeded stream over ranked lists: k latents, one caption, psi per image.
+
+    One flip decision covers the whole list, as it covers both images of a pair.
+    """
+
+    def __getitem__(self, position: int) -> dict[str, torch.Tensor]:
+        ranked, suffix, caption_key = self._draw(position)
+        latents = [load_file(self.cache.latent_path(key)) for key in ranked.images]
+        caption = load_file(self.cache.text_path(caption_key))
+        return {
+            "mean": torch.stack([latent["mean" + suffix].float() for latent in latents]),
+            "std": torch.stack([latent["std" + suffix].float() for latent in latents]),
+            "psi": torch.tensor(ranked.psi, dtype=torch.float32),
             "embedding": caption["embedding"].float(),
         }
 

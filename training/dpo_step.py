@@ -20,6 +20,7 @@ from training.dpo_losses import (
     dpo_loss,
     mapo_loss,
     per_sample_mse,
+    rankdpo_loss,
 )
 
 
@@ -35,7 +36,12 @@ class Objective:
 
     @property
     def needs_reference(self) -> bool:
-        return self.method == "dpo"
+        return self.method in ("dpo", "rankdpo")
+
+    @property
+    def ranked(self) -> bool:
+        """RankDPO trains on ranked lists (compute_list_loss), the others on pairs."""
+        return self.method == "rankdpo"
 
 
 def compute_pair_loss(
@@ -84,6 +90,45 @@ def compute_pair_loss(
     with torch.no_grad():
         ref_w, ref_l = per_sample_mse(reference(noisy, timesteps, embeddings), target).chunk(2)
     return dpo_loss(model_w, model_l, ref_w, ref_l, beta=objective.beta)
+
+
+def compute_list_loss(
+    *,
+    unet,
+    batch: dict[str, torch.Tensor],
+    noise_scheduler,
+    scaling_factor: float,
+    objective: Objective,
+    reference,
+) -> LossOutput:
+    """RankDPO over a batch of cached ranked lists: one UNet forward over B*k inputs.
+
+    ``batch`` holds the latent mean and std (B, k, C, h, w), the relevance psi (B, k) and the
+    caption embeddings (B, L, D). The k images of a list share one timestep and one noise draw
+    (RankDPO, Algorithm 2: t and noise are drawn once per entry), as a pair's two images do.
+    """
+    lists, k = batch["psi"].shape
+    mean, std = batch["mean"].flatten(0, 1), batch["std"].flatten(0, 1)
+    latents = (mean + std * torch.randn_like(mean)) * scaling_factor
+    noise = torch.randn_like(latents.unflatten(0, (lists, k))[:, 0])
+    noise = noise.repeat_interleave(k, dim=0)
+    timesteps = torch.randint(
+        0, noise_scheduler.config.num_train_timesteps, (lists,), device=latents.device
+    ).repeat_interleave(k)
+    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+    target = diffusion_target(
+        prediction_type=noise_scheduler.config.prediction_type,
+        scheduler=noise_scheduler,
+        latents=latents,
+        noise=noise,
+        timesteps=timesteps,
+    )
+    embeddings = batch["embedding"].repeat_interleave(k, dim=0)
+    prediction = unet(noisy, timesteps, embeddings).sample
+    model_mse = per_sample_mse(prediction, target).view(lists, k)
+    with torch.no_grad():
+        ref_mse = per_sample_mse(reference(noisy, timesteps, embeddings), target).view(lists, k)
+    return rankdpo_loss(model_mse, ref_mse, batch["psi"], beta=objective.beta)
 
 
 def lora_reference(unet):

@@ -40,11 +40,30 @@ def split_counts(*, folder: str | Path, split: str = "train") -> SplitCounts:
     return SplitCounts(files=len(files), rows=rows, ties=ties)
 
 
+def ranked_split_counts(*, folder: str | Path, split: str = "train") -> SplitCounts:
+    """Rankings of one split of a ranked export; a ranking whose images all tie counts as a tie
+    (RankDPO drops it, as DPO drops a tied pair)."""
+    rows = ties = 0
+    files = split_files(folder=folder, split=split)
+    for path in files:
+        for ranking in pq.read_table(path, columns=["ranking"]).column("ranking").to_pylist():
+            rows += 1
+            ties += len(set(ranking or [])) <= 1
+    return SplitCounts(files=len(files), rows=rows, ties=ties)
+
+
 def held_out_captions(*, folder: str | Path, split: str = HELD_OUT_SPLIT) -> list[str]:
-    """The split's distinct captions in first-seen order (test_unique has one row per prompt)."""
+    """The split's distinct captions in first-seen order (test_unique has one row per prompt).
+
+    A ranked export has no test_unique split: its test split and prompt column stand in.
+    """
     seen: dict[str, None] = {}
-    for path in split_files(folder=folder, split=split):
-        for caption in pq.read_table(path, columns=["caption"]).column("caption").to_pylist():
+    files = split_files(folder=folder, split=split)
+    column = "caption"
+    if not files and split == HELD_OUT_SPLIT:
+        files, column = split_files(folder=folder, split="test"), "prompt"
+    for path in files:
+        for caption in pq.read_table(path, columns=[column]).column(column).to_pylist():
             if caption and caption.strip():
                 seen.setdefault(caption.strip(), None)
     return list(seen)

@@ -1,4 +1,4 @@
-"""Training jobs: one run of the DPO/MaPO trainer on an export, and the metrics it reported.
+"""Training jobs: one run of the DPO/MaPO/RankDPO trainer on an export, and the metrics it reported.
 
 A job is claimed by one train worker at a time with a conditional update that sets a fresh
 claim token; every progress write is conditional on that token, so a runner whose job was
@@ -15,6 +15,7 @@ class TrainingJob(models.Model):
     class Method(models.TextChoices):
         DPO = "dpo"
         MAPO = "mapo"
+        RANKDPO = "rankdpo"  # RankDPO on a ranked export
 
     class Mode(models.TextChoices):
         LORA = "lora"

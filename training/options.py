@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-METHODS = ("dpo", "mapo")
+METHODS = ("dpo", "mapo", "rankdpo")
 MODES = ("lora", "full")
 MIXED_PRECISIONS = ("no", "bf16", "fp16")
 ACTIVATION_CHECKPOINTING = ("none", "selective", "full")

@@ -38,6 +38,28 @@ def write_export(folder: Path, labels: list[float], *, split: str = "train") -> 
     return folder
 
 
+def write_ranked_export(folder: Path, rankings: list[list[int]], *, split: str = "train") -> Path:
+    """A ranked-format export (exports.writers.ranked's columns) of random JPEG lists."""
+    rows = len(rankings)
+    images = [[random_jpeg(100 * i + j) for j in range(len(r))] for i, r in enumerate(rankings)]
+    table = pa.table(
+        {
+            "prompt": pa.array([f"a photo of a dog number {i}" for i in range(rows)]),
+            "images": pa.array(images, pa.list_(pa.binary())),
+            "image_uids": pa.array(
+                [[f"{i}-{j}" for j in range(len(r))] for i, r in enumerate(rankings)],
+                pa.list_(pa.string()),
+            ),
+            "models": pa.array([["m"] * len(r) for r in rankings], pa.list_(pa.string())),
+            "ranking": pa.array(rankings, pa.list_(pa.int64())),
+            "user_id": pa.array(list(range(rows)), pa.int64()),
+        }
+    )
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, folder / "data" / f"{split}-00000-of-00001.parquet")
+    return folder
+
+
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
     # On a small shared machine, OpenMP threads spin-waiting for each other make the tiny
@@ -65,6 +87,13 @@ def tiny_model_dir() -> Path:
 def export_dir(tmp_path) -> Path:
     # Five pairs in both orientations and one tie.
     return write_export(tmp_path / "export", [1.0, 0.0, 0.5, 1.0, 0.0, 1.0])
+
+
+@pytest.fixture
+def ranked_export_dir(tmp_path) -> Path:
+    # Four rankings of three images (one with a tie) and one where all three tie.
+    rankings = [[1, 2, 3], [3, 1, 2], [2, 2, 1], [1, 3, 2], [1, 1, 1]]
+    return write_ranked_export(tmp_path / "ranked", rankings)
 
 
 # Training jobs (the Django side) ------------------------------------------------------------

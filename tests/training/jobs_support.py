@@ -18,14 +18,16 @@ TINY_OPTIONS = {
 }
 
 
-def finished_export(*, prompts: int = 4, ties_only: bool = False, campaign=None):
-    """A finished pickapic export of a campaign with two models; its test split has held-out
-    prompts (a quarter of them)."""
+def finished_export(
+    *, prompts: int = 4, ties_only: bool = False, campaign=None, format: str = "pickapic"
+):
+    """A finished export (pickapic unless told) of a campaign with two models; its test split
+    has held-out prompts (a quarter of them)."""
     campaign = campaign or campaign_with_comparisons(prompts=prompts, models=("model-a", "model-b"))
     answer = constant("tie") if ties_only else prefer_models("model-a", "model-b")
     bulk_judge(campaign, [annotator(campaign), annotator(campaign)], answer)
     return build(
-        campaign, format="pickapic", splits={"validation": 0.0, "test": 0.25, "max_prompts": 100}
+        campaign, format=format, splits={"validation": 0.0, "test": 0.25, "max_prompts": 100}
     )
 
 

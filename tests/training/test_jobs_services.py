@@ -13,6 +13,7 @@ from exports.models import Export
 from pickwise.errors import ApplicationError
 from pickwise.model_folders import ERROR_MODEL_FOLDER_UNAVAILABLE
 from tests.training.jobs_support import TINY_OPTIONS, finished_export
+from training.export_files import held_out_captions
 from training.models import TrainingJob, TrainingMetric
 from training.options import OPTIONS, options_clean, trainer_argv
 from training.services import jobs
@@ -135,7 +136,10 @@ def test_it_refuses_impossible_configs_with_the_reason(
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"method": "ppo"}, jobs.ERROR_BAD_METHOD.format(choices=("dpo", "mapo"), value="ppo")),
+        (
+            {"method": "ppo"},
+            jobs.ERROR_BAD_METHOD.format(choices=("dpo", "mapo", "rankdpo"), value="ppo"),
+        ),
         ({"mode": "half"}, jobs.ERROR_BAD_MODE.format(choices=("lora", "full"), value="half")),
     ],
 )
@@ -157,7 +161,29 @@ def test_it_refuses_an_unfinished_or_non_pickapic_export(export, pipeline_layout
     export.refresh_from_db()
     with pytest.raises(ApplicationError) as error:
         create(export, pipeline_layout_dir)
-    assert error.value.message == jobs.ERROR_EXPORT_FORMAT.format(id=export.pk, format="trl")
+    assert error.value.message == jobs.ERROR_EXPORT_FORMAT.format(
+        id=export.pk, format="trl", method="dpo", needed="pickapic"
+    )
+    Export.objects.filter(pk=export.pk).update(format="pickapic")
+    export.refresh_from_db()
+    with pytest.raises(ApplicationError) as error:
+        create(export, pipeline_layout_dir, method="rankdpo")
+    assert error.value.message == (
+        f"Export {export.pk} is in the pickapic format; rankdpo trains on a ranked export."
+    )
+
+
+def test_rankdpo_takes_a_ranked_export_and_refuses_one_whose_rankings_all_tie(
+    pipeline_layout_dir,
+):
+    job = create(finished_export(prompts=4, format="ranked"), pipeline_layout_dir, method="rankdpo")
+    assert (job.method, job.status) == ("rankdpo", TrainingJob.Status.QUEUED)
+    assert held_out_captions(folder=job.export.folder)  # the ranked test split's prompts
+    ties = finished_export(prompts=4, format="ranked", ties_only=True)
+    with pytest.raises(ApplicationError) as error:
+        create(ties, pipeline_layout_dir, method="rankdpo")
+    assert error.value.code == "no_pairs"
+    assert error.value.message == jobs.ERROR_NO_RANKINGS.format(id=ties.pk, rows=6, ties=6)
 
 
 def test_the_web_side_options_match_the_trainer_config():

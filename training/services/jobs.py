@@ -16,16 +16,20 @@ from exports.models import Export
 from pickwise.enqueue import enqueue_on_commit
 from pickwise.errors import ApplicationError
 from pickwise.model_folders import ERROR_MODEL_FOLDER_UNAVAILABLE, model_folder_error
-from training.export_files import split_counts
+from training.export_files import ranked_split_counts, split_counts
 from training.models import TrainingJob
 from training.options import METHODS, MODES, max_steps_of, options_clean
 
 ERROR_EXPORT_NOT_FINISHED = "Export {id} is {status}; train on a finished export."
-ERROR_EXPORT_FORMAT = "Export {id} is in the {format} format; training needs a pickapic export."
+ERROR_EXPORT_FORMAT = "Export {id} is in the {format} format; {method} trains on a {needed} export."
 ERROR_EXPORT_FOLDER = "The files of export {id} are missing on the server; export again."
 ERROR_NO_PAIRS = (
     "Export {id} has no preference pairs to train on: its train split has {rows} rows, "
     "{ties} of them ties (label_0 == 0.5), which DPO drops."
+)
+ERROR_NO_RANKINGS = (
+    "Export {id} has no rankings to train on: its train split has {rows} rows, {ties} of them "
+    "ranking every image equal, which RankDPO drops."
 )
 ERROR_NOT_A_PIPELINE = "{path} is not a diffusers pipeline folder (no model_index.json)."
 ERROR_BAD_METHOD = "method must be one of {choices}, not {value!r}."
@@ -36,21 +40,34 @@ CANCELLED = "Cancelled."
 DIED_TOO_OFTEN = "Its worker stopped {attempts} times while running it; giving up."
 
 
-def _check_export(export: Export) -> None:
+def _check_export(export: Export, *, method: str) -> None:
     if export.status != Export.Status.FINISHED:
         raise ApplicationError(
             ERROR_EXPORT_NOT_FINISHED.format(id=export.pk, status=export.status),
             code="export_not_finished",
         )
-    if export.format != Export.Format.PICKAPIC:
+    ranked = method == TrainingJob.Method.RANKDPO
+    needed = Export.Format.RANKED if ranked else Export.Format.PICKAPIC
+    if export.format != needed:
         raise ApplicationError(
-            ERROR_EXPORT_FORMAT.format(id=export.pk, format=export.format), code="export_format"
+            ERROR_EXPORT_FORMAT.format(
+                id=export.pk, format=export.format, method=method, needed=needed
+            ),
+            code="export_format",
         )
     if not export.folder or not (Path(export.folder) / "data").is_dir():
         raise ApplicationError(
             ERROR_EXPORT_FOLDER.format(id=export.pk),
             code="export_missing",
         )
+    if ranked:
+        counts = ranked_split_counts(folder=export.folder, split="train")
+        if counts.pairs <= 0:
+            raise ApplicationError(
+                ERROR_NO_RANKINGS.format(id=export.pk, rows=counts.rows, ties=counts.ties),
+                code="no_pairs",
+            )
+        return
     counts = split_counts(folder=export.folder, split="train")
     if counts.pairs <= 0:
         raise ApplicationError(
@@ -111,7 +128,7 @@ def training_job_create(
         reference = _check_folder(cleaned["reference_model"], field="reference_model")
         cleaned["reference_model"] = str(reference)
     pretrained = _check_model(pretrained)
-    _check_export(export)
+    _check_export(export, method=method)
     job = TrainingJob(
         export=export,
         name=name,
