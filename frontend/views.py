@@ -24,11 +24,10 @@ from annotate.models import Campaign, Membership
 from annotate.quality.services import rater_gate_override
 from annotate.selectors import (
     annotator_progress,
-    assignment_task,
     campaign_list_for_user,
     campaign_progress,
 )
-from annotate.services.assignments import assignment_next
+from annotate.services.assignments import CAMPAIGN_NOT_ACTIVE
 from annotate.services.judgment_undo import UNDO_SECONDS
 from frontend.access import rater_membership_get_for_manager
 from frontend.forms import GateOverrideForm
@@ -78,24 +77,20 @@ def campaign_detail(request, campaign_id: int):
     return render(request, "frontend/campaign.html", context)
 
 
-def _first_task(
-    *, campaign: Campaign, membership: Membership, user
-) -> tuple[str, dict | None, str]:
-    """(state, task, message) for the page: task, blocked, done or closed."""
+BLOCKED_REASON_UNKNOWN = _("Your answers did not meet the quality bar.")
+
+
+def _page_state(*, campaign: Campaign, membership: Membership) -> tuple[str, str]:
+    """(state, message) for the page: blocked, closed, or loading.
+
+    The page only reads: the task is reserved by the page's script with POST .../next/, so
+    opening, reloading or prefetching the page (a GET) never takes a task.
+    """
     if membership.gate_state == Membership.Gate.BLOCKED:
-        return "blocked", None, membership.gate_reason
-    try:
-        assignment = assignment_next(campaign=campaign, annotator=user)
-    except ApplicationError as error:
-        if error.code == "blocked":
-            return "blocked", None, membership.gate_reason or error.message
-        return "closed", None, error.message
-    if assignment is None:
-        return "done", None, ""
-    assignment.campaign = campaign
-    task = assignment_task(assignment=assignment)
-    task["expires_at"] = task["expires_at"].isoformat()
-    return "task", task, ""
+        return "blocked", membership.gate_reason or BLOCKED_REASON_UNKNOWN
+    if campaign.status != Campaign.Status.ACTIVE:
+        return "closed", CAMPAIGN_NOT_ACTIVE.format(status=campaign.status)
+    return "loading", ""
 
 
 def _status_context(*, campaign: Campaign, user) -> dict:
@@ -156,7 +151,7 @@ def _annotate_strings() -> dict[str, str]:
 @require_GET
 def annotate(request, campaign_id: int):
     campaign, membership = campaign_get_for_annotator(user=request.user, campaign_id=campaign_id)
-    state, task, message = _first_task(campaign=campaign, membership=membership, user=request.user)
+    state, message = _page_state(campaign=campaign, membership=membership)
     config = {
         "campaignId": campaign.pk,
         "userId": request.user.pk,
@@ -168,7 +163,7 @@ def annotate(request, campaign_id: int):
         "undoSeconds": UNDO_SECONDS,
         "loginUrl": reverse("frontend:login"),
         "pageUrl": request.get_full_path(),
-        "task": task,
+        "state": state,
         "serverNow": timezone.now().isoformat(),
     }
     context = {

@@ -75,27 +75,33 @@ def test_researchers_may_not_open_the_annotate_screen(client):
     assert client.get(reverse("frontend:annotate", args=[campaign.pk])).status_code == 403
 
 
-def test_the_annotate_page_embeds_the_first_task_without_gold_or_model_names(client):
+def test_opening_the_annotate_page_reserves_nothing(client):
+    # A GET changes no state: prefetching or reloading the page takes no task.
+    campaign = campaign_with_comparisons(prompts=2, models=("secret-model-a", "secret-model-b"))
+    client.force_login(annotator(campaign))
+    url = reverse("frontend:annotate", args=[campaign.pk])
+    for _ in range(3):
+        response = client.get(url)
+        assert response.status_code == 200
+        assert response.context["state"] == "loading"
+        assert "task" not in _config(response)
+        assert _config(response)["state"] == "loading"
+    assert not Assignment.objects.exists()
+    assert b"secret-model" not in response.content
+
+
+def test_the_page_script_takes_its_task_by_post_without_gold_or_model_names(client):
     campaign = campaign_with_comparisons(prompts=2, models=("secret-model-a", "secret-model-b"))
     user = annotator(campaign)
     client.force_login(user)
-    response = client.get(reverse("frontend:annotate", args=[campaign.pk]))
-    assert response.status_code == 200
-    task = _config(response)["task"]
+    config = _config(client.get(reverse("frontend:annotate", args=[campaign.pk])))
+    assert client.get(config["nextUrl"]).status_code == 405
+    task = client.post(config["nextUrl"], {}, content_type="application/json").json()
     assignment = Assignment.objects.get(annotator=user)
     assert task["id"] == assignment.pk
     assert [image["uid"] for image in task["images"]] == assignment.presented
-    assert b"secret-model" not in response.content
+    assert b"secret-model" not in json.dumps(task).encode()
     assert b"gold" not in json.dumps(task).encode()
-
-
-def test_reloading_the_annotate_page_keeps_the_same_task(client):
-    campaign = campaign_with_comparisons(prompts=3)
-    client.force_login(annotator(campaign))
-    url = reverse("frontend:annotate", args=[campaign.pk])
-    first = _config(client.get(url))["task"]["id"]
-    assert _config(client.get(url))["task"]["id"] == first
-    assert Assignment.objects.count() == 1
 
 
 def test_a_blocked_annotator_sees_the_reason_and_no_task(client):
@@ -107,20 +113,18 @@ def test_a_blocked_annotator_sees_the_reason_and_no_task(client):
     client.force_login(user)
     response = client.get(reverse("frontend:annotate", args=[campaign.pk]))
     assert response.context["state"] == "blocked"
-    assert _config(response)["task"] is None
+    assert _config(response)["state"] == "blocked"
     assert b"Too many wrong answers." in response.content
     assert not Assignment.objects.exists()
 
 
-def test_an_annotator_with_nothing_left_is_told_so(client):
+def test_an_annotator_with_nothing_left_gets_a_204_from_next(client):
     campaign = campaign_with_comparisons(prompts=1, overlap=1)
+    next_url = reverse("annotate:next", args=[campaign.pk])
     client.force_login(annotator(campaign))
-    other = annotator(campaign)
-    client.force_login(other)
-    client.get(reverse("frontend:annotate", args=[campaign.pk]))  # takes the only slot
+    assert client.post(next_url, {}, content_type="application/json").status_code == 200
     client.force_login(annotator(campaign))
-    response = client.get(reverse("frontend:annotate", args=[campaign.pk]))
-    assert response.context["state"] == "done"
+    assert client.post(next_url, {}, content_type="application/json").status_code == 204
 
 
 def test_a_paused_campaign_says_it_is_not_open(client):

@@ -1086,11 +1086,9 @@
   /* ---------- start ---------- */
 
   showPending(loadQueue().length);
-  const first = config.task;
-  if (first && !loadQueue().some((q) => q.id === first.id)) {
-    show(first).then(() => reserveAhead());
-  } else if (first || loadQueue().length) {
-    // The server handed back a task whose answer is still in our queue: send it, then go on.
+  // The page reserves nothing (a GET changes no state): the first task comes from POST next,
+  // after any answers still queued from an earlier visit are sent.
+  if (config.state === "loading" || loadQueue().length) {
     waiting = true;
     showState("loading");
     reserveAhead();
