@@ -14,7 +14,7 @@ from annotate.models import (
 )
 from annotate.services.campaigns import membership_set
 from annotate.services.comparisons import comparisons_build_for_campaign
-from annotate.services.gold import gold_build
+from annotate.services.gold import gold_top_up
 
 
 @admin.register(Campaign)
@@ -30,12 +30,12 @@ class CampaignAdmin(admin.ModelAdmin):
             created = comparisons_build_for_campaign(campaign=campaign)
             self.message_user(request, f"{campaign.slug}: {created} comparisons created.")
 
-    @admin.action(description="Make 20 automatic gold items")
+    @admin.action(description="Make gold items (2%% of the comparisons, 15 to a quarter of them)")
     def build_gold(self, request, queryset):
         for campaign in queryset:
-            made = gold_build(campaign=campaign, count=20)
+            made = gold_top_up(campaign=campaign)
             level = messages.SUCCESS if made else messages.WARNING
-            self.message_user(request, f"{campaign.slug}: {len(made)} gold items.", level)
+            self.message_user(request, f"{campaign.slug}: {made} gold items made.", level)
 
 
 @admin.register(Membership)

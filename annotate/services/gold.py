@@ -15,6 +15,7 @@ from django.db import transaction
 from PIL import Image as PILImage
 from PIL import ImageFilter, JpegImagePlugin
 
+from annotate.campaign_checks import gold_count_for
 from annotate.criteria import TIE
 from annotate.models import Campaign, Comparison, Image
 from annotate.services.comparisons import comparison_key, comparisons_create
@@ -170,3 +171,16 @@ def _tie_copy(data: bytes) -> bytes:
         tweak = {"compress_level": 9} if encoder["format"] == "PNG" else {"optimize": True}
         copy = _encode(image, {**encoder, **tweak})
     return copy
+
+
+def gold_top_up(*, campaign: Campaign, wanted: int | None = None, seed: int = 0) -> int:
+    """Make gold until the campaign has `wanted` items (default: gold_count_for its regular
+    comparisons); never removes any. Returns how many were made."""
+    comparisons = Comparison.objects.filter(campaign=campaign)
+    if wanted is None:
+        regular = comparisons.filter(role=Comparison.Role.REGULAR).count()
+        wanted = gold_count_for(regular_comparisons=regular)
+    missing = wanted - comparisons.filter(role=Comparison.Role.GOLD).count()
+    if missing <= 0:
+        return 0
+    return len(gold_build(campaign=campaign, count=missing, seed=seed))

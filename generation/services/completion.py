@@ -6,11 +6,10 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from annotate.campaign_checks import gold_count_for
-from annotate.models import Campaign, Comparison, Prompt
+from annotate.models import Campaign, Prompt
 from annotate.services.campaigns import campaign_update
 from annotate.services.comparisons import comparisons_build_for_prompt
-from annotate.services.gold import gold_build
+from annotate.services.gold import gold_top_up
 from generation.models import GenerationItem, GenerationJob
 
 logger = logging.getLogger(__name__)
@@ -41,17 +40,8 @@ def prompt_finish_if_complete(*, job: GenerationJob, prompt_id: int) -> int:
 
 
 def _make_gold(job: GenerationJob) -> int:
-    campaign = job.campaign
-    comparisons = Comparison.objects.filter(campaign=campaign)
-    wanted = job.gold_count
-    if wanted is None:
-        regular = comparisons.filter(role=Comparison.Role.REGULAR).count()
-        wanted = gold_count_for(regular_comparisons=regular)
     # Top up to the target: a second job on the campaign does not pile on more gold.
-    missing = wanted - comparisons.filter(role=Comparison.Role.GOLD).count()
-    if missing <= 0:
-        return 0
-    return len(gold_build(campaign=campaign, count=missing, seed=job.pk))
+    return gold_top_up(campaign=job.campaign, wanted=job.gold_count, seed=job.pk)
 
 
 def generation_job_finish_if_complete(*, job_id: int) -> bool:

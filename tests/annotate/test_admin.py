@@ -69,3 +69,17 @@ def test_changing_a_member_in_the_admin_keeps_the_rater_key(client):
     membership.refresh_from_db()
     assert membership.role == Membership.Role.RESEARCHER
     assert membership.rater_key == key
+
+
+def test_the_gold_action_tops_up_to_the_campaigns_share_and_no_further(client):
+    from annotate.models import Comparison
+    from tests.factories import campaign_with_comparisons
+
+    campaign = campaign_with_comparisons(prompts=8)  # 8 regular: a quarter is 2
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    form = {"action": "build_gold", "_selected_action": [campaign.pk]}
+
+    for _ in range(2):
+        assert client.post("/admin/annotate/campaign/", form).status_code == 302
+
+    assert Comparison.objects.filter(campaign=campaign, role="gold").count() == 2
