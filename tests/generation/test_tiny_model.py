@@ -42,11 +42,13 @@ def test_the_text_model_pools_at_the_real_end_of_text_token():
     assert eos_id in ids
 
 
+@pytest.mark.numerics
 def test_the_same_seed_builds_the_same_weights_and_another_seed_does_not():
     first = build_tiny_pipeline(seed=0).unet.state_dict()
     again = build_tiny_pipeline(seed=0).unet.state_dict()
     other = build_tiny_pipeline(seed=1).unet.state_dict()
     name = "conv_in.weight"
+    # Initialisation draws from a seeded generator with no float sums: exact, not close.
     assert torch.equal(first[name], again[name])
     assert not torch.equal(first[name], other[name])
 
@@ -67,6 +69,7 @@ def test_the_written_folder_loads_with_both_pipeline_classes_and_generates(tmp_p
     assert _generate(explicit, size=32).size == (32, 32)
 
 
+@pytest.mark.numerics
 def test_writing_twice_to_the_same_folder_gives_the_same_pipeline(tmp_path):
     from diffusers import DiffusionPipeline
 

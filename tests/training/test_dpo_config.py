@@ -49,7 +49,8 @@ def test_defaults_resolve_per_mode_and_device(paths):
     full = DPOConfig(**paths, mode="full", gradient_accumulation_steps=4).resolved(
         world_size=2, cuda=True
     )
-    # 1e-8 x effective batch: 8 pairs x 4 accumulation x 2 processes.
+    # 1e-8 x effective batch: 8 pairs x 4 accumulation x 2 processes (float64 products in
+    # another order: 1e-16 apart, well inside approx's default rel 1e-6).
     assert full.learning_rate == pytest.approx(1e-8 * 64)
     assert (full.lora_rank, full.lr_warmup_steps, full.prompt_dropout) == (None, 500, 0.2)
     assert full.mixed_precision == "bf16"

@@ -110,10 +110,9 @@ def test_winner_and_loser_share_one_flip_and_both_orientations_occur(tmp_path):
         winner_flipped = item["mean_w"][0, 0, 0].item() % 1 != 0
         loser_flipped = item["mean_l"][0, 0, 0].item() % 1 != 0
         assert winner_flipped == loser_flipped
-        # Winner and loser come from the same pair.
-        assert abs(item["mean_w"][0, 0, 0].item()) == pytest.approx(
-            abs(item["mean_l"][0, 0, 0].item())
-        )
+        # Winner and loser come from the same pair. Whole and half numbers are exact in
+        # float32, so the two sizes are equal, not just close.
+        assert abs(item["mean_w"][0, 0, 0].item()) == abs(item["mean_l"][0, 0, 0].item())
         flips.append(winner_flipped)
     assert 0 < sum(flips) < 16
 

@@ -16,6 +16,10 @@ from training.dpo_step import Objective, add_lora, compute_pair_loss, lora_refer
 
 pytestmark = pytest.mark.slow
 
+# float32(ln 2) is within half an ulp (2**-25, 3e-8) of math.log(2); 1e-7 allows that and the
+# float32 softplus rounding, and nothing more.
+LN2_FLOAT32_ABS = 1e-7
+
 
 def _config(tiny_model_dir, export_dir, output, **options) -> DPOConfig:
     defaults = {
@@ -41,15 +45,19 @@ def _events(output) -> list[dict]:
     return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.numerics
 def test_a_fresh_lora_starts_at_ln2_with_half_accuracy(tiny_model_dir, export_dir, tmp_path):
     main(_config(tiny_model_dir, export_dir, tmp_path / "out", max_train_steps=2))
     first, second = _steps(tmp_path / "out")
-    assert first["loss"] == pytest.approx(math.log(2), abs=1e-6)
+    # A fresh LoRA adds exactly zero, so policy and reference errors are equal bit for bit and
+    # the loss is float32 softplus(0): ln 2 within half an ulp (3e-8) on any kernel.
+    assert first["loss"] == pytest.approx(math.log(2), abs=LN2_FLOAT32_ABS)
     assert first["implicit_acc"] == 0.5
     assert first["reward_margin"] == 0.0
     assert first["mse_w"] == first["ref_mse_w"]
-    # After one update the adapters are no longer a no-op.
-    assert second["loss"] != pytest.approx(math.log(2), abs=1e-7)
+    # After one update the adapters are no longer a no-op: the loss moves by about 0.05, far
+    # beyond the float32 rounding of ln 2.
+    assert second["loss"] != pytest.approx(math.log(2), abs=1e-3)
     expected_keys = {"lr", "grad_norm", "samples_per_s", "peak_rss_gb", "ref_mse_l", "mse_l"}
     assert expected_keys <= set(first)
 
@@ -66,6 +74,7 @@ def test_it_logs_the_tie_count_and_every_step(tiny_model_dir, export_dir, tmp_pa
     assert events[-1]["event"] == "done"
 
 
+@pytest.mark.numerics
 def test_lora_training_changes_only_the_adapters(tiny_model_dir, export_dir, tmp_path):
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel
@@ -99,6 +108,7 @@ def test_lora_training_changes_only_the_adapters(tiny_model_dir, export_dir, tmp
         assert not any(p.requires_grad for p in module.parameters())
 
 
+@pytest.mark.numerics
 def test_a_resumed_run_follows_the_uninterrupted_trajectory(tiny_model_dir, export_dir, tmp_path):
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     cache = tmp_path / "cache"  # shared: the second job finds every feature cached
@@ -110,13 +120,14 @@ def test_a_resumed_run_follows_the_uninterrupted_trajectory(tiny_model_dir, expo
     assert resumed.final_step == 5
     whole_steps, parts_steps = _steps(whole), _steps(parts)
     assert [s["step"] for s in parts_steps] == [1, 2, 3, 4, 5]
+    # Exact, not approximate: the resumed run restores the weights, the optimizer state and the
+    # RNG states bit for bit and then runs the same kernels, with the same thread count, on the
+    # same inputs as the uninterrupted one. Any difference is a resume bug, on any processor.
     for key in ("loss", "mse_w", "mse_l", "ref_mse_w", "grad_norm", "implicit_acc"):
-        assert [s[key] for s in parts_steps] == pytest.approx(
-            [s[key] for s in whole_steps], rel=1e-6, abs=1e-9
-        )
+        assert [s[key] for s in parts_steps] == [s[key] for s in whole_steps], key
     final_whole = load_file(whole / "pytorch_lora_weights.safetensors")
     final_parts = load_file(parts / "pytorch_lora_weights.safetensors")
-    assert all(torch.allclose(final_whole[k], final_parts[k], atol=1e-7) for k in final_whole)
+    assert all(torch.equal(final_whole[k], final_parts[k]) for k in final_whole)
     events = [e["event"] for e in _events(parts)]
     assert events.count("done") == 1 and events[-1] == "done"  # the first run's done is gone
     starts = [e for e in _events(parts) if e["event"] == "start"]
@@ -218,6 +229,7 @@ def test_it_warns_once_per_window_when_both_errors_grow():
     assert all(diverging.add(s, -0.1 * s, 0.1 * s) is None for s in range(1, 10))
 
 
+@pytest.mark.numerics
 def test_a_full_fine_tune_changes_the_unet_and_saves_it(tiny_model_dir, export_dir, tmp_path):
     from diffusers import UNet2DConditionModel
 
@@ -226,7 +238,8 @@ def test_a_full_fine_tune_changes_the_unet_and_saves_it(tiny_model_dir, export_d
         _config(tiny_model_dir, export_dir, out, mode="full", max_train_steps=2, prompt_dropout=0.5)
     )
     first = _steps(out)[0]
-    assert first["loss"] == pytest.approx(math.log(2), abs=1e-6)  # the copy equals the policy
+    # The reference copy equals the policy at step 1: exactly ln 2 in float32, as for a LoRA.
+    assert first["loss"] == pytest.approx(math.log(2), abs=LN2_FLOAT32_ABS)
     base = UNet2DConditionModel.from_pretrained(tiny_model_dir, subfolder="unet").state_dict()
     saved = UNet2DConditionModel.from_pretrained(out / "unet").state_dict()
     trained = result.unet.state_dict()
@@ -261,6 +274,7 @@ def test_the_command_line_trains_and_reports_to_the_metrics_file(
     assert (out / "checkpoints" / "latest").read_text().strip() == "step-2"
 
 
+@pytest.mark.numerics
 def test_a_v_prediction_model_trains_against_the_velocity(tiny_model_dir, export_dir, tmp_path):
     import shutil
 
@@ -273,7 +287,8 @@ def test_a_v_prediction_model_trains_against_the_velocity(tiny_model_dir, export
     epsilon_run = main(_config(tiny_model_dir, export_dir, tmp_path / "eps", max_train_steps=1))
     velocity_run = main(_config(model, export_dir, tmp_path / "v", max_train_steps=1))
     (eps_step,), (v_step,) = _steps(tmp_path / "eps"), _steps(tmp_path / "v")
-    assert v_step["loss"] == pytest.approx(math.log(2), abs=1e-6)
-    # Same seed, noise and prediction; only the target differs.
+    assert v_step["loss"] == pytest.approx(math.log(2), abs=LN2_FLOAT32_ABS)
+    # Same seed, noise and prediction; only the target differs, which changes the error by
+    # tens of percent: 1e-3 is far above any rounding (1e-7) and far below that change.
     assert v_step["mse_w"] != pytest.approx(eps_step["mse_w"], rel=1e-3)
     assert velocity_run.final_step == epsilon_run.final_step == 1

@@ -40,6 +40,7 @@ PUBLISHED = np.array(
 
 def test_alpha_on_the_hand_example_is_0_454545():
     patterns = _patterns(HAND, [0, 1, 2])
+    # 5/11 = 0.4545454...: the six printed decimals are within 4.6e-7 of it, float64 within 1e-15.
     assert alpha_package(patterns, "nominal") == pytest.approx(0.454545, abs=1e-6)
     assert _own_alpha(patterns, "nominal") == pytest.approx(0.454545, abs=1e-6)
 
@@ -49,6 +50,8 @@ def test_alpha_on_krippendorffs_published_example():
     patterns = _patterns(units, [1, 2, 3, 4, 5])
     assert round(alpha_package(patterns, "nominal"), 3) == 0.743
     assert round(alpha_package(patterns, "ordinal"), 3) == 0.815
+    # Two float64 computations of one rational number in another order: about 1e-15 apart, far
+    # inside approx's default rel 1e-6, which is still far below the third decimal checked above.
     assert _own_alpha(patterns, "nominal") == pytest.approx(alpha_package(patterns, "nominal"))
     assert _own_alpha(patterns, "ordinal") == pytest.approx(alpha_package(patterns, "ordinal"))
     # The same as the package on the raw reliability matrix.
@@ -81,4 +84,10 @@ def test_a_window_that_drops_below_its_trailing_baseline_raises_an_alert():
         counts, list(range(len(counts))), [0, 1, 2], window=100, drop=0.05, trailing=5
     )
     assert [w["alert"] for w in windows] == [False, False, True, True]
-    assert windows[2]["baseline"] == pytest.approx(windows[0]["alpha"], abs=0.05)
+    # The baseline pools windows 0 and 1, which hold the same units: it differs from window 0's
+    # alpha only by alpha's small-sample factor (n - 1 values pairable with each of n): with
+    # n = 300 values per window, 1 - alpha grows by (2n - 1) / (2n - 2) when pooled. Exact up to
+    # float64 rounding (approx's default).
+    n = 300
+    pooled = 1 - (1 - windows[0]["alpha"]) * (2 * n - 1) / (2 * n - 2)
+    assert windows[2]["baseline"] == pytest.approx(pooled)

@@ -69,11 +69,14 @@ def _verdict(stats: RaterStats, median_ms: float = 3000.0):
 
 
 def test_the_sprt_steps_and_bounds_are_the_specs():
+    # The spec prints three decimals: ln 1.5 = 0.4055, ln 0.25 = -1.3863 and ln 19 = 2.9444 are
+    # within 5e-4 of them, so abs=1e-3 checks the printed figure and nothing looser.
     assert gold_llr(correct=1, wrong=0) == pytest.approx(0.405, abs=1e-3)
     assert gold_llr(correct=0, wrong=1) == pytest.approx(-1.386, abs=1e-3)
     assert DEFAULT_POLICY["sprt_bound"] == pytest.approx(2.944, abs=1e-3)
     assert gold_llr(correct=7, wrong=0) < 2.944 <= gold_llr(correct=8, wrong=0)
     assert gold_llr(correct=0, wrong=2) > -2.944 >= gold_llr(correct=0, wrong=3)
+    # A float64 sum of logs: equal up to rounding (approx's default rel 1e-6).
     assert gold_llr(correct=10, wrong=3) == pytest.approx(10 * math.log(1.5) + 3 * math.log(0.25))
 
 
