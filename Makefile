@@ -18,11 +18,12 @@ PIP := $(BIN)/python -m pip
 # CI logs keep pip's errors and drop its progress and "already satisfied" lines.
 PIP_FLAGS := $(if $(CI),--progress-bar off --quiet,)
 
-.PHONY: help venv install install-dev run worker test lint migrate
+.PHONY: help venv install install-dev run worker test test-numerics lint migrate
 
 help:
 	@echo "make run          set up, migrate, seed the demo, start web + worker (Ctrl-C stops both)"
 	@echo "make test         set up and run the whole test suite"
+	@echo "make test-numerics  the numerical tests under lower and best CPU kernels, 1 and 2 threads"
 	@echo "make worker       start one Celery worker (with beat) on every queue"
 	@echo "make migrate      apply database migrations"
 	@echo "make lint         ruff check and ruff format --check"
@@ -64,6 +65,11 @@ test: export HF_HUB_OFFLINE = 1
 test: install-dev
 	@scripts/ensure-chromium.sh
 	$(BIN)/pytest -q -ra --durations=15 $(PYTEST_ARGS)
+
+# The numerical tests under each CPU kernel choice and thread count (scripts/test-numerics.sh).
+test-numerics: export HF_HUB_OFFLINE = 1
+test-numerics: install-dev
+	BIN=$(BIN) scripts/test-numerics.sh $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .
