@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# The embedded default in one terminal: seeds the demo, then runs the Django dev server and
-# one Celery worker (with beat) side by side. Ctrl-C, or either process dying, stops both.
+# The embedded default in one terminal: seeds the demo, then runs gunicorn and one Celery
+# worker (with beat) side by side. Ctrl-C, or either process dying, stops both.
+# gunicorn, not Django's dev server: a few worker processes with threads hold a crowd of
+# annotators on SQLite (IMMEDIATE transactions queue on the busy timeout), where the dev
+# server answered "database is locked" under load. WEB_WORKERS and WEB_THREADS size it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +11,8 @@ BIN=${BIN:-.venv/bin}
 HOST=${HOST:-127.0.0.1}
 PORT=${PORT:-8000}
 WORKER_ARGS=${WORKER_ARGS:--Q default,generate,train -c 1 --pool=solo -l INFO}
+WEB_WORKERS=${WEB_WORKERS:-2}
+WEB_THREADS=${WEB_THREADS:-4}
 VAR_DIR=${PICKWISE_VAR_DIR:-var}
 
 logins="see manage.py seed_demo"
@@ -24,9 +29,10 @@ else
 fi
 
 # Job control puts each child in its own process group, so one signal to the group also
-# reaches the dev server's autoreloader child, and a Ctrl-C reaches only this script.
+# reaches gunicorn's workers, and a Ctrl-C reaches only this script.
 set -m
-"$BIN/python" manage.py runserver "$HOST:$PORT" &
+"$BIN/gunicorn" pickwise.wsgi:application --bind "$HOST:$PORT" \
+  --workers "$WEB_WORKERS" --threads "$WEB_THREADS" --timeout 120 --access-logfile - &
 web=$!
 # shellcheck disable=SC2086  # WORKER_ARGS is a list of flags
 "$BIN/celery" -A pickwise worker -B $WORKER_ARGS --schedule "$VAR_DIR/celerybeat-schedule" &

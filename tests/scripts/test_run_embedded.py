@@ -1,7 +1,7 @@
 """scripts/run-embedded.sh keeps the whole log when `make run` is redirected to one file.
 
-The script runs for real against stub `python` and `celery` programs (BIN points at them):
-seed_demo prints two lines, the dev server exits at once, so the script prints its banner,
+The script runs for real against stub `python`, `gunicorn` and `celery` programs (BIN points at
+them): seed_demo prints two lines, the web server exits at once, so the script prints its banner,
 notices the web server stopped, stops the worker and exits 1.
 """
 
@@ -16,7 +16,14 @@ _STUB_PYTHON = """#!/usr/bin/env bash
 case "$*" in
   "manage.py help seed_demo") exit 0 ;;
   "manage.py seed_demo") echo "Seeding the demo campaign"; echo "Demo logins: admin / secret" ;;
-  "manage.py runserver"*) exit 0 ;;
+  *) echo "unexpected: $*" >&2; exit 2 ;;
+esac
+"""
+
+# The web server: gunicorn with the WSGI app, as `make run` serves it.
+_STUB_GUNICORN = """#!/usr/bin/env bash
+case "$1" in
+  pickwise.wsgi:application) exit 0 ;;
   *) echo "unexpected: $*" >&2; exit 2 ;;
 esac
 """
@@ -37,6 +44,7 @@ def test_output_written_before_the_script_survives_a_redirect_of_both_streams_to
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     _stub(bin_dir / "python", _STUB_PYTHON)
+    _stub(bin_dir / "gunicorn", _STUB_GUNICORN)
     _stub(bin_dir / "celery", _STUB_CELERY)
     log = tmp_path / "run.log"
     # What `make run > run.log 2>&1` does: install and migrate write first, then the script.
