@@ -16,10 +16,13 @@ from rest_framework.views import APIView
 from annotate.access import READERS, campaign_get_for_user
 from annotate.apis import ERRORS
 from exports.access import export_get_for_user
+from exports.combined import MAX_CAMPAIGNS
 from exports.models import Export
 from exports.selectors import export_file_path, export_files
 from exports.services import export_create
+from pickwise.errors import ApplicationError
 
+ONE_OR_SEVERAL = "Give either campaign (one id) or campaigns (a list of ids)."
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 CHUNK = 1 << 20
 
@@ -44,6 +47,11 @@ class ExportFileSerializer(serializers.Serializer):
 
 
 class ExportOutputSerializer(serializers.ModelSerializer):
+    sources = serializers.ListField(
+        child=serializers.IntegerField(),
+        read_only=True,
+        help_text="Every campaign of a combined export, in order; [] for one campaign.",
+    )
     progress = serializers.SerializerMethodField()
     files = serializers.SerializerMethodField()
 
@@ -52,6 +60,7 @@ class ExportOutputSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "campaign",
+            "sources",
             "version",
             "format",
             "criterion",
@@ -85,10 +94,18 @@ class ExportOutputSerializer(serializers.ModelSerializer):
 
 
 class ExportCreateApi(APIView):
-    """Request an export of a campaign; it is built in the background (202)."""
+    """Request an export of a campaign, or of several as one dataset (`campaigns`: ids in
+    order, same kind and criterion); it is built in the background (202)."""
 
     class InputSerializer(serializers.Serializer):
-        campaign = serializers.IntegerField(min_value=1)
+        campaign = serializers.IntegerField(min_value=1, required=False)
+        campaigns = serializers.ListField(
+            child=serializers.IntegerField(min_value=1),
+            min_length=1,
+            max_length=MAX_CAMPAIGNS,
+            required=False,
+            help_text="Several campaigns combined into one dataset, instead of `campaign`.",
+        )
         format = serializers.CharField(max_length=32)
         criterion = serializers.CharField(max_length=32, required=False)
         seed = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False)
@@ -100,10 +117,16 @@ class ExportCreateApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
-        campaign = campaign_get_for_user(
-            user=request.user, campaign_id=fields.pop("campaign"), roles=READERS
+        one, several = fields.pop("campaign", None), fields.pop("campaigns", None)
+        if (one is None) == (several is None):
+            raise ApplicationError(ONE_OR_SEVERAL, code="invalid")
+        campaigns = [
+            campaign_get_for_user(user=request.user, campaign_id=campaign_id, roles=READERS)
+            for campaign_id in (several or [one])
+        ]
+        export = export_create(
+            requested_by=request.user, campaign=campaigns[0], also=campaigns[1:], **fields
         )
-        export = export_create(requested_by=request.user, campaign=campaign, **fields)
         return Response(ExportOutputSerializer(export).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -43,8 +43,9 @@ KEPT_CODE = len(COLUMN_REASONS)
 
 def pairwise_counting_pass(ctx) -> Tally | None:
     """Pass one of a pairwise campaign: the tally exports.scan.run_counting_pass gives, from
-    one aggregate query. None when an answer is a ranking: only the row path handles those."""
-    if ctx.campaign.kind != Campaign.Kind.PAIRWISE:
+    one aggregate query. None when an answer is a ranking, or for several campaigns (their
+    rows are rewritten on the way, exports.combined): only the row path handles those."""
+    if ctx.campaign.kind != Campaign.Kind.PAIRWISE or ctx.combination is not None:
         return None
     counts = judgment_counts_by_prompt(
         campaign=ctx.campaign, criterion=ctx.criterion, last_id=ctx.last_id, policy=ctx.policy

@@ -3,10 +3,14 @@
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.core.files.storage import default_storage
 
 from annotate.models import Campaign
+
+if TYPE_CHECKING:
+    from exports.combined import Combination
 from exports.policy import Policy
 from exports.scan import Tally
 from exports.selectors import ImageRow, Rater, comparison_images, judgment_batches
@@ -31,18 +35,31 @@ class BuildContext:
     encoder: JpegEncoder
     public_base_url: str
     progress: Callable[[int], None]
+    # Several campaigns in one export (exports.combined); None for one campaign.
+    combination: "Combination | None" = None
     _storage_urls_absolute: bool | None = None
     _images: dict[int, list[ImageRow]] = field(default_factory=dict)
 
     def batches(self, *, audit: bool = False, with_time: bool = True):
+        if self.combination is None:
+            return self._campaign_batches(self.campaign, audit=audit, with_time=with_time)
+        return self._combined_batches(audit=audit, with_time=with_time)
+
+    def _campaign_batches(self, campaign: Campaign, *, audit: bool, with_time: bool):
         return judgment_batches(
-            campaign=self.campaign,
+            campaign=campaign,
             criterion=self.criterion,
             last_id=self.last_id,
             batch_size=self.batch_rows,
             audit=audit,
             with_time=with_time,
         )
+
+    def _combined_batches(self, *, audit: bool, with_time: bool):
+        # Campaign after campaign, in the order given: the first copy of a pair is met first.
+        for campaign in self.combination.campaigns:
+            batches = self._campaign_batches(campaign, audit=audit, with_time=with_time)
+            yield from self.combination.rows(campaign, batches, audit)
 
     def images_of(self, comparison_ids: set[int]) -> dict[int, list[ImageRow]]:
         """Each comparison's images, remembered across batches (judgments of a comparison

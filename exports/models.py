@@ -33,6 +33,9 @@ class Export(models.Model):
     campaign = models.ForeignKey(
         "annotate.Campaign", on_delete=models.PROTECT, related_name="exports"
     )
+    # A combined export: the ids of every campaign in it, in the order given (`campaign` is
+    # the first). Empty for an export of one campaign.
+    sources = models.JSONField(default=list, blank=True)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -87,3 +90,8 @@ class Export(models.Model):
 
     def __str__(self) -> str:
         return f"export {self.pk} ({self.format} v{self.version})"
+
+    @property
+    def campaign_ids(self) -> list[int]:
+        """Every campaign the export reads, the first being `campaign`."""
+        return list(self.sources) or [self.campaign_id]

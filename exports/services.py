@@ -31,6 +31,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from annotate.models import Campaign
+from exports.combined import campaigns_check_combinable, combination_build, export_campaigns
 from exports.context import BuildContext, FormatResult
 from exports.models import Export
 from exports.policy import policy_from_dict
@@ -104,8 +105,13 @@ def export_create(
     splits: Any = None,
     include_images: bool = True,
     enqueue: bool = True,
+    also: list[Campaign] | None = None,
 ) -> Export:
-    """Record an export request as a new version and enqueue its build once committed."""
+    """Record an export request as a new version and enqueue its build once committed.
+
+    `also` lists more campaigns to combine with `campaign` into one dataset
+    (exports.combined); the export is versioned and listed under `campaign`.
+    """
     if format not in Export.Format.values:
         raise ApplicationError(UNKNOWN_FORMAT.format(format=format), code="unknown_format")
     keys = [c["key"] for c in campaign.criteria]
@@ -115,17 +121,23 @@ def export_create(
             UNKNOWN_CRITERION.format(slug=campaign.slug, criterion=criterion, keys=", ".join(keys)),
             code="unknown_criterion",
         )
+    campaigns = [campaign, *(also or [])]
+    if len(campaigns) > 1:
+        campaigns_check_combinable(campaigns=campaigns, criterion=criterion, format=format)
     if seed is None:
         seed = 0
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
         raise ApplicationError(BAD_SEED, code="invalid")
     checked_policy = policy_from_dict(policy, training_format=format in TRAINING_FORMATS)
     checked_splits = splits_from_dict(splits)
-    if format != Export.Format.JSONL and not judgment_count_under_policy(
-        campaign=campaign,
-        states=list(checked_policy.states),
-        gold=not checked_policy.exclude_gold,
-        repeats=not checked_policy.exclude_repeats,
+    if format != Export.Format.JSONL and not any(
+        judgment_count_under_policy(
+            campaign=source,
+            states=list(checked_policy.states),
+            gold=not checked_policy.exclude_gold,
+            repeats=not checked_policy.exclude_repeats,
+        )
+        for source in campaigns
     ):
         raise ApplicationError(
             EMPTY_BEFORE_START.format(slug=campaign.slug, states=", ".join(checked_policy.states)),
@@ -143,6 +155,7 @@ def export_create(
         splits=checked_splits,
         seed=seed,
         include_images=include_images,
+        sources=[c.pk for c in campaigns] if len(campaigns) > 1 else [],
     )
     export.full_clean()
     export.save()
@@ -366,8 +379,12 @@ def _build_with_retries(
 def _build_once(*, export: Export, work: Path, progress: Callable[[int, int], None] | None) -> dict:
     campaign = export.campaign
     policy = policy_from_dict(export.policy, training_format=export.format in TRAINING_FORMATS)
-    last_id = judgment_last_id(campaign=campaign)
-    considered = judgment_count(campaign=campaign, last_id=last_id)
+    campaigns = export_campaigns(export=export)
+    last_id = max(judgment_last_id(campaign=c) for c in campaigns)
+    considered = sum(judgment_count(campaign=c, last_id=last_id) for c in campaigns)
+    combination = (
+        combination_build(campaigns=campaigns, last_id=last_id) if len(campaigns) > 1 else None
+    )
     passes = 1 if export.format == Export.Format.JSONL else 2
     ctx = BuildContext(
         campaign=campaign,
@@ -377,7 +394,7 @@ def _build_once(*, export: Export, work: Path, progress: Callable[[int, int], No
         split_settings=export.splits,
         folder=work,
         last_id=last_id,
-        raters=campaign_raters(campaign=campaign),
+        raters=combination.raters() if combination else campaign_raters(campaign=campaign),
         batch_rows=settings.EXPORT_BATCH_ROWS,
         shard_max_bytes=settings.EXPORT_SHARD_MAX_BYTES,
         encoder=JpegEncoder(
@@ -387,6 +404,7 @@ def _build_once(*, export: Export, work: Path, progress: Callable[[int, int], No
         ),
         public_base_url=settings.PUBLIC_BASE_URL,
         progress=_Progress(export=export, total=considered * passes, callback=progress),
+        combination=combination,
     )
     result = _writer(export.format)(ctx)
     tally = result.tally
@@ -396,9 +414,10 @@ def _build_once(*, export: Export, work: Path, progress: Callable[[int, int], No
         "excluded": dict(sorted(tally.excluded.items())),
         "rows": result.rows,
         **result.extra_counts,
+        **({"combined": combination.counts()} if combination else {}),
     }
     summary = {
-        "campaign": campaign.slug,
+        "campaign": campaign.slug if not combination else [c.slug for c in campaigns],
         "format": export.format,
         "criterion": export.criterion,
         "policy": policy.as_dict(),
@@ -409,7 +428,7 @@ def _build_once(*, export: Export, work: Path, progress: Callable[[int, int], No
         card_write(
             folder=work,
             result=result,
-            title=f"Pickwise: {campaign.title}",
+            title=f"Pickwise: {' + '.join(c.title for c in campaigns)}",
             format=export.format,
             summary=summary,
         )
@@ -422,7 +441,8 @@ def _build_once(*, export: Export, work: Path, progress: Callable[[int, int], No
             "requested_by": export.requested_by.get_username() if export.requested_by else None,
         },
         "app": {"name": "pickwise", "version": _app_version(), "pyarrow": pa.__version__},
-        "campaigns": [campaign_summary(campaign=campaign)],
+        # Each campaign with its own QC policy; policy.qc_policy is the first one's.
+        "campaigns": [campaign_summary(campaign=c) for c in campaigns],
         "criterion": export.criterion,
         "policy": {**policy.as_dict(), "qc_policy": campaign.qc_policy},
         "splits": export.splits,

@@ -2,6 +2,9 @@
 
     python manage.py export_dataset --campaign SLUG --format pickapic --out DIR \
         [--criterion overall] [--seed 0] [--include-states active,warned] [--no-images]
+
+`--campaign` given several times combines those campaigns into one dataset (pickapic or
+image_preference; same kind and criterion), in the order given.
 """
 
 from pathlib import Path
@@ -26,7 +29,12 @@ class Command(BaseCommand):
     help = "Export a campaign's judgments as a dataset folder (pickapic, ranked, image_preference or jsonl)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--campaign", required=True, help="Campaign slug.")
+        parser.add_argument(
+            "--campaign",
+            required=True,
+            action="append",
+            help="Campaign slug; repeat it to combine several campaigns into one dataset.",
+        )
         parser.add_argument(
             "--format", default="pickapic", help="pickapic, ranked, image_preference or jsonl."
         )
@@ -43,9 +51,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        campaign = Campaign.objects.filter(slug=options["campaign"]).first()
-        if campaign is None:
-            raise CommandError(UNKNOWN_CAMPAIGN.format(slug=options["campaign"]))
+        by_slug = Campaign.objects.in_bulk(options["campaign"], field_name="slug")
+        for slug in options["campaign"]:
+            if slug not in by_slug:
+                raise CommandError(UNKNOWN_CAMPAIGN.format(slug=slug))
+        campaign, *also = [by_slug[slug] for slug in options["campaign"]]
         if options["format"] not in Export.Format.values:
             raise CommandError(UNKNOWN_FORMAT.format(format=options["format"]))
         out = Path(options["out"]).expanduser().resolve()
@@ -68,10 +78,12 @@ class Command(BaseCommand):
                 policy={"states": states},
                 include_images=not options["no_images"],
                 enqueue=False,
+                also=also,
             )
         except ApplicationError as error:
             raise CommandError(error.message) from None
-        self.stdout.write(f"Export {export.pk} (v{export.version}) of {campaign.slug} into {out}")
+        slugs = ", ".join(options["campaign"])
+        self.stdout.write(f"Export {export.pk} (v{export.version}) of {slugs} into {out}")
         export = export_build(export=export, folder=out, progress=self._bar)
         self.stdout.write("")
         if export.status != Export.Status.FINISHED:
