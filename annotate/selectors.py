@@ -13,6 +13,7 @@ from annotate.models import (
     Comparison,
     ComparisonImage,
     Image,
+    ImageImport,
     Judgment,
     Membership,
 )
@@ -259,3 +260,8 @@ def campaign_prompts_page(*, campaign: Campaign, limit: int = 200) -> dict:
         .order_by("-id")[:limit]
     )
     return {"count": prompts.count(), "latest": latest}
+
+
+def image_import_list(*, campaign: Campaign) -> QuerySet[ImageImport]:
+    """The campaign's image imports, newest first."""
+    return ImageImport.objects.filter(campaign=campaign).order_by("-created_at", "-id")

@@ -11,16 +11,22 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
-from annotate.models import Campaign
+from annotate.models import Campaign, ImageImport
 from annotate.quality.selectors import (
     agreement_summary,
     agreement_timeline,
     model_leaderboard,
     rater_table,
 )
-from exports.selectors import export_list
+from annotate.selectors import image_import_list
+from exports.models import Export
+from exports.selectors import export_files, export_list
+from generation.models import GenerationJob
 from generation.selectors import generation_job_list, generation_job_progress
+from training.models import TrainingJob
 from training.selectors import training_job_list, training_job_progress
+
+EXPORT_ACTIVE = (Export.Status.PENDING, Export.Status.RUNNING)
 
 
 def _percent(done: int, total: int) -> int:
@@ -106,9 +112,36 @@ def generation_panel(*, campaign: Campaign, limit: int = 5) -> dict:
                 "percent": _percent(counts["finished"], counts["total"]),
                 "created_at": job.created_at,
                 "error": job.error or (f"{counts['failed']} failed" if counts["failed"] else ""),
+                "active": job.status in GenerationJob.ACTIVE,
             }
         )
     return {"rows": rows}
+
+
+def import_panel(*, campaign: Campaign, limit: int = 5) -> dict:
+    rows = []
+    for job in image_import_list(campaign=campaign)[:limit]:
+        active = job.status in ImageImport.ACTIVE
+        rows.append(
+            {
+                "label": job.file_name or f"#{job.pk}",
+                "status": job.status + (f" · {job.phase}" if job.phase and active else ""),
+                "done": job.progress_done,
+                "total": job.progress_total,
+                "percent": _percent(job.progress_done, job.progress_total),
+                "created_at": job.created_at,
+                "error": job.error,
+                "active": active,
+            }
+        )
+    return {"rows": rows}
+
+
+def _download_links(export: Export) -> list[dict]:
+    return [
+        {"url": reverse("exports:file", args=[export.pk, entry["name"]]), "text": entry["name"]}
+        for entry in export_files(export=export)
+    ]
 
 
 def export_panel(*, campaign: Campaign, limit: int = 5) -> dict:
@@ -121,6 +154,8 @@ def export_panel(*, campaign: Campaign, limit: int = 5) -> dict:
             "percent": _percent(export.progress_done, export.progress_total),
             "created_at": export.created_at,
             "error": export.error,
+            "active": export.status in EXPORT_ACTIVE,
+            "links": _download_links(export),
             # A finished Pick-a-Pic export is what the trainer reads.
             "action": (
                 {
@@ -150,6 +185,7 @@ def training_panel(*, campaign: Campaign, limit: int = 5) -> dict:
                 "percent": figures["percent"],
                 "created_at": job.created_at,
                 "error": job.error,
+                "active": job.status in TrainingJob.ACTIVE,
                 "action": {
                     "url": reverse("frontend:training-job", args=[job.pk]),
                     "text": _("Curves and evaluation"),
@@ -157,3 +193,16 @@ def training_panel(*, campaign: Campaign, limit: int = 5) -> dict:
             }
         )
     return {"rows": rows}
+
+
+def job_panels(*, campaign: Campaign) -> dict:
+    """Every job panel of the dashboard, and whether any job is still moving: the page
+    polls them while one is and stops when none is."""
+    panels = [
+        {"key": "generation", **generation_panel(campaign=campaign)},
+        {"key": "imports", **import_panel(campaign=campaign)},
+        {"key": "exports", **export_panel(campaign=campaign)},
+        {"key": "training", **training_panel(campaign=campaign)},
+    ]
+    active = any(row["active"] for panel in panels for row in panel["rows"])
+    return {"panels": panels, "active": active}

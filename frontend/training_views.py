@@ -74,20 +74,28 @@ def training_job_detail(request, job_id: int):
     job = training_job_get_for_user(user=request.user, job_id=job_id)
     context = {
         **_status_context(job),
+        **_evaluation_context(job),
         "campaign": job.export.campaign,
         "series": training_job_metric_series(job=job),
-        "evaluation": training_job_evaluation(job=job),
-        "evaluation_form": EvaluationForm(),
     }
     return render(request, "frontend/training_job.html", context)
+
+
+def _evaluation_context(job: TrainingJob) -> dict:
+    return {"evaluation": training_job_evaluation(job=job), "evaluation_form": EvaluationForm()}
 
 
 @login_required
 @require_http_methods(["GET"])
 def training_job_status(request, job_id: int):
-    """The status card alone, polled by htmx while the job is queued or running."""
+    """The status card, polled by htmx while the job is queued or running. Once the job has
+    ended the answer also replaces the evaluation card (out of band), so its form appears
+    without a reload, and carries no trigger, so polling stops."""
     job = training_job_get_for_user(user=request.user, job_id=job_id)
-    return render(request, "frontend/partials/training_status.html", _status_context(job))
+    context = _status_context(job)
+    if not context["active"]:
+        context.update(_evaluation_context(job))
+    return render(request, "frontend/partials/training_status_poll.html", context)
 
 
 @login_required

@@ -79,6 +79,11 @@ urlpatterns = [
         name="dashboard-progress",
     ),
     path(
+        "campaigns/<id:campaign_id>/dashboard/jobs/",
+        views.dashboard_jobs,
+        name="dashboard-jobs",
+    ),
+    path(
         "campaigns/<id:campaign_id>/raters/<id:user_id>/gate/",
         views.rater_gate,
         name="rater-gate",

@@ -33,11 +33,9 @@ from frontend.access import rater_membership_get_for_manager
 from frontend.forms import GateOverrideForm
 from frontend.panels import (
     agreement_panel,
-    export_panel,
-    generation_panel,
+    job_panels,
     leaderboard_panel,
     rater_panel,
-    training_panel,
 )
 from pickwise.errors import ApplicationError
 
@@ -210,11 +208,7 @@ def dashboard(request, campaign_id: int):
         "raters": rater_panel(campaign=campaign),
         "agreement": agreement_panel(campaign=campaign),
         "leaderboard": leaderboard_panel(campaign=campaign),
-        "jobs": [
-            {"key": "generation", **generation_panel(campaign=campaign)},
-            {"key": "exports", **export_panel(campaign=campaign)},
-            {"key": "training", **training_panel(campaign=campaign)},
-        ],
+        "jobs": job_panels(campaign=campaign),
     }
     return render(request, "frontend/dashboard.html", context)
 
@@ -225,6 +219,16 @@ def dashboard_progress(request, campaign_id: int):
     """The progress panel alone, polled by htmx so the bars move while people work."""
     campaign = campaign_get_for_user(user=request.user, campaign_id=campaign_id, roles=READERS)
     return render(request, "frontend/partials/progress.html", _progress_context(campaign))
+
+
+@login_required
+@require_GET
+def dashboard_jobs(request, campaign_id: int):
+    """The job panels alone, polled by htmx while a job runs; the answer without a job
+    running carries no trigger, so polling stops, and shows the finished jobs' links."""
+    campaign = campaign_get_for_user(user=request.user, campaign_id=campaign_id, roles=READERS)
+    context = {"campaign": campaign, "jobs": job_panels(campaign=campaign)}
+    return render(request, "frontend/partials/job_panels.html", context)
 
 
 @login_required

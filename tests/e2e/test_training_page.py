@@ -92,9 +92,9 @@ def test_the_curves_grow_while_the_job_runs_and_polling_stops_when_it_ends(
         timeout=20_000,
     )
     assert page.locator("text=Cancel training").count() == 0
-    assert page.locator("text=Create evaluation campaign").count() == 0  # needs a reload
-    page.reload()
-    assert page.locator("text=Create evaluation campaign").count() == 1
+    # The evaluation form arrives with the status that says the job is done: no reload.
+    page.wait_for_selector("text=Create evaluation campaign", timeout=20_000)
+    assert page.locator("text=Available once training has finished.").count() == 0
 
 
 def test_resolution_and_steps_follow_the_chosen_base_model_unless_typed(

@@ -5,14 +5,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.urls import reverse
 
-from annotate.models import Membership
+from annotate.models import ImageImport, Membership
 from annotate.quality.models import Rating
 from annotate.services.campaigns import membership_set
 from exports.models import Export
 from frontend.panels import agreement_panel
 from generation.models import GenerationJob, Generator
 from tests.annotate.quality.crowd import prefers, run_crowd
-from tests.factories import UserFactory, annotator, campaign_with_comparisons
+from tests.factories import UserFactory, annotator, campaign_with_comparisons, user_as
 from training.models import TrainingJob
 
 pytestmark = pytest.mark.django_db
@@ -44,7 +44,7 @@ def test_the_dashboard_shows_generation_export_and_training_progress(client):
     )
     client.force_login(researcher)
     response = client.get(reverse("frontend:dashboard", args=[campaign.pk]))
-    panels = {panel["key"]: panel for panel in response.context["jobs"]}
+    panels = {panel["key"]: panel for panel in response.context["jobs"]["panels"]}
     assert panels["generation"]["rows"][0]["label"] == "tiny-sd"
     assert panels["exports"]["rows"][0] | {"created_at": None, "error": ""} == {
         "label": "pickapic v1",
@@ -54,6 +54,8 @@ def test_the_dashboard_shows_generation_export_and_training_progress(client):
         "percent": 25,
         "created_at": None,
         "error": "",
+        "active": True,
+        "links": [],  # files appear once the export has finished
         "action": None,  # only a finished export offers fine-tuning
     }
     training = panels["training"]["rows"][0]
@@ -75,3 +77,74 @@ def test_the_agreement_chart_gets_unix_seconds_of_each_windows_last_rating():
     # Windows of 4 units end at units 3, 7 and 9: seconds, not milliseconds.
     assert series["x"] == [(start + timedelta(minutes=k)).timestamp() for k in (3, 7, 9)]
     assert series["x"][0] == 1748772180.0
+
+
+def _jobs_html(client, campaign) -> str:
+    response = client.get(reverse("frontend:dashboard-jobs", args=[campaign.pk]))
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_job_panels_poll_while_a_job_runs_and_stop_with_the_finished_state(client):
+    campaign = campaign_with_comparisons(prompts=2)
+    researcher = UserFactory()
+    membership_set(campaign=campaign, user=researcher, role=Membership.Role.RESEARCHER)
+    client.force_login(researcher)
+    assert "hx-trigger" not in _jobs_html(client, campaign)  # nothing running, nothing polled
+
+    job = GenerationJob.objects.create(campaign=campaign, seeds_per_prompt=2)
+    job.generators.add(Generator.objects.create(name="sketch-x", source="procedural:faithful"))
+    html = _jobs_html(client, campaign)
+    assert 'hx-trigger="every 3s"' in html and 'data-status="pending"' in html
+
+    GenerationJob.objects.filter(pk=job.pk).update(status=GenerationJob.Status.DONE)
+    export = Export.objects.create(
+        campaign=campaign,
+        version=1,
+        format="pickapic",
+        status="finished",
+        manifest={"files": [{"name": "data/train-00000.parquet", "size": 10, "sha256": "ab"}]},
+    )
+    html = _jobs_html(client, campaign)
+    assert "hx-trigger" not in html and 'data-status="done"' in html
+    file_url = reverse("exports:file", args=[export.pk, "data/train-00000.parquet"])
+    assert f'href="{file_url}"' in html
+    assert reverse("frontend:training-start", args=[export.pk]) in html
+
+
+def test_image_imports_have_their_own_panel(client):
+    campaign = campaign_with_comparisons(prompts=1)
+    admin = UserFactory()
+    membership_set(campaign=campaign, user=admin, role=Membership.Role.ADMIN)
+    ImageImport.objects.create(
+        campaign=campaign,
+        file_name="batch.zip",
+        size=10,
+        sha256="0" * 64,
+        kind="zip",
+        status="running",
+        phase="checking",
+        progress_done=3,
+        progress_total=12,
+    )
+    client.force_login(admin)
+    html = _jobs_html(client, campaign)
+    assert "Image imports" in html and "batch.zip" in html and "3 of 12" in html
+    assert 'hx-trigger="every 3s"' in html
+
+
+@pytest.mark.parametrize(("who", "status"), [("annotator", 403), ("outsider", 404)])
+def test_job_panels_are_hidden_from_annotators_and_outsiders(client, who, status):
+    campaign = campaign_with_comparisons(prompts=1)
+    client.force_login(user_as(campaign, who))
+    assert client.get(reverse("frontend:dashboard-jobs", args=[campaign.pk])).status_code == status
+    assert client.post(reverse("frontend:dashboard-jobs", args=[campaign.pk])).status_code in (
+        405,
+        status,
+    )
+
+
+def test_anonymous_visitors_of_job_panels_are_sent_to_log_in(client):
+    campaign = campaign_with_comparisons(prompts=1)
+    response = client.get(reverse("frontend:dashboard-jobs", args=[campaign.pk]))
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")

@@ -182,6 +182,16 @@ def test_the_job_page_carries_the_curves_and_polls_while_running(client, export)
     job.save(update_fields=["status"])
     status = client.get(f"/training-jobs/{job.pk}/status/").content.decode()
     assert "hx-trigger" not in status and "Cancel training" not in status
+    # The finished job's answer brings the evaluation form in with it, out of band.
+    assert 'id="evaluation"' in status and 'hx-swap-oob="true"' in status
+    assert "Create evaluation campaign" in status
+
+
+def test_a_running_jobs_status_leaves_the_evaluation_card_alone(client, export):
+    job = job_on(export)
+    log_in(client, export.campaign, "researcher")
+    status = client.get(f"/training-jobs/{job.pk}/status/").content.decode()
+    assert 'id="evaluation"' not in status and "hx-swap-oob" not in status
 
 
 def test_cancel_stops_a_queued_job_and_explains_a_finished_one(client, export):
