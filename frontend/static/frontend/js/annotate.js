@@ -16,6 +16,7 @@
   const RETRY_MIN_MS = 300;
   const RETRY_MAX_MS = 5000;
   const LEASE_MARGIN_MS = 3000;
+  const DOUBLE_CLICK_MS = 400;
   // Lease times come from the server's clock; correct for a client clock that is off.
   const clockSkewMs = Date.parse(config.serverNow) - Date.now();
 
@@ -519,10 +520,10 @@
       const now = performance.now();
       current.shownAt = now;
       setInputEnabled(true);
-      if (pendingKeyAt !== null) {
-        metrics.keyToNext.push(now - pendingKeyAt);
-        pendingKeyAt = null;
-      }
+      const keyAt = pendingKeyAt;
+      pendingKeyAt = null;
+      // A task queued from the frame callback runs once that frame is painted.
+      if (keyAt !== null) setTimeout(() => metrics.keyToNext.push(performance.now() - keyAt), 0);
       metrics.shown += 1;
       $("task").dataset.ready = "1";
     });
@@ -972,7 +973,7 @@
     const target = event.target;
     const typing = target.closest && target.closest("input, textarea, select, summary");
     if (typing) return;
-    const keyAt = performance.now();
+    const keyAt = event.timeStamp || performance.now(); // when the key went down
     if (event.key === "?") {
       event.preventDefault();
       return help();
@@ -1048,10 +1049,13 @@
 
   function onClick(event) {
     const button = event.target.closest("#criteria .choice");
-    // The second click of a double click never answers: it would land on the next task.
-    if (button && painted() && event.detail <= 1 && button.dataset.task === String(current.task.id)) {
+    // The second click of a double click never answers: it would land on the next task,
+    // painted a moment before. (A later click that the browser still counts as a double
+    // one is a deliberate answer to the task in view.)
+    const doubled = event.detail > 1 && painted() && performance.now() - current.shownAt < DOUBLE_CLICK_MS;
+    if (button && painted() && !doubled && button.dataset.task === String(current.task.id)) {
       setActive(button.dataset.criterion);
-      choose(button.dataset.criterion, button.dataset.value, performance.now());
+      choose(button.dataset.criterion, button.dataset.value, event.timeStamp || performance.now());
     }
     const fieldset = event.target.closest("#criteria .board");
     if (fieldset && current) setActive(fieldset.dataset.key);
