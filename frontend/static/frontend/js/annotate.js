@@ -171,13 +171,12 @@
     }
   }
 
-  // A 200 (not 201) means the task already had an answer. When the stored answer is not the
-  // one just sent, the task was answered elsewhere first (another tab or device): say so.
-  // A resend of our own answer after a lost response gets the same answers back.
+  // A 200 (not 201) means the task already had an answer. The server says whether that
+  // first answer differs from the one just sent (answered elsewhere first: another tab or
+  // device), or is our own, resent after a lost response; without its word, compare.
   function firstAnswerStood(item, data) {
-    if (data.first_answer_stands === false) return false;
-    if (!data.answers) return Boolean(data.first_answer_stands);
-    return canonical(data.answers) !== canonical(item.answers);
+    if (typeof data.first_answer_stands === "boolean") return data.first_answer_stands;
+    return Boolean(data.answers) && canonical(data.answers) !== canonical(item.answers);
   }
 
   function canonical(answers) {
