@@ -1,7 +1,14 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from frontend import campaign_views, member_views, prompt_views, training_views, views
+from frontend import (
+    campaign_views,
+    image_views,
+    member_views,
+    prompt_views,
+    training_views,
+    views,
+)
 from pickwise.login_throttle import ThrottledAuthenticationForm
 
 app_name = "frontend"
@@ -39,6 +46,22 @@ urlpatterns = [
         "campaigns/<id:campaign_id>/prompts/upload/",
         prompt_views.prompts_upload,
         name="campaign-prompts-upload",
+    ),
+    path("campaigns/<id:campaign_id>/images/", image_views.images, name="campaign-images"),
+    path(
+        "campaigns/<id:campaign_id>/images/jobs/",
+        image_views.images_jobs,
+        name="campaign-images-jobs",
+    ),
+    path(
+        "campaigns/<id:campaign_id>/images/generate/",
+        image_views.images_generate,
+        name="campaign-images-generate",
+    ),
+    path(
+        "campaigns/<id:campaign_id>/images/import/",
+        image_views.images_import,
+        name="campaign-images-import",
     ),
     path("campaigns/<id:campaign_id>/members/", member_views.members, name="campaign-members"),
     path(
