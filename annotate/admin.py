@@ -1,5 +1,6 @@
 """Django admin for the annotation data. Writes that carry rules go through services."""
 
+from django import forms
 from django.contrib import admin, messages
 
 from annotate.models import (
@@ -15,10 +16,25 @@ from annotate.models import (
 from annotate.services.campaigns import membership_set
 from annotate.services.comparisons import comparisons_build_for_campaign
 from annotate.services.gold import gold_top_up
+from annotate.services.prompts import MAX_PROMPT_BYTES
+from pickwise.text_input import STORABLE_FORMFIELDS, text_validate
+
+
+class PromptAdminForm(forms.ModelForm):
+    class Meta:
+        model = Prompt
+        fields = ["campaign", "text", "negative_prompt", "meta"]
+
+    def clean_text(self):
+        # In the unique (campaign, text) index: a byte limit as for every other way in.
+        text = self.cleaned_data["text"]
+        text_validate(text, field="The text", max_bytes=MAX_PROMPT_BYTES)
+        return text
 
 
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
+    formfield_overrides = STORABLE_FORMFIELDS
     list_display = ("slug", "title", "kind", "k", "overlap", "status", "created_at")
     list_filter = ("kind", "status")
     search_fields = ("slug", "title")
@@ -40,6 +56,7 @@ class CampaignAdmin(admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
+    formfield_overrides = STORABLE_FORMFIELDS
     list_display = ("user", "campaign", "role", "gate_state", "gate_changed_at")
     list_filter = ("role", "gate_state", "campaign")
     search_fields = ("user__username", "campaign__slug")
@@ -64,6 +81,8 @@ class MembershipAdmin(admin.ModelAdmin):
 
 @admin.register(Prompt)
 class PromptAdmin(admin.ModelAdmin):
+    formfield_overrides = STORABLE_FORMFIELDS
+    form = PromptAdminForm
     list_display = ("id", "campaign", "text")
     list_filter = ("campaign",)
     search_fields = ("text",)
@@ -71,6 +90,7 @@ class PromptAdmin(admin.ModelAdmin):
 
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin):
+    formfield_overrides = STORABLE_FORMFIELDS
     list_display = ("uid", "prompt", "model_name", "seed", "source", "width", "height")
     list_filter = ("source", "model_name")
     search_fields = ("uid", "sha256", "prompt__text")
@@ -87,6 +107,7 @@ class ComparisonImageInline(admin.TabularInline):
 
 @admin.register(Comparison)
 class ComparisonAdmin(admin.ModelAdmin):
+    formfield_overrides = STORABLE_FORMFIELDS
     list_display = ("id", "campaign", "role", "gold_kind", "wanted", "done", "in_flight", "status")
     list_filter = ("role", "status", "campaign")
     inlines = [ComparisonImageInline]

@@ -30,6 +30,7 @@ from generation.services.jobs import (
 )
 from generation.services.recovery import generation_items_recover
 from pickwise.errors import ApplicationError
+from pickwise.text_input import STORABLE_FORMFIELDS
 
 NOT_CAMPAIGN_ADMIN = "You are not an admin of campaign {campaign}."
 
@@ -47,6 +48,7 @@ class StartGenerationForm(forms.Form):
 
 @admin.register(Generator)
 class GeneratorAdmin(admin.ModelAdmin):
+    formfield_overrides = STORABLE_FORMFIELDS
     list_display = ("name", "source", "scheduler", "steps", "guidance", "width", "height", "dtype")
     search_fields = ("name", "source")
     actions = ["start_generation"]

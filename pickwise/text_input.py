@@ -13,7 +13,11 @@ import json
 import re
 from typing import Any
 
+from django import forms
+from django.contrib.admin.widgets import AdminTextareaWidget
 from django.core.exceptions import ValidationError
+from django.db import models
+from django.forms.fields import InvalidJSONInput
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
@@ -93,6 +97,49 @@ def record_problem(record: dict, *, max_depth: int = MAX_JSON_DEPTH) -> str | No
         ):
             return problem
     return None
+
+
+class StorableJSONFormField(forms.JSONField):
+    """A form's JSON field (the admin's) that refuses what json_problem refuses."""
+
+    def validate(self, value):
+        super().validate(value)
+        json_validate(value, field=str(self.label or "The value"))
+
+    def bound_data(self, data, initial):
+        # Shown again in the form: what the user typed, not a decoded value that cannot be
+        # rendered (a lone surrogate does not encode) or decoded at all (too deep).
+        try:
+            value = super().bound_data(data, initial)
+        except RecursionError:
+            return InvalidJSONInput(data)
+        if not isinstance(value, InvalidJSONInput) and json_problem(value, field=""):
+            return InvalidJSONInput(data)
+        return value
+
+    def to_python(self, value):
+        try:
+            return super().to_python(value)
+        except RecursionError:
+            raise ValidationError(
+                TOO_DEEP.format(field=str(self.label or "The value"), limit=MAX_JSON_DEPTH)
+            ) from None
+
+
+class StorableTextFormField(forms.CharField):
+    """A form's text field that refuses lone surrogates besides NUL (which CharField refuses)."""
+
+    def validate(self, value):
+        super().validate(value)
+        if value:
+            text_validate(value, field=str(self.label or "The text"))
+
+
+# ModelAdmin.formfield_overrides for admins that edit JSON or free text.
+STORABLE_FORMFIELDS = {
+    models.JSONField: {"form_class": StorableJSONFormField},
+    models.TextField: {"form_class": StorableTextFormField, "widget": AdminTextareaWidget},
+}
 
 
 class StorableJSONParser(JSONParser):

@@ -289,3 +289,43 @@ def test_json_problem_walks_keys_values_and_depth_without_recursion():
     for _ in range(100_000):
         deep = [deep]
     assert json_problem(deep, field="x") == TOO_DEEP.format(field="x", limit=MAX_JSON_DEPTH)
+
+
+# The admin -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"text": "fine", "meta": '{"k": "\\u0000"}'}, "NUL"),
+        ({"text": "fine", "meta": '{"k": "\\ud800"}'}, "surrogate"),
+        ({"text": "fine", "meta": "[" * 5000 + "]" * 5000}, "nested"),
+        ({"text": _cjk(1000), "meta": "{}"}, "bytes in UTF-8"),
+    ],
+)
+def test_the_admin_refuses_unstorable_prompt_fields_as_form_errors(client, fields, error):
+    campaign = CampaignFactory()
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    response = client.post(
+        "/admin/annotate/prompt/add/",
+        {"campaign": campaign.pk, "negative_prompt": "", **fields},
+    )
+    assert response.status_code == 200  # the form again, with the error
+    assert error in response.content.decode()
+    assert not Prompt.objects.exists()
+
+
+def test_the_admin_refuses_a_campaign_policy_with_a_nul(client):
+    campaign = CampaignFactory()
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    page = client.get(f"/admin/annotate/campaign/{campaign.pk}/change/")
+    form = page.context["adminform"].form
+    data = {
+        name: json.dumps(value) if isinstance(value, dict | list) else value
+        for name, value in form.initial.items()
+        if value is not None
+    }
+    data["qc_policy"] = '{"gold_min": "\\u0000"}'
+    response = client.post(f"/admin/annotate/campaign/{campaign.pk}/change/", data)
+    assert response.status_code == 200
+    assert "NUL" in response.content.decode()
