@@ -26,7 +26,7 @@ help:
 	@echo "make test-numerics  the numerical tests under lower and best CPU kernels, 1 and 2 threads"
 	@echo "make worker       start one Celery worker (with beat) on every queue"
 	@echo "make migrate      apply database migrations"
-	@echo "make lint         ruff check and ruff format --check"
+	@echo "make lint         ruff check, ruff format --check and the import contracts"
 	@echo "make venv | install | install-dev"
 
 $(BIN)/python:
@@ -74,3 +74,4 @@ test-numerics: install-dev
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports

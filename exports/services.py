@@ -23,7 +23,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -45,7 +44,6 @@ from exports.selectors import (
     judgment_last_id,
 )
 from exports.splits import splits_from_dict
-from exports.writers.card import card_write
 from exports.writers.images import JpegEncoder
 from exports.writers.manifest import folder_files, manifest_write
 from pickwise.enqueue import enqueue_on_commit
@@ -377,6 +375,11 @@ def _build_with_retries(
 
 
 def _build_once(*, export: Export, work: Path, progress: Callable[[int, int], None] | None) -> dict:
+    # Here, not at the top: the web process loads this module and needs no pyarrow.
+    import pyarrow as pa
+
+    from exports.writers.card import card_write
+
     campaign = export.campaign
     policy = policy_from_dict(export.policy, training_format=export.format in TRAINING_FORMATS)
     campaigns = export_campaigns(export=export)

@@ -1,14 +1,12 @@
 """What the web side reads from an export's files: pair counts and held-out captions (pyarrow,
 no torch). The trainer reads the same files itself; these reads are only for checks at start
-and for the evaluation loop."""
+and for the evaluation loop. pyarrow is imported by the reads: the admin and the API load this
+module in every web process."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 TIE = 0.5
 HELD_OUT_SPLIT = "test_unique"
@@ -31,6 +29,9 @@ def split_files(*, folder: str | Path, split: str) -> list[Path]:
 
 def split_counts(*, folder: str | Path, split: str = "train") -> SplitCounts:
     """Rows and ties (label_0 == 0.5) of one split, reading only the label column."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
     rows = ties = 0
     files = split_files(folder=folder, split=split)
     for path in files:
@@ -43,6 +44,8 @@ def split_counts(*, folder: str | Path, split: str = "train") -> SplitCounts:
 def ranked_split_counts(*, folder: str | Path, split: str = "train") -> SplitCounts:
     """Rankings of one split of a ranked export; a ranking whose images all tie counts as a tie
     (RankDPO drops it, as DPO drops a tied pair)."""
+    import pyarrow.parquet as pq
+
     rows = ties = 0
     files = split_files(folder=folder, split=split)
     for path in files:
@@ -57,6 +60,8 @@ def held_out_captions(*, folder: str | Path, split: str = HELD_OUT_SPLIT) -> lis
 
     A ranked export has no test_unique split: its test split and prompt column stand in.
     """
+    import pyarrow.parquet as pq
+
     seen: dict[str, None] = {}
     files = split_files(folder=folder, split=split)
     column = "caption"

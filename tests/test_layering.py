@@ -1,0 +1,84 @@
+"""The layering of docs/architecture.md, held by import-linter and by the web process's imports.
+
+`make test` (and so CI) runs these; `make lint` runs the same contracts with `lint-imports`.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = ("pickwise", "annotate", "generation", "exports", "training", "frontend")
+LINT_IMPORTS = str(Path(sys.executable).parent / "lint-imports")
+
+# Libraries the web process must not load: GPU work happens in Celery tasks and the trainer,
+# and evalica (with scipy and pandas behind it) only when a leaderboard is fitted.
+NOT_IN_THE_WEB_PROCESS = ("torch", "diffusers", "transformers", "evalica", "scipy", "pandas")
+
+
+def lint_imports(cwd: Path) -> subprocess.CompletedProcess:
+    # No cache: concurrent runs must not share one, and a fresh graph takes about a second.
+    return subprocess.run(
+        [LINT_IMPORTS, "--no-cache"], cwd=cwd, capture_output=True, text=True, check=False
+    )
+
+
+def test_the_code_keeps_every_import_contract():
+    done = lint_imports(ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 broken" in done.stdout
+
+
+def copy_of_the_apps(tmp_path: Path) -> Path:
+    for app in APPS:
+        shutil.copytree(ROOT / app, tmp_path / app, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    return tmp_path
+
+
+def test_an_import_up_the_layers_breaks_the_lint(tmp_path):
+    tree = copy_of_the_apps(tmp_path)
+    (tree / "annotate" / "upward.py").write_text("from frontend import views  # noqa: F401\n")
+
+    done = lint_imports(tree)
+
+    assert done.returncode != 0
+    assert "annotate.upward -> frontend.views" in done.stdout
+
+
+def test_a_trainer_module_importing_django_breaks_the_lint(tmp_path):
+    tree = copy_of_the_apps(tmp_path)
+    losses = tree / "training" / "dpo_losses.py"
+    losses.write_text(losses.read_text() + "\nfrom django.conf import settings  # noqa: E402\n")
+
+    done = lint_imports(tree)
+
+    assert done.returncode != 0
+    assert "training.dpo_losses is not allowed to import django" in done.stdout
+
+
+def test_every_trainer_module_is_under_the_no_django_contract():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    contracts = config["tool"]["importlinter"]["contracts"]
+    trainer = next(c for c in contracts if c["name"].startswith("The standalone trainer"))
+    modules = {f"training.{path.stem}" for path in (ROOT / "training").glob("dpo*.py")}
+    assert modules, "no trainer modules found"
+    assert modules <= set(trainer["source_modules"])
+
+
+def test_the_url_conf_loads_no_gpu_or_statistics_library():
+    code = (
+        "import json, sys, django\n"
+        "django.setup()\n"
+        "import pickwise.urls\n"
+        f"print(json.dumps([m for m in {NOT_IN_THE_WEB_PROCESS!r} if m in sys.modules]))\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "pickwise.settings", "PICKWISE_TESTING": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
