@@ -19,8 +19,16 @@ from django.utils import timezone
 from annotate.models import ImageImport
 from annotate.services.image_imports.jobs import image_import_create, image_imports_recover
 from exports.models import Export
+from exports.services import export_create, exports_recover
 from pickwise.heartbeat import heartbeat
-from tests.factories import CampaignFactory, manifest_zip
+from tests.exports.helpers import bulk_judge, prefer_models
+from tests.factories import (
+    CampaignFactory,
+    UserFactory,
+    annotator,
+    campaign_with_comparisons,
+    manifest_zip,
+)
 from tests.generation.test_worker import FINISH_SECONDS, Worker
 
 HEARTBEAT_SECONDS = 0.5
@@ -35,23 +43,43 @@ def pool_children(pid: int) -> list[int]:
 
 
 @pytest.fixture
-def prefork_worker(tmp_path):
+def prefork_worker(tmp_path, settings):
+    settings.EXPORT_ROOT = tmp_path / "exports"
+    settings.PICKWISE_IMPORT_HEARTBEAT_TIMEOUT = TIMEOUT_SECONDS
+    settings.EXPORT_HEARTBEAT_TIMEOUT = TIMEOUT_SECONDS
     worker = Worker(tmp_path, queue="default", pool="prefork")
     worker.env |= {
         "IMPORT_ROOT": str(django_settings.IMPORT_ROOT),
+        "EXPORT_ROOT": str(settings.EXPORT_ROOT),
         "PICKWISE_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
         "PICKWISE_IMPORT_HEARTBEAT_TIMEOUT": str(TIMEOUT_SECONDS),
+        "EXPORT_HEARTBEAT_TIMEOUT": str(TIMEOUT_SECONDS),
     }
     yield worker
     worker.stop()
 
 
+def kill_the_pool_process_once_running(worker, is_running) -> float:
+    """SIGKILL the worker's pool process as soon as the job runs; returns when it was."""
+    worker.wait_for(is_running, FINISH_SECONDS, "start the job")
+    (child,) = pool_children(worker.process.pid)
+    os.kill(child, signal.SIGKILL)
+    return time.monotonic()
+
+
+def requeued_by_the_sweep(sweep, killed_at: float) -> float:
+    """Call the sweep until it takes the job back; returns the seconds since the kill."""
+    while sweep() == {"requeued": 0, "failed": 0}:
+        assert time.monotonic() - killed_at < TIMEOUT_SECONDS + 5, "the sweep never took it back"
+        time.sleep(0.2)
+    waited = time.monotonic() - killed_at
+    assert waited >= TIMEOUT_SECONDS - 1  # a job is taken only once silent for the timeout
+    return waited
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_an_import_whose_pool_process_was_killed_is_queued_again_and_finished(
-    prefork_worker, settings
-):
-    settings.PICKWISE_IMPORT_HEARTBEAT_TIMEOUT = TIMEOUT_SECONDS
+def test_an_import_whose_pool_process_was_killed_is_queued_again_and_finished(prefork_worker):
     worker = prefork_worker
     worker.start()
     campaign = CampaignFactory()
@@ -62,18 +90,11 @@ def test_an_import_whose_pool_process_was_killed_is_queued_again_and_finished(
     def running() -> bool:
         return ImageImport.objects.get(pk=job.pk).status == ImageImport.Status.RUNNING
 
-    worker.wait_for(running, FINISH_SECONDS, "start the import")
-    (child,) = pool_children(worker.process.pid)
-    os.kill(child, signal.SIGKILL)
-    killed_at = time.monotonic()
+    killed_at = kill_the_pool_process_once_running(worker, running)
     job.refresh_from_db()
     assert job.status == "running", "the import ended before the kill; the test proves nothing"
-
     # Nothing beats for the dead process: the sweep takes the job back within the timeout.
-    while image_imports_recover() == {"requeued": 0, "failed": 0}:
-        assert time.monotonic() - killed_at < TIMEOUT_SECONDS + 5, "the sweep never took it back"
-        time.sleep(0.2)
-    assert time.monotonic() - killed_at >= TIMEOUT_SECONDS - 1  # a live job is never taken
+    requeued_by_the_sweep(image_imports_recover, killed_at)
 
     def ended() -> bool:
         return ImageImport.objects.get(pk=job.pk).status in ("succeeded", "failed")
@@ -82,6 +103,34 @@ def test_an_import_whose_pool_process_was_killed_is_queued_again_and_finished(
     job.refresh_from_db()
     assert (job.status, job.attempts) == ("succeeded", 2), job.error
     assert job.counts["images_created"] == 4000
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_an_export_whose_pool_process_was_killed_is_queued_again_and_built(prefork_worker):
+    worker = prefork_worker
+    campaign = campaign_with_comparisons(prompts=300, models=("model-a", "model-b"))
+    bulk_judge(
+        campaign, [annotator(campaign), annotator(campaign)], prefer_models("model-a", "model-b")
+    )
+    worker.start()
+    export = export_create(campaign=campaign, format="pickapic", requested_by=UserFactory())
+
+    def running() -> bool:
+        return Export.objects.get(pk=export.pk).status == Export.Status.RUNNING
+
+    killed_at = kill_the_pool_process_once_running(worker, running)
+    export.refresh_from_db()
+    assert export.status == "running", "the build ended before the kill; the test proves nothing"
+    requeued_by_the_sweep(exports_recover, killed_at)
+
+    def ended() -> bool:
+        return Export.objects.get(pk=export.pk).status in ("finished", "failed")
+
+    worker.wait_for(ended, FINISH_SECONDS, "build the export again")
+    export.refresh_from_db()
+    assert (export.status, export.attempts) == ("finished", 2), export.error
+    assert export.manifest["counts"]["judgments_included"] == 600
 
 
 @pytest.mark.django_db(transaction=True)
