@@ -255,7 +255,9 @@
       waiting = false;
       await show(task);
       reserveAhead();
-    } else {
+    } else if (!ahead && !(current && current.task.id === task.id)) {
+      // (An undo may have put a task back in line meanwhile: then this one stays open on
+      // the server, and next hands it back later.)
       ahead = task;
     }
   }
