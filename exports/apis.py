@@ -14,12 +14,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate.access import READERS, campaign_get_for_user
-from annotate.apis import ERRORS
 from exports.access import export_get_for_user
 from exports.combined import MAX_CAMPAIGNS
 from exports.models import Export
 from exports.selectors import export_file_path, export_files
 from exports.services import export_create
+from pickwise.api import ERRORS
 from pickwise.errors import ApplicationError
 
 ONE_OR_SEVERAL = "Give either campaign (one id) or campaigns (a list of ids)."

@@ -6,7 +6,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate.access import campaign_get_for_user
-from annotate.apis import ERRORS
 from annotate.models import Membership
 from generation.access import generation_job_get_for_user, user_may_list_generators
 from generation.models import MAX_JOB_SEED, MAX_SEEDS_PER_PROMPT, GenerationJob, Generator
@@ -17,6 +16,7 @@ from generation.selectors import (
     generator_list,
 )
 from generation.services.jobs import generation_job_cancel, generation_job_start
+from pickwise.api import ERRORS
 from pickwise.errors import ApplicationError
 
 ADMIN_ONLY = (Membership.Role.ADMIN,)

@@ -5,8 +5,8 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotate.apis import ERRORS
 from exports.access import export_get_for_user
+from pickwise.api import ERRORS
 from training.access import training_job_get_for_user
 from training.models import TrainingJob
 from training.selectors import (
