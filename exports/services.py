@@ -47,7 +47,7 @@ from exports.splits import splits_from_dict
 from exports.writers.images import JpegEncoder
 from exports.writers.manifest import folder_files, manifest_write
 from pickwise.enqueue import enqueue_on_commit
-from pickwise.errors import ApplicationError
+from pickwise.errors import ApplicationError, without_paths
 from pickwise.heartbeat import heartbeat
 
 logger = logging.getLogger(__name__)
@@ -295,6 +295,10 @@ def export_build(
         if not isinstance(error, ApplicationError):
             logger.exception("export %s failed", export.pk)
             message = f"{type(error).__name__}: {message}"
+        else:
+            logger.warning("export %s failed: %s", export.pk, message)
+        # Researchers read the row: no server paths there (the log has them).
+        message = without_paths(message)
         _held(export).update(
             status=Export.Status.FAILED, error=message, finished_at=timezone.now(), **_RELEASED
         )

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from pickwise.errors import without_paths
 from training.metrics_file import lines_kept_on_resume
 from training.models import TrainingJob
 from training.options import trainer_argv
@@ -56,8 +57,6 @@ TRAINER_KILLED = (
     "The trainer was killed by signal {signal} (out of memory?); the worker's log has the details."
 )
 TRAINER_UNFINISHED = "The trainer exited without finishing; the worker's log has the details."
-# Absolute paths (POSIX or Windows) in a message shown to users.
-_ABSOLUTE_PATH = re.compile(r"(?:(?<![\w.~:/])/|\b[A-Za-z]:\\)[^\s'\",;:()\[\]]*")
 
 
 def latest_checkpoint_step(output_dir: Path) -> int | None:
@@ -148,11 +147,6 @@ def _tail(path: Path) -> str:
             return handle.read().decode("utf-8", errors="replace").strip()
     except OSError:
         return ""
-
-
-def without_paths(text: str) -> str:
-    """`text` with every absolute path replaced by "<path>"."""
-    return _ABSOLUTE_PATH.sub("<path>", text)
 
 
 def failure_message(*, returncode: int, log: Path) -> str:

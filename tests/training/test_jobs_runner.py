@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from pickwise.errors import without_paths
 from tests.training.jobs_support import TINY_OPTIONS, finished_export
 from training.models import TrainingJob, TrainingMetric
-from training.runner import TRAINER_FAILED, MetricsTail, without_paths
+from training.runner import TRAINER_FAILED, MetricsTail
 from training.runner import training_job_run as run
 from training.selectors import training_job_metric_series
 from training.services.jobs import training_job_create, training_jobs_recover
