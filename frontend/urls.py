@@ -3,6 +3,7 @@ from django.urls import path
 
 from frontend import (
     campaign_views,
+    export_views,
     image_views,
     member_views,
     prompt_views,
@@ -62,6 +63,17 @@ urlpatterns = [
         "campaigns/<id:campaign_id>/images/import/",
         image_views.images_import,
         name="campaign-images-import",
+    ),
+    path("campaigns/<id:campaign_id>/exports/", export_views.exports, name="campaign-exports"),
+    path(
+        "campaigns/<id:campaign_id>/exports/list/",
+        export_views.exports_list,
+        name="campaign-exports-list",
+    ),
+    path(
+        "campaigns/<id:campaign_id>/exports/start/",
+        export_views.exports_start,
+        name="campaign-exports-start",
     ),
     path("campaigns/<id:campaign_id>/members/", member_views.members, name="campaign-members"),
     path(
