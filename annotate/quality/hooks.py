@@ -80,16 +80,20 @@ def _on_gold(*, judgment: Judgment, membership: Membership, policy: dict) -> Non
     stats_add(stats=stats, **step)
 
 
-def _on_repeat(*, judgment: Judgment) -> None:
+def repeat_agrees(judgment: Judgment) -> bool:
+    """Whether a repeat judgment gives its original's answer on the first criterion."""
     primary = primary_criterion(judgment.campaign)
     original = Judgment.objects.values_list("answers", flat=True).get(
         pk=judgment.assignment.repeat_of_id
     )
-    same = same_answer(judgment.answers.get(primary), original.get(primary))
+    return same_answer(judgment.answers.get(primary), original.get(primary))
+
+
+def _on_repeat(*, judgment: Judgment) -> None:
     stats_increment(
         campaign_id=judgment.campaign_id,
         annotator_id=judgment.annotator_id,
-        own={"repeats": 1, "repeats_same": int(same)},
+        own={"repeats": 1, "repeats_same": int(repeat_agrees(judgment))},
     )
     _enqueue_evaluation(judgment)
 

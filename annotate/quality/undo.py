@@ -9,6 +9,7 @@ the gold counters can be replayed from the rater's remaining gold answers.
 from annotate.models import Judgment
 from annotate.quality.encoding import BOTH_BAD_VALUE, DERIVED, PAIR, judgment_ms
 from annotate.quality.gating import GOLD_COUNTERS, gold_step, policy_for
+from annotate.quality.hooks import repeat_agrees
 from annotate.quality.models import RaterStats, Rating
 from annotate.quality.rater_stats import (
     canonical_images,
@@ -16,7 +17,6 @@ from annotate.quality.rater_stats import (
     judgment_units,
     own_increments,
     primary_criterion,
-    same_answer,
     stats_increment,
 )
 
@@ -80,15 +80,10 @@ def _off_gold(*, judgment: Judgment) -> None:
 
 
 def _off_repeat(*, judgment: Judgment) -> None:
-    primary = primary_criterion(judgment.campaign)
-    original = Judgment.objects.values_list("answers", flat=True).get(
-        pk=judgment.assignment.repeat_of_id
-    )
-    same = same_answer(judgment.answers.get(primary), original.get(primary))
     stats_increment(
         campaign_id=judgment.campaign_id,
         annotator_id=judgment.annotator_id,
-        own={"repeats": -1, "repeats_same": -int(same)},
+        own={"repeats": -1, "repeats_same": -int(repeat_agrees(judgment))},
     )
 
 
