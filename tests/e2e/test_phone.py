@@ -67,6 +67,18 @@ def test_a_pair_fits_one_phone_screen_and_the_next_starts_at_the_top(live_server
     assert Judgment.objects.get(annotator=user).answers == {"overall": assignment.presented[1]}
 
 
+def test_a_pair_fits_with_the_qualification_banner_too(live_server, new_page):
+    campaign = make_campaign(prompts=12, gold=10, qualification_size=8, texts=[LONG_SCENE])
+    member(campaign, "newcomer")
+    page = _phone(new_page)
+    log_in(page, live_server.url, "newcomer", next_path=f"/campaigns/{campaign.pk}/annotate/")
+    wait_for_task(page)
+    assert page.locator("[data-qualifying]").is_visible()
+    assert len(_bottoms(page, "#criteria .choice")) == 4
+    for selector in ("#prompt", "#images img", "#criteria .choice"):
+        assert max(_bottoms(page, selector)) <= HEIGHT, selector
+
+
 def test_a_wide_screen_keeps_left_and_right(live_server, new_page):
     campaign = make_campaign(prompts=2)
     member(campaign, "desk")
