@@ -117,15 +117,22 @@ def _qualification_end(campaign: Campaign, annotator) -> Subquery:
     )
 
 
+# Which answered assignments each counter counts (on Assignment rows).
+_ANSWERED = Q(judgment__isnull=False)
+_REGULAR_ANSWER = _ANSWERED & Q(is_gold=False, is_repeat=False)
+_GOLD_ANSWER = _ANSWERED & Q(is_gold=True)
+_REPEAT_ANSWER = _ANSWERED & Q(is_repeat=True)
+_COUNTED_JUDGMENT = _REGULAR_ANSWER & Q(judgment__excluded=False)
+
+
 def _tally(assignments: QuerySet[Assignment], *, qualification: Q) -> dict:
     """One pass over the assignments (and their judgments) gives every counter."""
-    answered = Q(judgment__isnull=False)
-    regular = answered & Q(is_gold=False, is_repeat=False)
-    gold = answered & Q(is_gold=True)
+    regular = _REGULAR_ANSWER
+    gold = _GOLD_ANSWER
     totals = assignments.aggregate(
-        judgments=Count("pk", filter=regular & Q(judgment__excluded=False)),
+        judgments=Count("pk", filter=_COUNTED_JUDGMENT),
         excluded=Count("pk", filter=regular & Q(judgment__excluded=True)),
-        repeats=Count("pk", filter=answered & Q(is_repeat=True)),
+        repeats=Count("pk", filter=_REPEAT_ANSWER),
         gold_all=Count("pk", filter=gold),
         qualification=Count("pk", filter=gold & qualification),
         skipped=Count("pk", filter=Q(state=Assignment.State.SKIPPED)),
@@ -233,6 +240,76 @@ def annotator_progress(*, campaign: Campaign, user: AbstractBaseUser) -> dict:
         "gate_state": membership.gate_state if membership else None,
         "gate_reason": membership.gate_reason if membership else "",
     }
+
+
+def campaign_overview_for_user(*, user: AbstractBaseUser, limit: int) -> list[dict]:
+    """The home page: the user's campaigns (at most `limit`), each with the user's role and,
+    for an annotator, their own answers and gate state (`mine`, as annotator_progress gives
+    `judged` and `gate_state`), for admins and researchers the judgments done and wanted
+    (`progress`, as campaign_progress). A fixed number of queries, whatever the number of
+    campaigns: the figures are grouped by campaign, not read campaign by campaign.
+    """
+    campaigns = list(campaign_list_for_user(user=user)[:limit])
+    ids = [campaign.pk for campaign in campaigns]
+    memberships = {
+        campaign_id: (role, gate_state)
+        for campaign_id, role, gate_state in Membership.objects.filter(
+            user_id=user.pk, campaign_id__in=ids
+        ).values_list("campaign_id", "role", "gate_state")
+    }
+    # The roles of campaign_role, decided once for the page. A campaign without a membership
+    # is listed only to site researchers (campaign_list_for_user), so it is read as one.
+    site_admin = user_is_site_admin(user)
+    rows = []
+    for campaign in campaigns:
+        role, gate_state = memberships.get(campaign.pk, (None, None))
+        if site_admin:
+            role = Membership.Role.ADMIN
+        elif role is None:
+            role = Membership.Role.RESEARCHER
+        rows.append({"campaign": campaign, "role": role, "gate_state": gate_state})
+
+    annotating = [row["campaign"].pk for row in rows if row["role"] == Membership.Role.ANNOTATOR]
+    reading = [row["campaign"].pk for row in rows if row["role"] != Membership.Role.ANNOTATOR]
+    judged = dict(
+        Assignment.objects.filter(campaign_id__in=annotating, annotator_id=user.pk)
+        .values("campaign_id")
+        .annotate(
+            n=Count("pk", filter=_REGULAR_ANSWER)
+            + Count("pk", filter=_GOLD_ANSWER)
+            + Count("pk", filter=_REPEAT_ANSWER)
+        )
+        .values_list("campaign_id", "n")
+        if annotating
+        else ()
+    )
+    wanted = dict(
+        Comparison.objects.filter(campaign_id__in=reading, role=Comparison.Role.REGULAR)
+        .values("campaign_id")
+        .annotate(n=Sum("wanted"))
+        .values_list("campaign_id", "n")
+        if reading
+        else ()
+    )
+    done = dict(
+        Assignment.objects.filter(_COUNTED_JUDGMENT, campaign_id__in=reading)
+        .values("campaign_id")
+        .annotate(n=Count("pk"))
+        .values_list("campaign_id", "n")
+        if reading
+        else ()
+    )
+    for row in rows:
+        pk = row["campaign"].pk
+        gate_state = row.pop("gate_state")
+        if row["role"] == Membership.Role.ANNOTATOR:
+            row["mine"] = {"judged": judged.get(pk, 0), "gate_state": gate_state}
+        else:
+            row["progress"] = {
+                "judgments_done": done.get(pk, 0),
+                "judgments_wanted": wanted.get(pk) or 0,
+            }
+    return rows
 
 
 def campaign_members(*, campaign: Campaign, limit: int = 1000) -> list[Membership]:

@@ -24,7 +24,7 @@ from annotate.models import Campaign, Membership
 from annotate.quality.services import rater_gate_override
 from annotate.selectors import (
     annotator_progress,
-    campaign_list_for_user,
+    campaign_overview_for_user,
     campaign_progress,
 )
 from annotate.services.assignments import CAMPAIGN_NOT_ACTIVE
@@ -49,17 +49,12 @@ def _percent(done: int, wanted: int) -> int:
 @login_required
 @require_GET
 def home(request):
-    rows = []
-    for campaign in campaign_list_for_user(user=request.user)[:HOME_CAMPAIGN_LIMIT]:
-        role = campaign_role(user=request.user, campaign=campaign)
-        row = {"campaign": campaign, "role": role}
-        if role == Membership.Role.ANNOTATOR:
-            row["mine"] = annotator_progress(campaign=campaign, user=request.user)
-        else:
-            progress = campaign_progress(campaign=campaign)
-            row["progress"] = progress
-            row["percent"] = _percent(progress["judgments_done"], progress["judgments_wanted"])
-        rows.append(row)
+    rows = campaign_overview_for_user(user=request.user, limit=HOME_CAMPAIGN_LIMIT)
+    for row in rows:
+        if "progress" in row:
+            row["percent"] = _percent(
+                row["progress"]["judgments_done"], row["progress"]["judgments_wanted"]
+            )
     context = {"rows": rows, "may_create": user_may_create_campaigns(request.user)}
     return render(request, "frontend/home.html", context)
 
