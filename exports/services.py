@@ -49,6 +49,7 @@ from exports.writers.manifest import folder_files, manifest_write
 from pickwise.enqueue import enqueue_on_commit
 from pickwise.errors import ApplicationError, without_paths
 from pickwise.heartbeat import heartbeat
+from webhooks.events import export_announce
 
 logger = logging.getLogger(__name__)
 
@@ -299,18 +300,22 @@ def export_build(
             logger.warning("export %s failed: %s", export.pk, message)
         # Researchers read the row: no server paths there (the log has them).
         message = without_paths(message)
-        _held(export).update(
+        if _held(export).update(
             status=Export.Status.FAILED, error=message, finished_at=timezone.now(), **_RELEASED
-        )
+        ):
+            export.refresh_from_db()
+            export_announce(export=export)
         export.refresh_from_db()
         return export
-    _held(export).update(
+    if _held(export).update(
         status=Export.Status.FINISHED,
         folder=str(final.resolve()),
         manifest=manifest,
         finished_at=timezone.now(),
         **_RELEASED,
-    )
+    ):
+        export.refresh_from_db()
+        export_announce(export=export)
     export.refresh_from_db()
     return export
 
@@ -346,6 +351,8 @@ def exports_recover(*, worker: str | None = None, resend_pending: bool = False) 
                 **_RELEASED,
             )
             failed += taken
+            if taken:
+                export_announce(export=Export.objects.get(pk=export.pk))
         else:
             taken = _held(export).update(
                 status=Export.Status.PENDING, progress_done=0, started_at=None, **_RELEASED

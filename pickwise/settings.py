@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "training",
     "frontend",
     "pickwise",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -465,6 +466,36 @@ if PICKWISE_TRAINING_PROGRESS_SECONDS <= 0 or PICKWISE_TRAINING_HEARTBEAT_TIMEOU
 CELERY_BEAT_SCHEDULE["training.recover_stalled"] = {
     "task": "training.recover_stalled",
     "schedule": timedelta(minutes=5),
+}
+
+# Webhooks ---------------------------------------------------------------------------------
+# Seconds one delivery attempt may take (connect and answer).
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+# Failed attempts wait WEBHOOK_RETRY_BASE_SECONDS, doubling, at most the cap; a delivery
+# fails for good after WEBHOOK_MAX_ATTEMPTS (the defaults keep trying for about a day).
+WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=10.0)
+WEBHOOK_RETRY_CAP_SECONDS = env.float("WEBHOOK_RETRY_CAP_SECONDS", default=3600.0)
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=30)
+# judgment.batch: at most one event per endpoint and campaign this often, of at most this
+# many judgments (more wait for the next batch).
+WEBHOOK_JUDGMENT_BATCH_SECONDS = env.float("WEBHOOK_JUDGMENT_BATCH_SECONDS", default=60.0)
+WEBHOOK_JUDGMENT_BATCH_MAX = env.int("WEBHOOK_JUDGMENT_BATCH_MAX", default=1000)
+if min(WEBHOOK_TIMEOUT_SECONDS, WEBHOOK_RETRY_BASE_SECONDS, WEBHOOK_JUDGMENT_BATCH_SECONDS) <= 0:
+    raise ImproperlyConfigured(
+        "WEBHOOK_TIMEOUT_SECONDS, WEBHOOK_RETRY_BASE_SECONDS and WEBHOOK_JUDGMENT_BATCH_SECONDS "
+        "must be positive."
+    )
+if WEBHOOK_MAX_ATTEMPTS < 1 or WEBHOOK_JUDGMENT_BATCH_MAX < 1:
+    raise ImproperlyConfigured(
+        "WEBHOOK_MAX_ATTEMPTS and WEBHOOK_JUDGMENT_BATCH_MAX must be 1 or more."
+    )
+CELERY_BEAT_SCHEDULE["webhooks.send_due"] = {
+    "task": "webhooks.send_due",
+    "schedule": timedelta(minutes=1),
+}
+CELERY_BEAT_SCHEDULE["webhooks.judgment_batches"] = {
+    "task": "webhooks.judgment_batches",
+    "schedule": timedelta(seconds=WEBHOOK_JUDGMENT_BATCH_SECONDS),
 }
 
 VAR_DIR.mkdir(parents=True, exist_ok=True)

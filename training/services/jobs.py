@@ -19,6 +19,7 @@ from pickwise.model_folders import ERROR_MODEL_FOLDER_UNAVAILABLE, model_folder_
 from training.export_files import ranked_split_counts, split_counts
 from training.models import TrainingJob
 from training.options import METHODS, MODES, max_steps_of, options_clean
+from webhooks.events import training_job_announce
 
 ERROR_EXPORT_NOT_FINISHED = "Export {id} is {status}; train on a finished export."
 ERROR_EXPORT_FORMAT = "Export {id} is in the {format} format; {method} trains on a {needed} export."
@@ -211,12 +212,16 @@ def training_jobs_recover(*, worker: str | None = None, resend_queued: bool = Fa
                 **release,
             )
         elif job.attempts >= settings.PICKWISE_TRAINING_MAX_ATTEMPTS:
-            failed += held.update(
+            gave_up = held.update(
                 status=TrainingJob.Status.FAILED,
                 error=DIED_TOO_OFTEN.format(attempts=job.attempts),
                 finished_at=timezone.now(),
                 **release,
             )
+            failed += gave_up
+            if gave_up:
+                job.refresh_from_db()
+                training_job_announce(job=job)
         elif held.update(status=TrainingJob.Status.QUEUED, **release):
             requeued.append(job.pk)
     if resend_queued:

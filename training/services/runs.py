@@ -14,6 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from training.models import TrainingJob, TrainingMetric
+from webhooks.events import training_job_announce
 
 Status = TrainingJob.Status
 
@@ -86,15 +87,17 @@ def training_progress_save(*, job: TrainingJob, progress: Progress) -> Ack:
 
 
 def training_run_end(*, job: TrainingJob, status: str, error: str = "") -> bool:
-    """Record the end of the run; False if the claim was lost meanwhile (nothing written)."""
-    return bool(
-        TrainingJob.objects.filter(
-            pk=job.pk, status=Status.RUNNING, claim_token=job.claim_token
-        ).update(
-            status=status,
-            error=error,
-            finished_at=timezone.now(),
-            heartbeat_at=timezone.now(),
-            claim_token="",
-        )
+    """Record the end of the run; False if the claim was lost meanwhile (nothing written).
+    A finished or failed run is announced to webhooks."""
+    ended = TrainingJob.objects.filter(
+        pk=job.pk, status=Status.RUNNING, claim_token=job.claim_token
+    ).update(
+        status=status,
+        error=error,
+        finished_at=timezone.now(),
+        heartbeat_at=timezone.now(),
+        claim_token="",
     )
+    if ended and status in (Status.DONE, Status.FAILED):
+        training_job_announce(job=TrainingJob.objects.select_related("export").get(pk=job.pk))
+    return bool(ended)
