@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from annotate.models import Membership
+from exports.consensus_model import MODELS as CONSENSUS_MODELS
 from pickwise.errors import ApplicationError
 
 BLOCKED_RATER = "blocked_rater"
@@ -27,13 +28,18 @@ INCLUDABLE_STATES = (
     str(Membership.Gate.WARNED),
 )
 BLOCKED_STATE = str(Membership.Gate.BLOCKED)
-POLICY_NOT_AN_OBJECT = "policy must be an object with states, exclude_gold and exclude_repeats."
+POLICY_NOT_AN_OBJECT = (
+    "policy must be an object with states, exclude_gold, exclude_repeats, consensus and "
+    "contested_below."
+)
 POLICY_UNKNOWN_KEYS = "policy has unknown keys: {keys}."
 POLICY_BAD_STATES = (
     "policy.states must be a non-empty list of rater states from: qualifying, active, warned "
     "(blocked raters are never exported)."
 )
 POLICY_BAD_FLAG = "policy.{key} must be true or false."
+POLICY_BAD_CONSENSUS = "policy.consensus must be one of: {models}."
+POLICY_BAD_CONTESTED = "policy.contested_below must be a number from 0.5 to 1."
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,10 @@ class Policy:
     states: tuple[str, ...] = ("active", "warned")
     exclude_gold: bool = True
     exclude_repeats: bool = True
+    # Each pair's consensus label (exports.consensus): the model, and the confidence under
+    # which a pair is marked contested instead of given a winner.
+    consensus: str = "dawid_skene"
+    contested_below: float = 0.9
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -54,7 +64,8 @@ def policy_from_dict(data: Any, *, training_format: bool) -> Policy:
         data = {}
     if not isinstance(data, dict):
         raise ApplicationError(POLICY_NOT_AN_OBJECT, code="invalid")
-    unknown = sorted(set(data) - {"states", "exclude_gold", "exclude_repeats"})
+    known = {"states", "exclude_gold", "exclude_repeats", "consensus", "contested_below"}
+    unknown = sorted(set(data) - known)
     if unknown:
         raise ApplicationError(POLICY_UNKNOWN_KEYS.format(keys=", ".join(unknown)), code="invalid")
     states = data.get("states", list(Policy.states))
@@ -70,9 +81,21 @@ def policy_from_dict(data: Any, *, training_format: bool) -> Policy:
         if not isinstance(value, bool):
             raise ApplicationError(POLICY_BAD_FLAG.format(key=key), code="invalid")
         flags[key] = value or training_format
+    model = data.get("consensus", Policy.consensus)
+    if model not in CONSENSUS_MODELS:
+        raise ApplicationError(
+            POLICY_BAD_CONSENSUS.format(models=", ".join(CONSENSUS_MODELS)), code="invalid"
+        )
+    contested_below = data.get("contested_below", Policy.contested_below)
+    if (
+        isinstance(contested_below, bool)
+        or not isinstance(contested_below, int | float)
+        or not 0.5 <= contested_below <= 1
+    ):
+        raise ApplicationError(POLICY_BAD_CONTESTED, code="invalid")
     # Sorted and deduplicated, so the same policy is always recorded the same way.
     ordered = tuple(s for s in INCLUDABLE_STATES if s in set(states))
-    return Policy(states=ordered, **flags)
+    return Policy(states=ordered, **flags, consensus=model, contested_below=float(contested_below))
 
 
 def rater_verdict(*, gate_state: str | None, policy: Policy) -> tuple[bool, bool]:

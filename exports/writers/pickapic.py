@@ -6,12 +6,18 @@ its row count and its representative for the `*_unique` splits; the writing pass
 rows, re-encodes images once each (exports.writers.images) and streams them into shards.
 Pairwise campaigns take the column path (exports.column_scan, exports.writers.pairwise): a
 SQL aggregate for the count and whole batches at a time for the rows, with the same output.
+
+After the Pick-a-Pic columns come the pair's consensus columns (exports.consensus), filled
+from a pass over the same judgments before the writing pass; readers that know only the
+Pick-a-Pic columns (diffusers' DPO script, `datasets`) ignore them.
 """
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from exports.column_scan import pairwise_counting_pass
+from exports.consensus import FIELDS as CONSENSUS_FIELDS
+from exports.consensus import PairConsensus, export_consensus
 from exports.context import BuildContext, FormatResult
 from exports.pairs import PAIR_ID_STRIDE, coin, rank_pairs
 from exports.scan import Tally, run_counting_pass
@@ -46,10 +52,12 @@ SCHEMA = pa.schema(
         ("ranking_id", pa.int64()),
         ("user_id", pa.int64()),
         ("num_example_per_prompt", pa.int64()),
+        *CONSENSUS_FIELDS,
         ("__index_level_0__", pa.int64()),
     ]
 )
-# Values a row carries before its two counts (default, dpo) and the index.
+# Values a row carries before its two counts (default, dpo); the consensus columns and the
+# index are added when a batch is written (ConsensusRowBuffer, RowBuffer).
 ROW_VALUES = 17
 # Column names of a column batch: the row values, then the default and the dpo count.
 BATCH_NAMES = [*SCHEMA.names[:ROW_VALUES], "count_default", "count_dpo"]
@@ -61,8 +69,10 @@ def write_pickapic(ctx: BuildContext) -> FormatResult:
     if not by_columns:
         counted = run_counting_pass(ctx)
     plan = plan_splits(ctx=ctx, tally=counted)
+    consensus = export_consensus(ctx)
     buffers = {
-        (config, split): RowBuffer(
+        (config, split): ConsensusRowBuffer(
+            consensus=consensus,
             folder=ctx.folder / CONFIG_FOLDERS[config],
             split=split,
             schema=SCHEMA,
@@ -101,8 +111,26 @@ def write_pickapic(ctx: BuildContext) -> FormatResult:
             "ties": ties,
             "ties_dropped_for_dpo": ties,
             "prompts": plan.prompts_per_split(),
+            "consensus": consensus.summary(),
         },
     )
+
+
+class ConsensusRowBuffer(RowBuffer):
+    """A Pick-a-Pic shard set: each batch gets its pairs' consensus columns on the way out."""
+
+    def __init__(self, *, consensus: PairConsensus, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.consensus = consensus
+        self.uid_columns = (
+            SCHEMA.get_field_index("image_0_uid"),
+            SCHEMA.get_field_index("image_1_uid"),
+        )
+
+    def write_arrays(self, arrays: list[pa.Array]) -> None:
+        first, second = self.uid_columns
+        extra = self.consensus.columns(arrays[first], arrays[second])
+        super().write_arrays([*arrays, *extra])
 
 
 class PairBuffer:

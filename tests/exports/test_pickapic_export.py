@@ -41,6 +41,12 @@ EXPECTED_TYPES = {
     "ranking_id": "int64",
     "user_id": "int64",
     "num_example_per_prompt": "int64",
+    # Beyond Pick-a-Pic v2: each pair's consensus (exports.consensus).
+    "consensus_label_0": "float64",
+    "consensus_confidence": "float64",
+    "consensus_contested": "bool",
+    "majority_label_0": "float64",
+    "consensus_votes": "int64",
     "__index_level_0__": "int64",
 }
 

@@ -1,0 +1,263 @@
+"""Consensus accuracy against a known latent truth: our models beside crowd-kit's aggregators.
+
+    python bench/consensus_accuracy.py                       # 3 seeds x 2 crowds (about a minute)
+    python bench/consensus_accuracy.py --seeds 7 2024 99 --items-per-prompt 6
+
+A world of its own, in numpy, on the lines of bench/simulate_crowd.py's: each prompt has four
+images (one per model); an image has a latent quality (its model's effect plus noise) and a
+style value; 40% of pairs turn on style, where minority-taste raters legitimately prefer the
+other image. The truth of a pair is the majority taste's preference. Each of the prompt's six
+pairs is judged by OVERLAP distinct raters (no gating: every judgment counts, so the models
+face the bad raters too).
+
+Rater models (the perception noise is correlated per rater and pair: a fixed offset drawn
+once per (rater, pair) plus a small fresh draw, so a rater's repeat of a pair is not an
+independent vote): honest (noise 0.35 to 0.9, lapses 2%), minority taste (honest, style
+pairs flipped), sloppy (noise 1.5 to 2.5, lapses 15%), random clicker (first, second or tie
+at random), always first-on-screen (screen order is random per judgment), always tie,
+contrarian (the opposite of what they perceive). Ties come from a per-rater threshold on
+the perceived gap.
+
+Aggregators, each scored on every pair against the truth (an exact draw scores one half):
+ours (exports.consensus_model: one-coin Dawid-Skene with ties left out of the class model,
+and the majority with a tie as a vote), and crowd-kit's MajorityVote (tie as a label; draws
+broken as crowd-kit breaks them), DawidSkene, OneCoinDawidSkene, GLAD and MACE over
+the votes with ties dropped, and BradleyTerry over images (ties dropped; a pair's winner is
+the image with the higher score). Intervals: 95% bootstrap over prompts, pooled over seeds;
+the paired difference against the best crowd-kit aggregator is bootstrapped the same way.
+(crowd-kit 1.4.2's Wawa fails under scikit-learn 1.6 and later, so it is left out.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from exports.consensus_model import FIRST, SECOND, TIE, consensus  # noqa: E402
+
+MODELS_PER_PROMPT = 4
+OVERLAP = 5
+STYLE_SHARE = 0.4
+MIXTURES = {
+    # share of raters per group
+    "mostly honest": {
+        "honest": 0.70,
+        "minority_taste": 0.10,
+        "sloppy": 0.10,
+        "random": 0.05,
+        "always_first": 0.05,
+    },
+    "adversarial": {
+        "honest": 0.45,
+        "minority_taste": 0.15,
+        "sloppy": 0.10,
+        "random": 0.15,
+        "always_first": 0.05,
+        "always_tie": 0.05,
+        "contrarian": 0.05,
+    },
+}
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[7, 2024, 31337])
+    parser.add_argument("--prompts", type=int, default=200)
+    parser.add_argument("--raters", type=int, default=60)
+    parser.add_argument("--bootstrap", type=int, default=2000)
+    return parser.parse_args()
+
+
+def simulate(seed: int, mixture: dict, *, prompts: int, raters: int):
+    """Votes (pair, rater, outcome) and the truth per pair; pair p is (image a, image b)."""
+    rng = np.random.default_rng(seed)
+    model_effect = rng.normal(0, 0.5, MODELS_PER_PROMPT)
+    quality = model_effect + rng.normal(0, 0.7, (prompts, MODELS_PER_PROMPT))
+    style = rng.normal(0, 1, (prompts, MODELS_PER_PROMPT))
+    pairs = [(a, b) for a in range(MODELS_PER_PROMPT) for b in range(a + 1, MODELS_PER_PROMPT)]
+    groups = rng.choice(list(mixture), size=raters, p=list(mixture.values()))
+    noise = np.where(
+        groups == "sloppy", rng.uniform(1.5, 2.5, raters), rng.uniform(0.35, 0.9, raters)
+    )
+    lapse = np.where(groups == "sloppy", 0.15, 0.02)
+    tie_threshold = rng.uniform(0.05, 0.3, raters)
+    rows = []  # prompt, a, b, on_style, truth_first, rater, outcome
+    for p in range(prompts):
+        for a, b in pairs:
+            on_style = rng.random() < STYLE_SHARE
+            axis = style if on_style else quality
+            gap = axis[p, a] - axis[p, b]  # > 0: the majority taste prefers a
+            for r in rng.choice(raters, OVERLAP, replace=False):
+                rows.append(
+                    (
+                        p,
+                        a,
+                        b,
+                        on_style,
+                        gap > 0,
+                        r,
+                        _vote(
+                            rng,
+                            groups[r],
+                            gap,
+                            on_style,
+                            noise[r],
+                            lapse[r],
+                            tie_threshold[r],
+                            seed,
+                            p,
+                            a,
+                            b,
+                        ),
+                    )
+                )
+    table = np.array([(p, a, b, s, t, r, o) for p, a, b, s, t, r, o in rows], dtype=np.int64)
+    return table, groups
+
+
+def _vote(rng, group, gap, on_style, noise, lapse, tie_threshold, seed, p, a, b) -> int:
+    if group == "random":
+        return int(rng.integers(3))
+    if group == "always_tie":
+        return TIE
+    if group == "always_first":  # first on a screen whose order is random per judgment
+        return FIRST if rng.random() < 0.5 else SECOND
+    if group == "minority_taste" and on_style:
+        gap = -gap
+    # Correlated perception: an offset fixed per (rater, pair), plus a small fresh draw.
+    offset = np.random.default_rng([seed, p, a, b, int(noise * 1e6)]).normal(0, noise * 0.8)
+    perceived = gap + offset + rng.normal(0, noise * 0.6)
+    if rng.random() < lapse:
+        return int(rng.integers(3))
+    if abs(perceived) < tie_threshold:
+        return TIE
+    outcome = FIRST if perceived > 0 else SECOND
+    if group == "contrarian":
+        outcome = SECOND if outcome == FIRST else FIRST
+    return outcome
+
+
+def score(predicted_first: np.ndarray, truth_first: np.ndarray) -> np.ndarray:
+    """Per pair: 1 right, 0 wrong, 0.5 for an exact draw (predicted 0.5)."""
+    right = np.where(predicted_first == 0.5, 0.5, (predicted_first > 0.5) == truth_first)
+    return right.astype(float)
+
+
+def aggregate(table: np.ndarray) -> dict[str, np.ndarray]:
+    """Per pair, each aggregator's prediction as P(first wins) in {0, 0.5, 1} (or a float)."""
+    prompt, a, b, rater, outcome = table[:, 0], table[:, 1], table[:, 2], table[:, 5], table[:, 6]
+    pair_keys = prompt * 100 + a * 10 + b
+    unique_keys, item = np.unique(pair_keys, return_inverse=True)
+    n_items, n_raters = len(unique_keys), int(rater.max()) + 1
+    out = {}
+    ds = consensus(items=item, raters=rater, outcomes=outcome, n_items=n_items, n_raters=n_raters)
+    out["ours: Dawid-Skene (one-coin, ties out)"] = np.where(
+        ds.p_first == 0.5, 0.5, (ds.p_first > 0.5).astype(float)
+    )
+    out["ours: majority (tie a vote)"] = ds.majority
+    out.update(_crowdkit(item, rater, outcome, prompt, a, b, n_items))
+    return out, unique_keys
+
+
+def _crowdkit(item, rater, outcome, prompt, a, b, n_items) -> dict[str, np.ndarray]:
+    try:
+        import pandas as pd
+        from crowdkit import aggregation as ck
+    except ImportError:
+        print("crowd-kit is not installed: pip install -r requirements/bench.txt")
+        return {}
+    names = np.array(["first", "second", "tie"])
+    frame = pd.DataFrame({"worker": rater, "task": item, "label": names[outcome]})
+    no_ties = frame[frame.label != "tie"]
+    results = {}
+
+    def as_first(labels: pd.Series) -> np.ndarray:
+        mapped = labels.reindex(range(n_items)).map({"first": 1.0, "second": 0.0, "tie": 0.0})
+        return mapped.fillna(0.5).to_numpy()  # a pair with no vote left: a draw
+
+    results["crowd-kit MajorityVote (tie a label)"] = as_first(ck.MajorityVote().fit_predict(frame))
+    results["crowd-kit DawidSkene"] = as_first(ck.DawidSkene(n_iter=100).fit_predict(no_ties))
+    results["crowd-kit OneCoinDawidSkene"] = as_first(
+        ck.OneCoinDawidSkene(n_iter=100).fit_predict(no_ties)
+    )
+    results["crowd-kit GLAD"] = as_first(ck.GLAD(n_iter=100, silent=True).fit_predict(no_ties))
+    results["crowd-kit MACE"] = as_first(ck.MACE(n_iter=100).fit_predict(no_ties))
+    # Bradley-Terry over images: every prompt's images, ties dropped.
+    decided = outcome != TIE
+    left = prompt[decided] * 10 + a[decided]
+    right = prompt[decided] * 10 + b[decided]
+    winner = np.where(outcome[decided] == FIRST, left, right)
+    bt = ck.BradleyTerry(n_iter=100).fit(
+        pd.DataFrame({"worker": rater[decided], "left": left, "right": right, "label": winner})
+    )
+    scores = bt.scores_
+    pair_first = np.zeros(n_items)
+    first_of = dict(zip(item, prompt * 10 + a, strict=True))
+    second_of = dict(zip(item, prompt * 10 + b, strict=True))
+    for i in range(n_items):
+        s1, s2 = scores.get(first_of[i], np.nan), scores.get(second_of[i], np.nan)
+        pair_first[i] = 0.5 if not (s1 > s2 or s2 > s1) else float(s1 > s2)
+    results["crowd-kit BradleyTerry (images)"] = pair_first
+    return results
+
+
+def bootstrap(per_prompt: np.ndarray, rng, rounds: int) -> tuple[float, float]:
+    """95% interval of the mean over prompts (rows: prompts, the per-prompt mean score)."""
+    draws = rng.integers(0, len(per_prompt), (rounds, len(per_prompt)))
+    means = per_prompt[draws].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def main() -> None:
+    args = parse()
+    started = time.perf_counter()
+    rng = np.random.default_rng(0)
+    print(
+        f"seeds {args.seeds}, {args.prompts} prompts x 6 pairs x {OVERLAP} raters, "
+        f"{args.raters} raters per crowd\n"
+    )
+    for name, mixture in MIXTURES.items():
+        per_method: dict[str, list] = {}
+        per_seed: dict[str, list] = {}
+        for seed in args.seeds:
+            table, _ = simulate(seed, mixture, prompts=args.prompts, raters=args.raters)
+            predictions, keys = aggregate(table)
+            truth = {}
+            for row in table:
+                truth[row[0] * 100 + row[1] * 10 + row[2]] = bool(row[4])
+            truth_first = np.array([truth[k] for k in keys])
+            prompt_of = keys // 100
+            for method, predicted in predictions.items():
+                scores = score(predicted, truth_first)
+                per_prompt = np.bincount(prompt_of, weights=scores) / np.bincount(prompt_of)
+                per_method.setdefault(method, []).append(per_prompt)
+                per_seed.setdefault(method, []).append(scores.mean())
+        pooled = {m: np.concatenate(v) for m, v in per_method.items()}
+        print(f"## {name}: " + ", ".join(f"{g} {s:.0%}" for g, s in mixture.items()))
+        print("| aggregator | accuracy (3 seeds pooled) | 95% interval | per seed |")
+        print("|---|---|---|---|")
+        for method, values in sorted(pooled.items(), key=lambda kv: -kv[1].mean()):
+            low, high = bootstrap(values, rng, args.bootstrap)
+            seeds = ", ".join(f"{v:.3f}" for v in per_seed[method])
+            print(f"| {method} | {values.mean():.3f} | {low:.3f} to {high:.3f} | {seeds} |")
+        crowdkit = {m: v for m, v in pooled.items() if m.startswith("crowd-kit")}
+        if crowdkit:
+            best = max(crowdkit, key=lambda m: crowdkit[m].mean())
+            ours = pooled["ours: Dawid-Skene (one-coin, ties out)"]
+            diff = ours - crowdkit[best]
+            low, high = bootstrap(diff, rng, args.bootstrap)
+            print(
+                f"\nours (Dawid-Skene) minus the best crowd-kit ({best}): "
+                f"{diff.mean():+.4f}, 95% interval {low:+.4f} to {high:+.4f}\n"
+            )
+    print(f"({time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

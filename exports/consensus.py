@@ -1,0 +1,116 @@
+"""Each image pair's consensus for an export: one pass over the judgments the export keeps,
+then the model the export's policy names (exports.consensus_model).
+
+The votes are exactly those of the exported rows: the same policy decides which judgments
+count, and a ranking gives one vote per pair of its images, as it gives one row per pair. An
+item is an unordered pair of images, so the votes of two comparisons that share a pair (k-way
+comparisons of the same prompt) pool. Memory: three integers per vote.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from exports.consensus_model import FIRST, SECOND, TIE, Consensus, consensus
+from exports.context import BuildContext
+from exports.pairs import answer_ranks, rank_pairs
+from exports.scan import Tally, decide_batch
+
+OUTCOME_OF_LABEL = {1.0: FIRST, 0.0: SECOND, 0.5: TIE}
+# Appended to the Pick-a-Pic columns, oriented to the row's image 0 like label_0.
+FIELDS = [
+    ("consensus_label_0", pa.float64()),  # 1.0, 0.0, or 0.5 where contested
+    ("consensus_confidence", pa.float64()),  # P(the consensus winner is better), 0.5 to 1
+    ("consensus_contested", pa.bool_()),  # confidence below the policy's contested_below
+    ("majority_label_0", pa.float64()),  # the plurality of votes, a tie counting as one
+    ("consensus_votes", pa.int64()),  # judgments of this pair, ties included
+]
+
+
+@dataclass
+class PairConsensus:
+    item_of: dict[tuple[str, str], int]  # (first uid, second uid) in canonical order
+    result: Consensus
+    contested_below: float
+    model: str
+
+    def columns(self, uids_0: pa.Array, uids_1: pa.Array) -> list[pa.Array]:
+        """The FIELDS columns for rows whose images are uids_0 and uids_1."""
+        count = len(uids_0)
+        p_first = np.full(count, 0.5)
+        majority = np.full(count, 0.5)
+        votes = np.zeros(count, dtype=np.int64)
+        for row, (first, second) in enumerate(
+            zip(uids_0.to_pylist(), uids_1.to_pylist(), strict=True)
+        ):
+            item = self.item_of.get((first, second))
+            flipped = item is None
+            if flipped:
+                item = self.item_of.get((second, first))
+            if item is None:
+                continue
+            p, m = self.result.p_first[item], self.result.majority[item]
+            p_first[row], majority[row] = (1.0 - p, 1.0 - m) if flipped else (p, m)
+            votes[row] = self.result.votes[item]
+        confidence = np.maximum(p_first, 1.0 - p_first)
+        contested = confidence < self.contested_below
+        labels = np.where(contested, 0.5, np.where(p_first >= 0.5, 1.0, 0.0))
+        return [
+            pa.array(labels, pa.float64()),
+            pa.array(confidence, pa.float64()),
+            pa.array(contested, pa.bool_()),
+            pa.array(majority, pa.float64()),
+            pa.array(votes, pa.int64()),
+        ]
+
+    def summary(self) -> dict:
+        """What the manifest records beside the policy: the model, threshold and counts."""
+        confidence = self.result.confidence()
+        contested = int((confidence < self.contested_below).sum())
+        return {
+            "model": self.model,
+            "contested_below": self.contested_below,
+            "pairs": len(self.item_of),
+            "contested_pairs": contested,
+        }
+
+
+def export_consensus(ctx: BuildContext) -> PairConsensus:
+    """Gather the kept judgments' votes per image pair and fit the policy's model."""
+    item_of: dict[tuple[str, str], int] = {}
+    rater_of: dict[int, int] = {}
+    items: list[int] = []
+    raters: list[int] = []
+    outcomes: list[int] = []
+    tally = Tally()
+    for batch in ctx.batches(with_time=False):
+        decided = decide_batch(rows=batch, raters=ctx.raters, policy=ctx.policy, tally=tally)
+        kept = [d.row for d in decided if d.reason is None]
+        images_of = ctx.images_of({row.comparison_id for row in kept})
+        for row in kept:
+            uids = [image.uid for image in images_of.get(row.comparison_id, [])]
+            ranks = answer_ranks(answer=row.answer, uids=uids)
+            if ranks is None:
+                continue  # the writing pass reports the inconsistent judgment
+            rater = rater_of.setdefault(row.annotator_id, len(rater_of))
+            for _, a, b, label in rank_pairs(ranks):
+                items.append(item_of.setdefault((uids[a], uids[b]), len(item_of)))
+                raters.append(rater)
+                outcomes.append(OUTCOME_OF_LABEL[label])
+    result = consensus(
+        items=np.array(items, dtype=np.int64),
+        raters=np.array(raters, dtype=np.int64),
+        outcomes=np.array(outcomes, dtype=np.int64),
+        n_items=len(item_of),
+        n_raters=len(rater_of),
+        model=ctx.policy.consensus,
+    )
+    return PairConsensus(
+        item_of=item_of,
+        result=result,
+        contested_below=ctx.policy.contested_below,
+        model=ctx.policy.consensus,
+    )
