@@ -5,6 +5,7 @@ from django.core.management import CommandError, call_command
 
 from annotate.models import Comparison, Image, Judgment, Prompt
 from tests.factories import (
+from annotate.services.image_imports.messages import BAD_PROMPT
     CampaignFactory,
     manifest_csv,
     manifest_zip,
@@ -177,7 +178,7 @@ def test_import_images_lists_bad_lines_and_exits_non_zero(tmp_path, settings):
     assert message.splitlines() == [
         "2 bad row(s); nothing was imported.",
         "  line 3: 'missing.png' is not a file in the import.",
-        "  line 4: prompt must be non-empty and at most 2000 characters.",
+        f"  line 4: {BAD_PROMPT}",
     ]
     assert not Prompt.objects.exists()
     media = settings.MEDIA_ROOT
