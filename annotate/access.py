@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
 from annotate.models import Assignment, Campaign, ImageImport, Membership
+from pickwise.errors import ApplicationError
 
 MANAGERS = (Membership.Role.ADMIN,)
 READERS = (Membership.Role.ADMIN, Membership.Role.RESEARCHER)
@@ -34,6 +35,15 @@ def user_may_create_campaigns(user: AbstractBaseUser) -> bool:
             or user.groups.filter(name="campaign-admins").exists()
         )
     )
+
+
+MAY_NOT_CREATE_CAMPAIGNS = "You may not create campaigns."
+
+
+def campaign_creator_authorise(*, user: AbstractBaseUser) -> None:
+    """403 unless the user may create campaigns (checked before the request body is read)."""
+    if not user_may_create_campaigns(user):
+        raise ApplicationError(MAY_NOT_CREATE_CAMPAIGNS, code="permission_denied", status=403)
 
 
 def campaign_role(*, user: AbstractBaseUser, campaign: Campaign) -> str | None:

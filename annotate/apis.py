@@ -14,19 +14,18 @@ from rest_framework.views import APIView
 
 from annotate.access import (
     assignment_get_for_annotator,
+    campaign_creator_authorise,
     campaign_get_for_annotator,
     campaign_get_for_user,
     campaign_role,
     image_import_get_for_user,
-    user_is_site_admin,
-    user_may_create_campaigns,
 )
 from annotate.models import Campaign, ImageImport, Membership
 from annotate.selectors import (
     ANNOTATOR_FIGURES,
     annotator_progress,
     assignment_task,
-    campaign_list_for_user,
+    campaign_list_newest_for_user,
     campaign_progress,
 )
 from annotate.services.assignments import assignment_next, assignment_skip
@@ -156,17 +155,6 @@ class CampaignAnnotatorDetailSerializer(CampaignAnnotatorOutputSerializer):
         return {name: progress[name] for name in ANNOTATOR_FIGURES}
 
 
-def _annotator_campaign_ids(user) -> set[int]:
-    """Campaigns where the user works as an annotator (and so sees the reduced view)."""
-    if user_is_site_admin(user):
-        return set()
-    return set(
-        Membership.objects.filter(user=user, role=Membership.Role.ANNOTATOR).values_list(
-            "campaign_id", flat=True
-        )
-    )
-
-
 class CampaignFieldsSerializer(serializers.Serializer):
     title = serializers.CharField(max_length=200)
     instructions = serializers.CharField(max_length=20000, allow_blank=True, required=False)
@@ -183,6 +171,9 @@ class CampaignFieldsSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=Campaign.Status.choices, required=False)
 
 
+CAMPAIGN_LIST_LIMIT = 500
+
+
 class CampaignListCreateApi(APIView):
     """GET lists the campaigns you take part in; POST creates one (campaign creators only)."""
 
@@ -195,13 +186,12 @@ class CampaignListCreateApi(APIView):
         description="Campaigns you annotate show only the fields of CampaignAnnotatorOutput.",
     )
     def get(self, request):
-        campaigns = campaign_list_for_user(user=request.user).order_by("-created_at")[:500]
-        annotating = _annotator_campaign_ids(request.user)
+        campaigns = campaign_list_newest_for_user(user=request.user, limit=CAMPAIGN_LIST_LIMIT)
         return Response(
             [
                 (
                     CampaignAnnotatorOutputSerializer
-                    if campaign.pk in annotating
+                    if campaign.annotating
                     else CampaignOutputSerializer
                 )(campaign).data
                 for campaign in campaigns
@@ -214,10 +204,7 @@ class CampaignListCreateApi(APIView):
         responses={201: CampaignOutputSerializer, **ERRORS},
     )
     def post(self, request):
-        if not user_may_create_campaigns(request.user):
-            raise ApplicationError(
-                "You may not create campaigns.", code="permission_denied", status=403
-            )
+        campaign_creator_authorise(user=request.user)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         campaign = campaign_create(created_by=request.user, **data.validated_data)
@@ -450,7 +437,7 @@ class JudgmentSubmitApi(APIView):
             help_text="True on a 200 whose answers differ from the stored ones: the task was "
             "answered before (another tab, device or a late resend) and that first answer "
             "stands; the one sent now is not stored. False on a 201, and on a 200 that "
-            "resends the stored answer."
+            "resends the stored answer.",
         )
 
     @extend_schema(

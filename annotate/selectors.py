@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
 from annotate.access import user_is_site_admin, user_is_site_researcher
@@ -24,6 +24,20 @@ def campaign_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Campaign]:
     if user_is_site_admin(user) or user_is_site_researcher(user):
         return Campaign.objects.all()
     return Campaign.objects.filter(memberships__user=user).distinct()
+
+
+def campaign_list_newest_for_user(*, user: AbstractBaseUser, limit: int) -> list[Campaign]:
+    """The user's campaigns, newest first, each with `annotating`: whether the user works in
+    it as an annotator and so sees the annotator's fields only (never for site admins)."""
+    annotating = Membership.objects.filter(
+        user_id=user.pk, campaign=OuterRef("pk"), role=Membership.Role.ANNOTATOR
+    )
+    campaigns = campaign_list_for_user(user=user).order_by("-created_at")
+    if user_is_site_admin(user):
+        campaigns = campaigns.annotate(annotating=Value(False))
+    else:
+        campaigns = campaigns.annotate(annotating=Exists(annotating))
+    return list(campaigns[:limit])
 
 
 @dataclass(frozen=True)
