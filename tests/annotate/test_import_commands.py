@@ -4,8 +4,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from annotate.models import Comparison, Image, Judgment, Prompt
-from tests.factories import (
 from annotate.services.image_imports.messages import BAD_PROMPT
+from tests.factories import (
     CampaignFactory,
     manifest_csv,
     manifest_zip,
