@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("pickwise", "annotate", "generation", "exports", "training", "frontend")
+CONFIG = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
 LINT_IMPORTS = str(Path(sys.executable).parent / "lint-imports")
 
 # Libraries the web process must not load: GPU work happens in Celery tasks and the trainer,
@@ -34,7 +34,7 @@ def test_the_code_keeps_every_import_contract():
 
 
 def copy_of_the_apps(tmp_path: Path) -> Path:
-    for app in APPS:
+    for app in CONFIG["root_packages"]:
         shutil.copytree(ROOT / app, tmp_path / app, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     return tmp_path
@@ -62,12 +62,18 @@ def test_a_trainer_module_importing_django_breaks_the_lint(tmp_path):
 
 
 def test_every_trainer_module_is_under_the_no_django_contract():
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    contracts = config["tool"]["importlinter"]["contracts"]
-    trainer = next(c for c in contracts if c["name"].startswith("The standalone trainer"))
+    trainer = next(c for c in CONFIG["contracts"] if c["name"].startswith("The standalone trainer"))
     modules = {f"training.{path.stem}" for path in (ROOT / "training").glob("dpo*.py")}
     assert modules, "no trainer modules found"
     assert modules <= set(trainer["source_modules"])
+
+
+def test_every_app_of_the_project_has_its_place_in_the_layers():
+    apps = {path.parent.name for path in ROOT.glob("*/apps.py")}
+    layers = next(c for c in CONFIG["contracts"] if c["type"] == "layers")["layers"]
+    layered = {name.strip() for layer in layers for name in layer.split("|")}
+    assert apps <= set(CONFIG["root_packages"]), "add the new app to [tool.importlinter]"
+    assert set(CONFIG["root_packages"]) == layered
 
 
 def test_the_url_conf_loads_no_gpu_or_statistics_library():
