@@ -333,11 +333,14 @@ CELERY_BEAT_SCHEDULE = {
 # Durable enqueue (pickwise/enqueue.py) -------------------------------------------------------
 # Seconds a request waits for an unreachable broker before it leaves the task in the outbox.
 CELERY_BROKER_TIMEOUT = env.float("CELERY_BROKER_TIMEOUT", default=3.0)
-if CELERY_BROKER_TIMEOUT <= 0:
-    raise ImproperlyConfigured("CELERY_BROKER_TIMEOUT must be positive.")
+if CELERY_BROKER_TIMEOUT < 2:
+    raise ImproperlyConfigured("CELERY_BROKER_TIMEOUT must be at least 2 (seconds).")
 CELERY_BROKER_CONNECTION_TIMEOUT = CELERY_BROKER_TIMEOUT
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Connecting, and every reply: a broker that accepts connections but never answers (frozen,
+    # paused) must not hang a request either. Workers block on Redis for 1 s at a time, below it.
     CELERY_BROKER_TRANSPORT_OPTIONS["socket_connect_timeout"] = CELERY_BROKER_TIMEOUT
+    CELERY_BROKER_TRANSPORT_OPTIONS["socket_timeout"] = CELERY_BROKER_TIMEOUT
 # Outbox messages older than this are sent again by the sweep (a send that worked has
 # deleted its message within a second of its commit).
 PICKWISE_OUTBOX_RESEND_AFTER = env.int("PICKWISE_OUTBOX_RESEND_AFTER", default=30)

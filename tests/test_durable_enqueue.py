@@ -62,9 +62,11 @@ class RedisServer:
             self.process.wait(timeout=30)
 
 
-def _use_broker(url: str, options: dict) -> None:
+def _use_broker(url: str, options: dict, transport: str | None = None) -> None:
     app.conf.broker_url = url
     app.conf.broker_transport_options = options
+    # The embedded default names its transport class; the URL's scheme picks it otherwise.
+    app.conf.broker_transport = transport
     # Connections and producers are pooled per app: drop them so the next send uses `url`.
     app._pool = None
     app.amqp._producer_pool = None
@@ -74,8 +76,12 @@ def _use_broker(url: str, options: dict) -> None:
 def broker(tmp_path):
     server = RedisServer(tmp_path)
     server.start()
-    before = (app.conf.broker_url, dict(app.conf.broker_transport_options or {}))
-    _use_broker(server.url, {"socket_connect_timeout": 2})
+    before = (
+        app.conf.broker_url,
+        dict(app.conf.broker_transport_options or {}),
+        app.conf.broker_transport,
+    )
+    _use_broker(server.url, {"socket_connect_timeout": 2, "socket_timeout": 2})
     yield server
     server.stop()
     _use_broker(*before)
@@ -184,6 +190,28 @@ def test_submits_are_stored_and_answered_while_the_broker_is_down(broker, api_cl
     assert "The broker did not take quality.rater_evaluate" in caplog.text
     # Not kept: quality.recompute_all evaluates every rater again.
     assert not OutboxMessage.objects.exists()
+
+
+def test_a_broker_that_accepts_connections_but_never_answers_does_not_hang_a_request(
+    broker, api_client, settings, tmp_path
+):
+    settings.EXPORT_ROOT = tmp_path / "exports"
+    export = finished_export(prompts=4)
+    api_client.force_authenticate(user_as(export.campaign, "researcher"))
+    broker.stop()
+    with socket.socket() as silent:  # a frozen broker: the kernel accepts, nobody replies
+        silent.bind(("127.0.0.1", broker.port))
+        silent.listen(16)
+        started = time.monotonic()
+        response = api_client.post(
+            "/api/exports/", {"campaign": export.campaign.pk, "format": "jsonl"}, format="json"
+        )
+        waited = time.monotonic() - started
+    assert response.status_code == 202, response.json()
+    assert 1.5 <= waited < 20  # the socket timeout (2 s here), once per try, not forever
+    assert list(OutboxMessage.objects.values_list("task", "args")) == [
+        ("exports.build", [response.json()["id"]])
+    ]
 
 
 def test_a_sent_message_leaves_the_outbox_at_once(broker, api_client, settings, tmp_path):

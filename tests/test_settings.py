@@ -110,6 +110,19 @@ def test_celery_broker_url_switches_to_redis_without_touching_the_broker_folder(
     assert not (tmp_path / "var" / "broker").exists()
 
 
+def test_a_redis_broker_that_does_not_answer_holds_a_request_for_the_broker_timeout_at_most(
+    tmp_path,
+):
+    values = loaded(
+        load_settings(
+            tmp_path, DEBUG="1", CELERY_BROKER_URL="redis://cache:6379/0", CELERY_BROKER_TIMEOUT="4"
+        )
+    )
+
+    assert values["transport"]["socket_connect_timeout"] == 4
+    assert values["transport"]["socket_timeout"] == 4
+
+
 @pytest.mark.parametrize(
     "url",
     [
