@@ -25,6 +25,20 @@ class ExportStartForm(forms.Form):
     )
     include_gold = forms.BooleanField(label=_("Keep gold checks (JSON lines only)"), required=False)
     include_repeats = forms.BooleanField(label=_("Keep repeats (JSON lines only)"), required=False)
+    consensus = forms.ChoiceField(
+        label=_("Consensus per pair (Pick-a-Pic)"),
+        choices=[
+            ("dawid_skene", _("Dawid-Skene, raters weighted by their accuracy")),
+            ("majority", _("Majority of votes")),
+        ],
+        initial=Policy.consensus,
+    )
+    contested_below = forms.FloatField(
+        label=_("Mark a pair contested below this confidence"),
+        min_value=0.5,
+        max_value=1.0,
+        initial=Policy.contested_below,
+    )
     validation = forms.FloatField(
         label=_("Validation share of prompts"),
         min_value=0.0,
@@ -54,6 +68,8 @@ class ExportStartForm(forms.Form):
                 "states": values["states"],
                 "exclude_gold": not values["include_gold"],
                 "exclude_repeats": not values["include_repeats"],
+                "consensus": values["consensus"],
+                "contested_below": values["contested_below"],
             },
             "splits": {"validation": values["validation"], "test": values["test"]},
         }

@@ -26,7 +26,9 @@ def export_root(settings, tmp_path):
 @pytest.fixture
 def judged():
     campaign = campaign_with_comparisons(prompts=4, models=("model-a", "model-b"))
-    bulk_judge(campaign, [annotator(campaign), annotator(campaign)], prefer_models("model-a", "model-b"))
+    bulk_judge(
+        campaign, [annotator(campaign), annotator(campaign)], prefer_models("model-a", "model-b")
+    )
     return campaign
 
 
@@ -42,6 +44,8 @@ def start_form(**extra) -> dict:
         "validation": 0.0,
         "test": 0.25,
         "seed": 7,
+        "consensus": "dawid_skene",
+        "contested_below": 0.9,
         **extra,
     }
 
@@ -63,7 +67,10 @@ def test_a_researcher_starts_an_export_with_the_chosen_policy_and_splits(
 ):
     client.force_login(user_as(judged, "researcher"))
     with django_capture_on_commit_callbacks() as callbacks:
-        response = client.post(url(judged, "start"), start_form(include_gold="on"))
+        response = client.post(
+            url(judged, "start"),
+            start_form(include_gold="on", consensus="majority", contested_below=0.8),
+        )
     assert response.status_code == 302 and response["Location"] == url(judged)
     assert len(callbacks) == 1  # the build is queued once committed
     export = Export.objects.get()
@@ -73,6 +80,8 @@ def test_a_researcher_starts_an_export_with_the_chosen_policy_and_splits(
         "states": ["qualifying", "active", "warned"],
         "exclude_gold": True,
         "exclude_repeats": True,
+        "consensus": "majority",
+        "contested_below": 0.8,
     }
     assert (export.splits["validation"], export.splits["test"]) == (0.0, 0.25)
     html = client.get(url(judged, "list")).content.decode()
@@ -142,6 +151,8 @@ def test_an_export_with_nothing_to_export_says_why(client):
         ({"test": 0.9}, "Ensure this value is less than or equal to 0.5."),
         ({"seed": -1}, "Ensure this value is greater than or equal to 0."),
         ({"seed": "x" * 5000}, "Enter a whole number."),
+        ({"consensus": "vote"}, "Select a valid choice. vote is not one of the available"),
+        ({"contested_below": 0.3}, "Ensure this value is greater than or equal to 0.5."),
     ],
 )
 def test_bad_options_are_shown_and_export_nothing(client, judged, change, message):
