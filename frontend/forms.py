@@ -100,12 +100,50 @@ class TrainingStartForm(forms.Form):
         return {name: value for name, value in values.items() if value not in (None, "")}
 
 
-class EvaluationForm(forms.Form):
-    """Sampling settings for the base-vs-tuned images of an evaluation campaign."""
+class EvaluationSizeForm(forms.Form):
+    """Size and judges of an evaluation campaign: what its interval width depends on."""
+
+    prompts = forms.IntegerField(
+        label=_("Held-out prompts"),
+        min_value=1,
+        max_value=1000,
+        required=False,
+        help_text=_("Blank: every held-out prompt of the export."),
+    )
+    seeds_per_prompt = forms.IntegerField(
+        label=_("Seeds per prompt"),
+        min_value=1,
+        max_value=64,
+        initial=2,
+        help_text=_("One base-vs-tuned pair per prompt and seed."),
+    )
+    overlap = forms.IntegerField(
+        label=_("Judgments per comparison"),
+        min_value=1,
+        max_value=100,
+        initial=3,
+        help_text=_("At most one per judge: capped at the number of judges."),
+    )
+    judges = forms.CharField(
+        label=_("Judges"),
+        required=False,
+        max_length=100_000,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text=_(
+            "Usernames or e-mails, one a line; they become the campaign's annotators. "
+            "Blank: the source campaign's annotators who are not blocked."
+        ),
+    )
+
+
+class EvaluationForm(EvaluationSizeForm):
+    """Size, judges and sampling settings of an evaluation campaign."""
 
     steps = forms.IntegerField(label=_("Sampling steps"), min_value=1, max_value=1000, initial=25)
     guidance = forms.FloatField(label=_("Guidance"), min_value=0.0, max_value=50.0, initial=7.5)
-    overlap = forms.IntegerField(
-        label=_("Judgments per comparison"), min_value=1, max_value=100, initial=3
-    )
     seed = forms.IntegerField(label=_("Seed"), min_value=0, max_value=2**31 - 1, initial=0)
+
+    SERVICE_FIELDS = ("prompts", "seeds_per_prompt", "overlap", "steps", "guidance", "seed")
+
+    def service_options(self) -> dict:
+        return {name: self.cleaned_data[name] for name in self.SERVICE_FIELDS}

@@ -9,10 +9,11 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from annotate.services.members import users_find
 from exports.access import export_get_for_user
-from frontend.forms import EvaluationForm, TrainingStartForm
+from frontend.forms import EvaluationForm, EvaluationSizeForm, TrainingStartForm
 from pickwise.errors import ApplicationError
 from pickwise.model_folders import model_folder_choices
 from training.access import training_job_get_for_user
@@ -22,7 +23,11 @@ from training.selectors import (
     training_job_metric_series,
     training_job_progress,
 )
-from training.services.evaluation import evaluation_campaign_create
+from training.services.evaluation import (
+    evaluation_campaign_create,
+    evaluation_default_judges,
+    evaluation_plan,
+)
 from training.services.jobs import training_job_cancel, training_job_start
 
 
@@ -82,7 +87,35 @@ def training_job_detail(request, job_id: int):
 
 
 def _evaluation_context(job: TrainingJob) -> dict:
-    return {"evaluation": training_job_evaluation(job=job), "evaluation_form": EvaluationForm()}
+    context = {"evaluation": training_job_evaluation(job=job)}
+    if job.status == TrainingJob.Status.DONE and context["evaluation"] is None:
+        judges = evaluation_default_judges(job=job)
+        form = EvaluationForm(initial={"judges": "\n".join(j.get_username() for j in judges)})
+        context["evaluation_form"] = form
+        context["design"] = _design(job, form.initial | _initials(form), len(judges))
+    return context
+
+
+def _initials(form: EvaluationForm) -> dict:
+    return {name: field.initial for name, field in form.fields.items()}
+
+
+def _design(job: TrainingJob, values: dict, judges: int):
+    try:
+        return evaluation_plan(
+            job=job,
+            prompts=values.get("prompts"),
+            seeds_per_prompt=values["seeds_per_prompt"],
+            overlap=values["overlap"],
+            judges=judges,
+        )
+    except (OSError, ValueError):  # the export's files are unreadable: no estimate
+        return None
+
+
+def _judges(job: TrainingJob, text: str) -> list:
+    """The people named, or the default judges when the field is blank."""
+    return users_find(text=text) if text.strip() else evaluation_default_judges(job=job)
 
 
 @login_required
@@ -112,6 +145,25 @@ def training_job_cancel_view(request, job_id: int):
 
 
 @login_required
+@require_GET
+def training_job_evaluation_estimate(request, job_id: int):
+    """The campaign's size and expected interval width for the form's current values,
+    fetched by htmx as they change, before anything is created."""
+    job = training_job_get_for_user(user=request.user, job_id=job_id)
+    form = EvaluationSizeForm(request.GET)
+    design, error = None, None
+    if form.is_valid():
+        try:
+            judges = _judges(job, form.cleaned_data["judges"])
+        except ApplicationError as refused:
+            error = refused
+        else:
+            design = _design(job, form.cleaned_data, len(judges))
+    context = {"design": design, "estimate_error": error, "estimate_form": form}
+    return render(request, "frontend/partials/evaluation_estimate.html", context)
+
+
+@login_required
 @require_POST
 def training_job_evaluate_view(request, job_id: int):
     job = training_job_get_for_user(user=request.user, job_id=job_id)
@@ -122,9 +174,18 @@ def training_job_evaluate_view(request, job_id: int):
                 messages.error(request, f"{form.fields[name].label}: {error}")
         return redirect(_job_url(job))
     try:
-        campaign = evaluation_campaign_create(job=job, by=request.user, **form.cleaned_data)
+        campaign = evaluation_campaign_create(
+            job=job,
+            by=request.user,
+            judges=_judges(job, form.cleaned_data["judges"]),
+            **form.service_options(),
+        )
     except ApplicationError as error:
         messages.error(request, error.message)
+        for row in (error.extra or {}).get("errors", []):
+            messages.error(
+                request, f"{form.fields['judges'].label}, line {row['line']}: {row['error']}"
+            )
     else:
         messages.success(
             request,

@@ -147,6 +147,15 @@ class TrainingJobEvaluateApi(APIView):
         guidance = serializers.FloatField(min_value=0.0, max_value=50.0, default=7.5)
         overlap = serializers.IntegerField(min_value=1, max_value=100, default=3)
         seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, default=0)
+        prompts = serializers.IntegerField(
+            min_value=1,
+            max_value=1000,
+            required=False,
+            allow_null=True,
+            default=None,
+            help_text="Held-out prompts to draw; null: all of them.",
+        )
+        seeds_per_prompt = serializers.IntegerField(min_value=1, max_value=64, default=1)
 
     @extend_schema(
         request=InputSerializer,

@@ -6,6 +6,7 @@ import pytest
 
 from tests.factories import GeneratorFactory, campaign_with_comparisons, user_as
 from tests.training.jobs_support import finished_export, pipeline_folder
+from training.evaluation_design import wilson_width
 from training.models import TrainingJob
 from training.options import ERROR_RESOLUTION
 from training.services.evaluation import ERROR_NOT_DONE
@@ -181,7 +182,7 @@ def test_the_job_page_carries_the_curves_and_polls_while_running(client, export)
     job.status = TrainingJob.Status.DONE
     job.save(update_fields=["status"])
     status = client.get(f"/training-jobs/{job.pk}/status/").content.decode()
-    assert "hx-trigger" not in status and "Cancel training" not in status
+    assert "every 3s" not in status and "Cancel training" not in status
     # The finished job's answer brings the evaluation form in with it, out of band.
     assert 'id="evaluation"' in status and 'hx-swap-oob="true"' in status
     assert "Create evaluation campaign" in status
@@ -217,7 +218,7 @@ def test_evaluation_is_offered_only_when_done_and_bad_settings_change_nothing(cl
         "Available once training has finished."
         in client.get(f"/training-jobs/{job.pk}/").content.decode()
     )
-    settings = {"steps": 25, "guidance": 7.5, "overlap": 3, "seed": 0}
+    settings = {"steps": 25, "guidance": 7.5, "overlap": 3, "seed": 0, "seeds_per_prompt": 1}
     response = client.post(f"/training-jobs/{job.pk}/evaluate/", settings, follow=True)
     assert ERROR_NOT_DONE.format(id=job.pk, status="queued") in response.content.decode()
 
@@ -327,3 +328,80 @@ def test_a_resolution_that_is_not_a_positive_multiple_of_8_is_refused_on_its_fie
         ERROR_RESOLUTION.format(value=resolution)
     ]
     assert not TrainingJob.objects.exists()
+
+
+def lora_done_job(export, model_root, tmp_path) -> TrainingJob:
+    output = tmp_path / "training" / "job-out"  # inside TRAINING_ROOT, where weights may be
+    output.mkdir(parents=True)
+    (output / "pytorch_lora_weights.safetensors").write_bytes(b"")
+    return job_on(
+        export,
+        pretrained=str((model_root / "sd-base").resolve()),
+        status=TrainingJob.Status.DONE,
+        output_dir=str(output),
+        options={"resolution": 64},
+    )
+
+
+def test_the_evaluation_form_shows_the_expected_interval_width_and_the_default_judges(
+    client, export, model_root, tmp_path
+):
+    job = lora_done_job(export, model_root, tmp_path)
+    log_in(client, export.campaign, "researcher")
+    html = client.get(f"/training-jobs/{job.pk}/").content.decode()
+    raters = export.campaign.memberships.filter(role="annotator").select_related("user")
+    for membership in raters:
+        assert membership.user.username in html  # prefilled as the judges
+    # One held-out prompt x 2 seeds = 2 comparisons, 2 judges: 4 judgments.
+    assert "1 prompts × 2 seeds = 2 comparisons, 2 judgments each: 4 judgments." in html
+    assert f'data-width="{wilson_width(4):.3f}"' in html
+    assert "capped at 2: one per judge" in html
+
+    estimate = f"/training-jobs/{job.pk}/evaluate/estimate/"
+    text = client.get(estimate, {"seeds_per_prompt": 10, "overlap": 1}).content.decode()
+    assert "10 comparisons, 1 judgments each: 10 judgments." in text
+    assert f'data-width="{wilson_width(10):.3f}"' in text
+    text = client.get(estimate, {"seeds_per_prompt": 1, "overlap": 1, "judges": "nobody"})
+    assert "line 1: No account has the username or e-mail address &#x27;nobody&#x27;." in (
+        text.content.decode()
+    )
+    text = client.get(estimate, {"seeds_per_prompt": 0, "overlap": 1}).content.decode()
+    assert "Ensure this value is greater than or equal to 1." in text
+
+
+def test_creating_the_evaluation_makes_its_judges_annotators(client, export, model_root, tmp_path):
+    job = lora_done_job(export, model_root, tmp_path)
+    researcher = log_in(client, export.campaign, "researcher")
+    judge = user_as(export.campaign, "outsider")
+    form = {"seeds_per_prompt": 2, "overlap": 3, "steps": 2, "guidance": 5, "seed": 0}
+    response = client.post(
+        f"/training-jobs/{job.pk}/evaluate/", {**form, "judges": judge.username}, follow=True
+    )
+    assert "its images are being generated" in response.content.decode()
+    job.refresh_from_db()
+    campaign = job.evaluation_campaign
+    roles = dict(campaign.memberships.values_list("user_id", "role"))
+    assert roles == {researcher.pk: "admin", judge.pk: "annotator"}
+    assert campaign.overlap == 1  # one judge
+
+
+def test_an_unknown_judge_creates_nothing_and_says_which_line(client, export, model_root, tmp_path):
+    job = lora_done_job(export, model_root, tmp_path)
+    log_in(client, export.campaign, "researcher")
+    form = {"seeds_per_prompt": 1, "overlap": 1, "steps": 2, "guidance": 5, "seed": 0}
+    response = client.post(
+        f"/training-jobs/{job.pk}/evaluate/", {**form, "judges": "ghost"}, follow=True
+    )
+    assert "Judges, line 1: No account has the username or e-mail address" in (
+        response.content.decode()
+    )
+    job.refresh_from_db()
+    assert job.evaluation_campaign is None
+
+
+@pytest.mark.parametrize(("who", "status"), [("annotator", 403), ("outsider", 404)])
+def test_the_estimate_is_hidden_from_annotators_and_outsiders(client, export, who, status):
+    job = job_on(export, status=TrainingJob.Status.DONE)
+    log_in(client, export.campaign, who)
+    response = client.get(f"/training-jobs/{job.pk}/evaluate/estimate/", {"seeds_per_prompt": 1})
+    assert response.status_code == status

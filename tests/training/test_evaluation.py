@@ -20,6 +20,7 @@ from training.models import TrainingJob
 from training.runner import latest_checkpoint_step, training_job_run
 from training.selectors import training_job_evaluation, training_job_metric_series, win_rate
 from training.services.evaluation import (
+    ERROR_BAD_DESIGN,
     ERROR_NO_HELD_OUT,
     ERROR_NO_WEIGHTS,
     evaluation_campaign_create,
@@ -201,3 +202,50 @@ def test_evaluation_needs_held_out_prompts_and_the_tuned_weights(tiny_model_dir,
         evaluation_campaign_create(job=job, by=None)
     assert error.value.message == ERROR_NO_HELD_OUT.format(id=no_test.pk)
     assert not TrainingJob.objects.filter(evaluation_campaign__isnull=False).exists()
+
+
+def test_the_campaign_takes_the_chosen_prompts_seeds_and_judges_with_overlap_capped(
+    tiny_model_dir, tmp_path
+):
+    export = finished_export(prompts=16)  # a quarter held out: 4 prompts
+    judges = [annotator(export.campaign) for _ in range(2)]
+    job = done_job(export=export, pretrained=tiny_model_dir, mode="lora", output=tmp_path / "o")
+    campaign = evaluation_campaign_create(
+        job=job, by=None, prompts=3, seeds_per_prompt=2, overlap=5, judges=judges
+    )
+    assert campaign.prompts.count() == 3
+    assert campaign.overlap == 2  # one judgment per judge at most
+    assert campaign.pairs_per_prompt == 2  # one pair per seed
+    generation = GenerationJob.objects.get(campaign=campaign)
+    assert (generation.seeds_per_prompt, generation.items.count()) == (2, 3 * 2 * 2)
+    members = campaign.memberships.filter(role="annotator").values_list("user_id", flat=True)
+    assert sorted(members) == sorted(j.pk for j in judges)
+
+
+def test_by_default_the_source_campaigns_unblocked_annotators_judge(tiny_model_dir, tmp_path):
+    export = finished_export(prompts=8)
+    source = export.campaign
+    blocked = annotator(source)
+    source.memberships.filter(user=blocked).update(gate_state="blocked")
+    expected = set(
+        source.memberships.filter(role="annotator")
+        .exclude(gate_state="blocked")
+        .values_list("user_id", flat=True)
+    )
+    assert len(expected) == 2  # the two who judged the export
+    job = done_job(export=export, pretrained=tiny_model_dir, mode="lora", output=tmp_path / "o")
+    campaign = evaluation_campaign_create(job=job, by=None, overlap=3)
+    members = set(campaign.memberships.filter(role="annotator").values_list("user_id", flat=True))
+    assert members == expected and campaign.overlap == 2
+
+
+@pytest.mark.parametrize(
+    "options", [{"prompts": 0}, {"seeds_per_prompt": 0}, {"seeds_per_prompt": 65}, {"overlap": 0}]
+)
+def test_impossible_sizes_are_refused_before_anything_is_made(tiny_model_dir, tmp_path, options):
+    export = finished_export(prompts=4)
+    job = done_job(export=export, pretrained=tiny_model_dir, mode="lora", output=tmp_path / "o")
+    with pytest.raises(ApplicationError) as error:
+        evaluation_campaign_create(job=job, by=None, **options)
+    assert error.value.message == ERROR_BAD_DESIGN
+    assert not GenerationJob.objects.exists()

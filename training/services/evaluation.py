@@ -10,17 +10,19 @@ engine randomises the sides. The job's page then reports the win-rate (selectors
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
-from annotate.models import Campaign
-from annotate.services.campaigns import campaign_create
+from annotate.models import Campaign, Membership
+from annotate.services.campaigns import campaign_create, membership_set
 from annotate.services.prompts import PromptRow, prompts_add
-from generation.models import Generator
+from generation.models import MAX_SEEDS_PER_PROMPT, Generator
 from generation.services.jobs import generation_job_start
 from pickwise.errors import ApplicationError
+from training.evaluation_design import EvaluationDesign, evaluation_design
 from training.export_files import held_out_captions
 from training.models import TrainingJob
 
@@ -32,6 +34,10 @@ ERROR_NO_HELD_OUT = (
 )
 ERROR_NO_WEIGHTS = "The tuned weights of training job {id} are missing on the server."
 ERROR_BAD_SAMPLING = "steps must be 1 to 1000 and guidance 0 to 50."
+ERROR_BAD_DESIGN = (
+    f"prompts must be 1 to 1000 (or all), seeds per prompt 1 to {MAX_SEEDS_PER_PROMPT} and "
+    "overlap 1 to 100."
+)
 MAX_PROMPTS = 1000
 TUNED_PIPELINE = "pipeline"
 LORA_FILE = "pytorch_lora_weights.safetensors"
@@ -93,6 +99,45 @@ def _generator(*, name: str, **fields) -> Generator:
     return generator
 
 
+def evaluation_default_judges(*, job: TrainingJob) -> list[AbstractBaseUser]:
+    """The source campaign's annotators who are not blocked: people who know the task."""
+    memberships = (
+        Membership.objects.filter(campaign=job.export.campaign, role=Membership.Role.ANNOTATOR)
+        .exclude(gate_state=Membership.Gate.BLOCKED)
+        .select_related("user")
+        .order_by("user__username")
+    )
+    return [m.user for m in memberships if m.user.is_active]
+
+
+def evaluation_plan(
+    *,
+    job: TrainingJob,
+    prompts: int | None,
+    seeds_per_prompt: int,
+    overlap: int,
+    judges: int,
+) -> EvaluationDesign:
+    """The design these choices give for this job's export (its held-out prompts)."""
+    available = len(held_out_captions(folder=job.export.folder)[:MAX_PROMPTS])
+    return evaluation_design(
+        available_prompts=available,
+        prompts=prompts,
+        seeds=seeds_per_prompt,
+        overlap=overlap,
+        judges=judges,
+    )
+
+
+def _check_design(*, prompts: int | None, seeds_per_prompt: int, overlap: int) -> None:
+    if (
+        (prompts is not None and not 1 <= prompts <= MAX_PROMPTS)
+        or not 1 <= seeds_per_prompt <= MAX_SEEDS_PER_PROMPT
+        or not 1 <= overlap <= 100
+    ):
+        raise ApplicationError(ERROR_BAD_DESIGN, code="invalid")
+
+
 def _slug(job: TrainingJob) -> str:
     slug, n = f"eval-training-job-{job.pk}", 1
     while Campaign.objects.filter(slug=slug).exists():
@@ -110,10 +155,17 @@ def evaluation_campaign_create(
     guidance: float = 7.5,
     overlap: int = 3,
     seed: int = 0,
+    prompts: int | None = None,
+    seeds_per_prompt: int = 1,
+    judges: Sequence[AbstractBaseUser] | None = None,
 ) -> Campaign:
     """Create the evaluation campaign and start generating its images (on commit).
 
-    `by` becomes the campaign's admin. Locks the job row so two requests make one campaign.
+    `prompts` held-out prompts (None: all, up to MAX_PROMPTS) at `seeds_per_prompt` seeds
+    each give one base-vs-tuned comparison per prompt and seed. `judges` become its
+    annotators (None: the source campaign's annotators who are not blocked), and overlap is
+    capped at their number. `by` becomes the campaign's admin. Locks the job row so two
+    requests make one campaign.
     """
     job = TrainingJob.objects.select_for_update().select_related("export__campaign").get(pk=job.pk)
     if job.status != TrainingJob.Status.DONE:
@@ -128,9 +180,19 @@ def evaluation_campaign_create(
         )
     if not 1 <= steps <= 1000 or not 0 <= guidance <= 50:
         raise ApplicationError(ERROR_BAD_SAMPLING, code="invalid")
+    _check_design(prompts=prompts, seeds_per_prompt=seeds_per_prompt, overlap=overlap)
     captions = held_out_captions(folder=job.export.folder)[:MAX_PROMPTS]
     if not captions:
         raise ApplicationError(ERROR_NO_HELD_OUT.format(id=job.export_id), code="no_prompts")
+    judges = list(evaluation_default_judges(job=job) if judges is None else judges)
+    design = evaluation_design(
+        available_prompts=len(captions),
+        prompts=prompts,
+        seeds=seeds_per_prompt,
+        overlap=overlap,
+        judges=len(judges),
+    )
+    captions = captions[: design.prompts]
     base, tuned = _generators(job=job, steps=steps, guidance=guidance)
     campaign = campaign_create(
         slug=_slug(job),
@@ -138,7 +200,9 @@ def evaluation_campaign_create(
         created_by=by,
         kind=Campaign.Kind.PAIRWISE,
         criteria=[_criterion(job)],
-        overlap=overlap,
+        overlap=design.overlap,
+        # One base-vs-tuned pair per seed, not every base image against every tuned one.
+        pairs_per_prompt=seeds_per_prompt,
         gold_rate=0.0,
         repeat_rate=0.0,
         qualification_size=0,
@@ -157,11 +221,14 @@ def evaluation_campaign_create(
     generation_job_start(
         campaign=campaign,
         generators=[base, tuned],
-        seeds_per_prompt=1,
+        seeds_per_prompt=seeds_per_prompt,
         seed=seed,
         gold_count=0,
         created_by=by,
     )
+    for judge in judges:
+        if judge != by:
+            membership_set(campaign=campaign, user=judge, role=Membership.Role.ANNOTATOR)
     job.evaluation_campaign = campaign
     job.base_generator = base
     job.tuned_generator = tuned
