@@ -9,7 +9,8 @@ two consumers never take the same message); and a file that still does not parse
 back for a later try while it is young (a writer of the old kind may be mid-write) and
 moved aside into `unreadable/` once old, instead of killing the worker.
 
-Used for the filesystem:// broker URL (settings: CELERY_BROKER_TRANSPORT).
+Used for filesystem:// broker URLs once use_for_filesystem_urls() has run (pickwise/celery.py
+calls it): the URL alone picks the transport, so a redis:// URL set anywhere still means Redis.
 """
 
 import logging
@@ -108,3 +109,11 @@ class Channel(filesystem.Channel):
 
 class Transport(filesystem.Transport):
     Channel = Channel
+
+
+def use_for_filesystem_urls() -> None:
+    """Make kombu resolve filesystem:// URLs to this transport."""
+    from kombu import transport
+
+    transport.TRANSPORT_ALIASES["filesystem"] = "pickwise.broker:Transport"
+    transport._transport_cache.pop("filesystem", None)

@@ -305,8 +305,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(_BROKER_DIR / "control"),
         "store_processed": False,
     }
-    # kombu's filesystem transport with atomic message files (pickwise/broker.py).
-    CELERY_BROKER_TRANSPORT = "pickwise.broker:Transport"
+    # filesystem:// means kombu's filesystem transport with atomic message files
+    # (pickwise/broker.py, registered by pickwise/celery.py).
 else:
     # Above the longest GPU job, so an unacknowledged task is not handed out twice.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}

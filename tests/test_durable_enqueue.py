@@ -62,11 +62,9 @@ class RedisServer:
             self.process.wait(timeout=30)
 
 
-def _use_broker(url: str, options: dict, transport: str | None = None) -> None:
+def _use_broker(url: str, options: dict) -> None:
     app.conf.broker_url = url
     app.conf.broker_transport_options = options
-    # The embedded default names its transport class; the URL's scheme picks it otherwise.
-    app.conf.broker_transport = transport
     # Connections and producers are pooled per app: drop them so the next send uses `url`.
     app._pool = None
     app.amqp._producer_pool = None
@@ -76,11 +74,7 @@ def _use_broker(url: str, options: dict, transport: str | None = None) -> None:
 def broker(tmp_path):
     server = RedisServer(tmp_path)
     server.start()
-    before = (
-        app.conf.broker_url,
-        dict(app.conf.broker_transport_options or {}),
-        app.conf.broker_transport,
-    )
+    before = (app.conf.broker_url, dict(app.conf.broker_transport_options or {}))
     _use_broker(server.url, {"socket_connect_timeout": 2, "socket_timeout": 2})
     yield server
     server.stop()

@@ -149,3 +149,11 @@ def test_a_worker_survives_a_burst_of_10000_messages_and_runs_each_once(tmp_path
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()
+
+
+def test_the_celery_app_uses_this_transport_for_filesystem_urls_only():
+    from pickwise.broker import Transport
+    from pickwise.celery import app
+
+    assert type(Connection("filesystem://").transport) is Transport
+    assert app.connection_for_write("redis://127.0.0.1:1/0").transport.driver_type == "redis"
