@@ -35,3 +35,54 @@ def training_job_announce(*, job) -> None:
             "url": f"/api/training-jobs/{job.pk}/",
         },
     )
+
+
+def rater_gate_announce(*, membership, from_state: str, gate_event) -> None:
+    """rater.blocked or rater.unblocked; other gate moves are not announced. The rater is
+    named by their pseudonymous key, as in exports."""
+    if "blocked" not in (from_state, membership.gate_state):
+        return
+    blocked = membership.gate_state == "blocked"
+    webhook_event_emit(
+        event="rater.blocked" if blocked else "rater.unblocked",
+        campaign=membership.campaign,
+        data={
+            "rater": membership.rater_key,
+            "from": from_state,
+            "to": membership.gate_state,
+            "rule": gate_event.rule,
+            "reason": gate_event.reason,
+            "gate_event": gate_event.pk,
+        },
+    )
+
+
+def generation_job_announce(*, job) -> None:
+    """generation_job.finished (done) or generation_job.failed."""
+    webhook_event_emit(
+        event="generation_job.finished" if job.status == "done" else "generation_job.failed",
+        campaign=job.campaign,
+        data={
+            "generation_job": job.pk,
+            "status": job.status,
+            "error": job.error,
+            "comparisons_created": job.comparisons_created,
+            "url": f"/api/generation-jobs/{job.pk}/",
+        },
+    )
+
+
+def image_import_announce(*, job) -> None:
+    """image_import.finished (succeeded) or image_import.failed."""
+    succeeded = job.status == "succeeded"
+    webhook_event_emit(
+        event="image_import.finished" if succeeded else "image_import.failed",
+        campaign=job.campaign,
+        data={
+            "image_import": job.pk,
+            "status": job.status,
+            "counts": job.counts,
+            "error": job.error,
+            "url": f"/api/image-imports/{job.pk}/",
+        },
+    )

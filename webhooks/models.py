@@ -15,6 +15,13 @@ EVENTS = (
     "export.failed",
     "training_job.finished",
     "training_job.failed",
+    "generation_job.finished",
+    "generation_job.failed",
+    "image_import.finished",
+    "image_import.failed",
+    "rater.blocked",
+    "rater.unblocked",
+    "campaign.completed",  # every regular comparison has its judgments (announced once)
 )
 
 
@@ -39,6 +46,8 @@ class Webhook(models.Model):
     is_active = models.BooleanField(default=True)
     # judgment.batch: the last judgment id already announced to this endpoint.
     judgments_after = models.BigIntegerField(default=0)
+    # campaign.completed: the campaigns already announced to this endpoint.
+    completed_campaigns = models.JSONField(default=list, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

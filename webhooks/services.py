@@ -32,10 +32,10 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.db.models import Max, Q
+from django.db.models import Exists, Max, OuterRef, Q
 from django.utils import timezone
 
-from annotate.models import Campaign, Judgment
+from annotate.models import Campaign, Comparison, Judgment
 from pickwise.enqueue import enqueue_on_commit
 from pickwise.errors import ApplicationError
 from webhooks.models import EVENTS, Webhook, WebhookDelivery
@@ -266,6 +266,38 @@ def webhook_judgment_batches_emit(*, limit: int | None = None) -> int:
                     event="judgment.batch",
                     campaign=campaigns[campaign_id],
                     data=data,
+                )
+                events += 1
+    return events
+
+
+def webhook_campaigns_completed_emit() -> int:
+    """campaign.completed, once per endpoint and campaign, when every regular comparison of
+    the campaign is full (none open). Checked by the beat with the judgment batches, never
+    on submit: the annotation hot path gains no query. Returns the events recorded."""
+    events = 0
+    for webhook in Webhook.objects.filter(is_active=True):
+        if not webhook.wants("campaign.completed"):
+            continue
+        campaigns = Campaign.objects.exclude(pk__in=webhook.completed_campaigns)
+        if webhook.campaign_id:
+            campaigns = campaigns.filter(pk=webhook.campaign_id)
+        regular = Comparison.objects.filter(campaign=OuterRef("pk"), role="regular")
+        done = campaigns.filter(Exists(regular)).exclude(Exists(regular.filter(status="open")))
+        for campaign in done:
+            with transaction.atomic():
+                announced = [*webhook.completed_campaigns, campaign.pk]
+                moved = Webhook.objects.filter(
+                    pk=webhook.pk, completed_campaigns=webhook.completed_campaigns
+                ).update(completed_campaigns=announced)
+                if not moved:
+                    break  # another run announced meanwhile: it is that run's to finish
+                webhook.completed_campaigns = announced
+                _delivery_create(
+                    webhook=webhook,
+                    event="campaign.completed",
+                    campaign=campaign,
+                    data={"comparisons": Comparison.objects.filter(campaign=campaign).count()},
                 )
                 events += 1
     return events

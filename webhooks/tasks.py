@@ -5,6 +5,7 @@ from celery import shared_task
 from webhooks.models import WebhookDelivery
 from webhooks.services import (
     retry_delay,
+    webhook_campaigns_completed_emit,
     webhook_deliveries_due,
     webhook_delivery_attempt,
     webhook_judgment_batches_emit,
@@ -30,4 +31,4 @@ def webhook_send_due_task() -> int:
 
 @shared_task(name="webhooks.judgment_batches", ignore_result=True)
 def webhook_judgment_batches_task() -> int:
-    return webhook_judgment_batches_emit()
+    return webhook_judgment_batches_emit() + webhook_campaigns_completed_emit()

@@ -350,6 +350,9 @@ def gate_transition(
         by=by,
         figures=figures,
     )
+    from webhooks.events import rater_gate_announce
+
+    rater_gate_announce(membership=membership, from_state=from_state, gate_event=event)
     if "exclusion" in figures or "restore" in figures:
         # Others' co-rater counters included (or lacked) this rater's ratings: rebuild them.
         from annotate.quality.tasks import quality_recompute_task

@@ -11,6 +11,7 @@ from annotate.services.campaigns import campaign_update
 from annotate.services.comparisons import comparisons_build_for_prompt
 from annotate.services.gold import gold_top_up
 from generation.models import GenerationItem, GenerationJob
+from webhooks.events import generation_job_announce
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ def generation_job_finish_if_complete(*, job_id: int) -> bool:
             job.error = ERROR_NOTHING_GENERATED
             job.finished_at = now
             job.save(update_fields=["status", "error", "finished_at"])
+            generation_job_announce(job=job)
             return True
         # Per-prompt building happens as prompts complete; this catches any a crash skipped.
         prompt_ids = job.items.values_list("prompt_id", flat=True).distinct().order_by()
@@ -89,4 +91,5 @@ def generation_job_finish_if_complete(*, job_id: int) -> bool:
         campaign = Campaign.objects.get(pk=job.campaign_id)
         if campaign.status == Campaign.Status.GENERATING:
             campaign_update(campaign=campaign, status=Campaign.Status.ACTIVE)
+        generation_job_announce(job=job)
         return True

@@ -210,7 +210,9 @@ def test_sending_waits_for_the_commit(campaign, django_capture_on_commit_callbac
             "https://example.org/hook",
             ["export.finished", "nope"],
             "Unknown events: nope. Choose from: ping, judgment.batch, export.finished, "
-            "export.failed, training_job.finished, training_job.failed.",
+            "export.failed, training_job.finished, training_job.failed, "
+            "generation_job.finished, generation_job.failed, image_import.finished, "
+            "image_import.failed, rater.blocked, rater.unblocked, campaign.completed.",
         ),
     ],
 )

@@ -1,19 +1,29 @@
 """Which events become deliveries, for which endpoints, and the batching of judgments."""
 
+import io
 import json
 
 import pytest
 from django.contrib.auth import get_user_model
 
+from annotate.models import Membership
+from annotate.quality.services import rater_gate_override
+from annotate.services.image_imports.jobs import image_import_create, image_import_run
 from exports.services import export_build, export_create
-from tests.exports.helpers import build, bulk_judge, constant, prefer_models
-from tests.factories import annotator, campaign_with_comparisons
+from generation.models import GenerationJob
+from generation.services.completion import generation_job_finish_if_complete
+from tests.exports.helpers import build, bulk_judge, constant, judge_all, prefer_models
+from tests.factories import CampaignFactory, annotator, campaign_with_comparisons, manifest_zip
 from tests.training.jobs_support import TINY_OPTIONS, finished_export
 from training.models import TrainingJob
 from training.services.jobs import training_job_create
 from training.services.runs import training_job_claim, training_run_end
 from webhooks.models import WebhookDelivery
-from webhooks.services import webhook_create, webhook_judgment_batches_emit
+from webhooks.services import (
+    webhook_campaigns_completed_emit,
+    webhook_create,
+    webhook_judgment_batches_emit,
+)
 
 pytestmark = pytest.mark.django_db
 URL = "https://receiver.example.org/hook"
@@ -127,3 +137,61 @@ def test_the_admin_action_sends_a_test_event(client):
     (body,) = bodies("ping")
     assert body["data"]["message"].startswith("A test event")
     assert client.get("/admin/webhooks/webhookdelivery/").status_code == 200
+
+
+def test_blocking_and_unblocking_a_rater_is_announced_with_their_key():
+    campaign = campaign_with_comparisons(prompts=2)
+    rater = annotator(campaign)
+    admin = annotator(campaign)
+    webhook_create(url=URL, events=["rater.blocked", "rater.unblocked"], campaign=campaign)
+
+    rater_gate_override(campaign=campaign, user=rater, state="blocked", reason="spam", by=admin)
+    rater_gate_override(campaign=campaign, user=rater, state="warned", reason="ok", by=admin)
+    rater_gate_override(campaign=campaign, user=rater, state="active", reason="fine", by=admin)
+
+    key = Membership.objects.get(campaign=campaign, user=rater).rater_key
+    (blocked,) = bodies("rater.blocked")
+    (unblocked,) = bodies("rater.unblocked")  # warned -> active is not announced
+    assert (blocked["data"]["rater"], blocked["data"]["reason"]) == (key, "spam")
+    assert (unblocked["data"]["from"], unblocked["data"]["to"]) == ("blocked", "warned")
+    assert rater.username not in json.dumps(blocked)
+
+
+def test_a_generation_job_that_made_nothing_is_announced_as_failed():
+    campaign = campaign_with_comparisons(prompts=1)
+    webhook_create(url=URL, events=["generation_job.failed"], campaign=campaign)
+    job = GenerationJob.objects.create(
+        campaign=campaign, seeds_per_prompt=1, status=GenerationJob.Status.RUNNING
+    )
+
+    assert generation_job_finish_if_complete(job_id=job.pk)
+    (body,) = bodies("generation_job.failed")
+    assert (body["data"]["generation_job"], body["data"]["status"]) == (job.pk, "failed")
+
+
+def test_an_image_import_that_ends_is_announced(settings, tmp_path):
+    settings.IMPORT_ROOT = tmp_path / "imports"
+    campaign = CampaignFactory()
+    webhook_create(url=URL, events=["image_import.finished"], campaign=campaign)
+    job = image_import_create(
+        campaign=campaign, upload=io.BytesIO(manifest_zip(prompts=1)), file_name="a.zip"
+    )
+
+    assert image_import_run(job_id=job.pk, worker="w") == "succeeded"
+    (body,) = bodies("image_import.finished")
+    assert body["data"]["image_import"] == job.pk
+    assert body["data"]["counts"]
+
+
+def test_a_campaign_whose_comparisons_are_all_judged_is_announced_once():
+    campaign = campaign_with_comparisons(prompts=2, models=("model-a", "model-b"), overlap=1)
+    webhook_create(url=URL, events=["campaign.completed"], campaign=campaign)
+    site = webhook_create(url=URL, events=["campaign.completed"], campaign=None)
+
+    assert webhook_campaigns_completed_emit() == 0  # nothing judged yet
+    judge_all(campaign, [annotator(campaign)], constant("tie"))
+    assert webhook_campaigns_completed_emit() == 2  # its endpoint and the site-wide one
+    assert webhook_campaigns_completed_emit() == 0
+    assert {d.webhook_id for d in WebhookDelivery.objects.filter(event="campaign.completed")} >= {
+        site.pk
+    }

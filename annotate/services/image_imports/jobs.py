@@ -217,6 +217,7 @@ def image_import_run(*, job_id: int, worker: str = "") -> str:
         message = UNEXPECTED_ERROR.format(error=type(error).__name__)
         return _fail(held=held, job=job, message=message, code="unexpected")
     _remove_upload(job.upload_path)
+    _announce(job_id)
     return ImageImport.Status.SUCCEEDED
 
 
@@ -232,7 +233,14 @@ def _fail(*, held, job: ImageImport, message: str, code: str, errors: list | Non
     ):
         return ""  # recovered meanwhile: the job is someone else's now
     _remove_upload(job.upload_path)
+    _announce(job.pk)
     return ImageImport.Status.FAILED
+
+
+def _announce(job_id: int) -> None:
+    from webhooks.events import image_import_announce
+
+    image_import_announce(job=ImageImport.objects.select_related("campaign").get(pk=job_id))
 
 
 def _remove_upload(path: str) -> None:
