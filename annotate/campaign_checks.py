@@ -66,7 +66,7 @@ def campaign_size(*, campaign: Campaign) -> CampaignSize:
 
 def campaign_warnings(*, campaign: Campaign, size: CampaignSize | None = None) -> list[str]:
     """Plain-words warnings about the campaign's size against its gold and qualification."""
-    from annotate.quality.gating import policy_for
+    from annotate.quality.rules import policy_for
 
     size = size or campaign_size(campaign=campaign)
     warnings = []

@@ -40,6 +40,16 @@ def campaign_list_newest_for_user(*, user: AbstractBaseUser, limit: int) -> list
     return list(campaigns[:limit])
 
 
+def comparison_canonical_images(*, comparison_id: int) -> list[tuple[int, str]]:
+    """(image id, uid) of a comparison's images in canonical order: ascending image id."""
+    return [
+        (image_id, str(uid))
+        for image_id, uid in ComparisonImage.objects.filter(comparison_id=comparison_id)
+        .order_by("image_id")
+        .values_list("image_id", "image__uid")
+    ]
+
+
 @dataclass(frozen=True)
 class TaskContent:
     """What a task shows: the prompt's text and the comparison's images by uid."""

@@ -61,6 +61,17 @@ def test_a_trainer_module_importing_django_breaks_the_lint(tmp_path):
     assert "training.dpo_losses is not allowed to import django" in done.stdout
 
 
+def test_a_rule_importing_a_quality_write_breaks_the_lint(tmp_path):
+    tree = copy_of_the_apps(tmp_path)
+    rules = tree / "annotate" / "quality" / "rules.py"
+    rules.write_text(rules.read_text() + "\nfrom annotate.quality import gating  # noqa: E402\n")
+
+    done = lint_imports(tree)
+
+    assert done.returncode != 0
+    assert "annotate.quality.rules -> annotate.quality.gating" in done.stdout
+
+
 def test_every_trainer_module_is_under_the_no_django_contract():
     trainer = next(c for c in CONFIG["contracts"] if c["name"].startswith("The standalone trainer"))
     modules = {f"training.{path.stem}" for path in (ROOT / "training").glob("dpo*.py")}

@@ -7,16 +7,7 @@ heavier rules run in a task enqueued on commit every few judgments.
 """
 
 from annotate.models import Judgment, Membership
-from annotate.quality.gating import (
-    GOLD_COUNTERS,
-    QUALIFIED,
-    REASONS,
-    gate_transition,
-    gold_step,
-    policy_for,
-    policy_llr,
-    stats_figures,
-)
+from annotate.quality.gating import gate_transition
 from annotate.quality.rater_stats import (
     primary_criterion,
     same_answer,
@@ -24,6 +15,15 @@ from annotate.quality.rater_stats import (
     stats_for_update_free,
     stats_increment,
     stats_on_regular,
+)
+from annotate.quality.rules import (
+    GOLD_COUNTERS,
+    QUALIFIED,
+    REASONS,
+    gold_step,
+    gold_verdict,
+    policy_for,
+    stats_figures,
 )
 from pickwise.enqueue import enqueue_on_commit
 
@@ -49,27 +49,19 @@ def _on_gold(*, judgment: Judgment, membership: Membership, policy: dict) -> Non
         policy=policy,
     )
     after = {name: getattr(stats, name) + step.get(name, 0) for name in GOLD_COUNTERS}
-    llr = policy_llr(policy, correct=after["gold_correct"], wrong=after["gold_wrong"])
-    post_llr = policy_llr(
-        policy, correct=after["post_gold_correct"], wrong=after["post_gold_wrong"]
-    )
+    gold = gold_verdict(after, policy=policy)
     if not stats.manual_hold:
         state = membership.gate_state
-        figures = {**stats_figures(stats, llr=llr, post_llr=post_llr), **after}
-        block = None
-        if llr <= -policy["sprt_bound"]:
-            block = "gold_sprt"
-        elif post_llr <= -policy["sprt_bound"]:
-            block = "gold_after_qualifying"
-        if block and state != Membership.Gate.BLOCKED:
+        figures = {**stats_figures(stats, policy=policy, gold=gold), **after}
+        if gold.block and state != Membership.Gate.BLOCKED:
             gate_transition(
                 membership=membership,
                 to_state=Membership.Gate.BLOCKED,
-                rule=block,
-                reason=REASONS[block],
+                rule=gold.block,
+                reason=REASONS[gold.block],
                 figures=figures,
             )
-        elif llr >= policy["sprt_bound"] and state == Membership.Gate.QUALIFYING:
+        elif gold.qualified and state == Membership.Gate.QUALIFYING:
             gate_transition(
                 membership=membership,
                 to_state=Membership.Gate.ACTIVE,

@@ -22,7 +22,7 @@ from django.db import connection, transaction
 from django.db.models import Count, F, JSONField, Q
 from django.db.models.fields.json import KeyTextTransform
 
-from annotate.models import Assignment, Campaign, Comparison, ComparisonImage, Judgment
+from annotate.models import Assignment, Campaign, Comparison, Judgment
 from annotate.quality.encoding import (
     BOTH_BAD_VALUE,
     DERIVED,
@@ -36,7 +36,6 @@ from annotate.quality.encoding import (
     position_score,
     speed_bucket,
 )
-from annotate.quality.gating import gold_step, policy_for
 from annotate.quality.models import RaterStats, Rating
 from annotate.quality.pair_columns import (
     SPEED_BUCKETS,
@@ -44,6 +43,8 @@ from annotate.quality.pair_columns import (
     pair_columns_fetch,
     pair_counters,
 )
+from annotate.quality.rules import gold_step, policy_for
+from annotate.selectors import comparison_canonical_images
 
 COUNTERS = (
     "judgments",
@@ -100,16 +101,6 @@ def own_increments(units: list[Unit], *, milliseconds: int) -> dict[str, Any]:
     }
 
 
-def canonical_images(comparison_id: int) -> list[tuple[int, str]]:
-    """(image id, uid) in canonical order: ascending image id."""
-    return [
-        (image_id, str(uid))
-        for image_id, uid in ComparisonImage.objects.filter(comparison_id=comparison_id)
-        .order_by("image_id")
-        .values_list("image_id", "image__uid")
-    ]
-
-
 def _rating_rows(
     *, judgment: Judgment, campaign: Campaign, images: list[tuple[int, str]]
 ) -> tuple[list[Rating], list[Unit]]:
@@ -161,7 +152,7 @@ def ratings_store(
     `images`: the comparison's (image id, uid) in canonical order, read here when not given.
     """
     if images is None:
-        images = canonical_images(judgment.comparison_id)
+        images = comparison_canonical_images(comparison_id=judgment.comparison_id)
     rows, units = _rating_rows(judgment=judgment, campaign=campaign, images=images)
     Rating.objects.bulk_create(rows)
     return units

@@ -12,10 +12,10 @@ from annotate.quality.agreement import (
     unit_counts_by_completion,
 )
 from annotate.quality.encoding import DERIVED, PAIR, speed_median_ms
-from annotate.quality.gating import policy_for, wilson
 from annotate.quality.leaderboard import bradley_terry_leaderboard
 from annotate.quality.models import GateEvent, RaterStats
 from annotate.quality.rater_stats import primary_criterion
+from annotate.quality.rules import policy_for, wilson
 from annotate.quality.services import agreement_kinds, campaign_chance_agreement
 
 

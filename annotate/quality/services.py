@@ -19,15 +19,7 @@ from annotate.quality.agreement import (
     rank_domain,
 )
 from annotate.quality.encoding import DERIVED, PAIR, RANK, speed_median_ms
-from annotate.quality.gating import (
-    CLEARED,
-    REASONS,
-    Verdict,
-    gate_transition,
-    policy_for,
-    rules_evaluate,
-    stats_figures,
-)
+from annotate.quality.gating import gate_transition
 from annotate.quality.models import AgreementSnapshot, GateEvent, RaterStats
 from annotate.quality.pair_columns import columns_patterns, pair_columns_fetch
 from annotate.quality.rater_stats import (
@@ -36,6 +28,14 @@ from annotate.quality.rater_stats import (
     primary_criterion,
     stats_compute,
     stats_write,
+)
+from annotate.quality.rules import (
+    CLEARED,
+    REASONS,
+    Verdict,
+    policy_for,
+    rules_evaluate,
+    stats_figures,
 )
 from pickwise.errors import ApplicationError
 
@@ -174,7 +174,7 @@ def rater_gate_override(
         to_state=state,
         rule="admin",
         reason=reason,
-        figures={**stats_figures(stats), "hold": hold},
+        figures={**stats_figures(stats, policy=policy_for(campaign)), "hold": hold},
         by=by,
     )
     RaterStats.objects.filter(pk=stats.pk).update(manual_hold=hold)

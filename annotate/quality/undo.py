@@ -8,17 +8,17 @@ the gold counters can be replayed from the rater's remaining gold answers.
 
 from annotate.models import Judgment
 from annotate.quality.encoding import BOTH_BAD_VALUE, DERIVED, PAIR, judgment_ms
-from annotate.quality.gating import GOLD_COUNTERS, gold_step, policy_for
 from annotate.quality.hooks import repeat_agrees
 from annotate.quality.models import RaterStats, Rating
 from annotate.quality.rater_stats import (
-    canonical_images,
     co_rater_updates,
     judgment_units,
     own_increments,
     primary_criterion,
     stats_increment,
 )
+from annotate.quality.rules import GOLD_COUNTERS, gold_step, policy_for
+from annotate.selectors import comparison_canonical_images
 
 
 def _negated(increments: dict[str, int]) -> dict[str, int]:
@@ -32,7 +32,7 @@ def _off_regular(*, judgment: Judgment) -> None:
     pair with a later rater was counted by that rater's submit, with the same arithmetic.
     """
     campaign = judgment.campaign
-    images = canonical_images(judgment.comparison_id)
+    images = comparison_canonical_images(comparison_id=judgment.comparison_id)
     units = judgment_units(judgment=judgment, campaign=campaign, images=images)
     Rating.objects.filter(judgment_id=judgment.pk).delete()
     others = Rating.objects.filter(

@@ -18,8 +18,8 @@ from django.db.models.lookups import GreaterThanOrEqual
 from django.utils import timezone
 
 from annotate.models import Assignment, Campaign, Comparison, Judgment, Membership
-from annotate.quality.gating import gold_rate_for
 from annotate.quality.models import RaterStats
+from annotate.quality.rules import gold_rate_for
 from annotate.selectors import TaskContent, task_content, task_content_from_rows
 from pickwise.errors import ApplicationError
 
@@ -247,16 +247,14 @@ def _choose_kind(*, campaign: Campaign, membership: Membership) -> str:
     draw = _rng.random()
     gold_rate = campaign.gold_rate
     if gold_rate > 0:
-        # Raised for a while after qualifying (quality.gating.gold_rate_for). The figures it
+        # Raised for a while after qualifying (quality.rules.gold_rate_for). The figures it
         # needs came with the membership lock (assignment_next); None: no stats row yet.
-        stats = None
-        if membership.gold_passed_at is not None:
-            stats = RaterStats(
-                gold_passed_at=membership.gold_passed_at,
-                post_gold_correct=membership.post_gold_correct,
-                post_gold_wrong=membership.post_gold_wrong,
-            )
-        gold_rate = gold_rate_for(campaign=campaign, stats=stats)
+        gold_rate = gold_rate_for(
+            campaign=campaign,
+            gold_passed_at=membership.gold_passed_at,
+            post_gold_correct=membership.post_gold_correct or 0,
+            post_gold_wrong=membership.post_gold_wrong or 0,
+        )
     if draw < gold_rate:
         return "gold"
     if draw < gold_rate + campaign.repeat_rate:

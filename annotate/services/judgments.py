@@ -11,7 +11,7 @@ from django.utils import timezone
 from annotate.answers import validate_answers
 from annotate.models import Assignment, Campaign, Comparison, Judgment, Membership
 from annotate.quality.hooks import quality_on_submit
-from annotate.quality.rater_stats import canonical_images
+from annotate.selectors import comparison_canonical_images
 from annotate.services.assignments import assignment_expire, membership_ensure_annotator
 from pickwise.errors import ApplicationError
 
@@ -118,7 +118,7 @@ def _count_regular(comparison_id: int) -> list[tuple[int, str]]:
     Comparison.objects.filter(pk=comparison_id).update(
         done=F("done") + 1, in_flight=F("in_flight") - 1
     )
-    return canonical_images(comparison_id)
+    return comparison_canonical_images(comparison_id=comparison_id)
 
 
 @transaction.atomic

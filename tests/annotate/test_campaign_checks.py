@@ -11,7 +11,7 @@ from annotate.campaign_checks import (
     gold_count_for,
     gold_needed_to_qualify,
 )
-from annotate.quality.gating import DEFAULT_POLICY
+from annotate.quality.rules import DEFAULT_POLICY
 from tests.factories import CampaignFactory, annotator, campaign_with_comparisons
 
 

@@ -1,9 +1,9 @@
 import pytest
 
 from annotate.models import Assignment, Campaign, Comparison, Judgment, Membership
-from annotate.quality.gating import GOLD_COUNTERS, gold_rate_for
 from annotate.quality.models import GateEvent, RaterStats, Rating
 from annotate.quality.rater_stats import stats_compute
+from annotate.quality.rules import GOLD_COUNTERS, gold_rate_for
 from annotate.quality.services import rater_evaluate, rater_gate_override
 from annotate.services.assignments import assignment_next
 from annotate.services.gold import gold_build
@@ -220,13 +220,12 @@ def test_an_honest_rater_with_a_few_gold_misses_after_qualifying_is_not_blocked(
 
 def test_gold_comes_at_the_confirmation_rate_until_the_sprt_since_qualifying_passes():
     campaign = Campaign(gold_rate=0.02, repeat_rate=0.05)
-    before = RaterStats(gold_correct=7, gold_passed_at=0)
-    assert gold_rate_for(campaign=campaign, stats=before) == 0.02
-    unconfirmed = RaterStats(gold_correct=9, gold_passed_at=8, post_gold_correct=1)
-    assert gold_rate_for(campaign=campaign, stats=unconfirmed) == 0.3
-    confirmed = RaterStats(gold_correct=16, gold_passed_at=8, post_gold_correct=8)
-    assert gold_rate_for(campaign=campaign, stats=confirmed) == 0.02
+    assert gold_rate_for(campaign=campaign, gold_passed_at=None) == 0.02
+    unconfirmed = {"gold_passed_at": 8, "post_gold_correct": 1, "post_gold_wrong": 0}
+    assert gold_rate_for(campaign=campaign, **unconfirmed) == 0.3
+    confirmed = {"gold_passed_at": 8, "post_gold_correct": 8, "post_gold_wrong": 0}
+    assert gold_rate_for(campaign=campaign, **confirmed) == 0.02
     # A campaign without production gold never gets any; the policy can turn it off.
-    assert gold_rate_for(campaign=Campaign(gold_rate=0.0), stats=unconfirmed) == 0.0
+    assert gold_rate_for(campaign=Campaign(gold_rate=0.0), **unconfirmed) == 0.0
     switched_off = Campaign(gold_rate=0.02, qc_policy={"confirm_gold_rate": 0})
-    assert gold_rate_for(campaign=switched_off, stats=unconfirmed) == 0.02
+    assert gold_rate_for(campaign=switched_off, **unconfirmed) == 0.02

@@ -6,9 +6,9 @@ import random
 import pytest
 
 from annotate.quality.encoding import encode_answer, speed_bucket
-from annotate.quality.gating import DEFAULT_POLICY, gold_llr, rules_evaluate, wilson
 from annotate.quality.models import RaterStats
 from annotate.quality.rater_stats import SPEED_BUCKETS, co_rater_updates, own_increments
+from annotate.quality.rules import DEFAULT_POLICY, gold_llr, rules_evaluate, wilson
 
 IMAGES = [(1, "lo"), (2, "hi")]
 
@@ -135,7 +135,7 @@ def test_speed_warns_alone_and_blocks_only_with_a_suspicion():
 
 def test_a_campaigns_policy_overrides_defaults_and_ignores_malformed_values():
     from annotate.models import Campaign
-    from annotate.quality.gating import policy_for
+    from annotate.quality.rules import policy_for
 
     campaign = Campaign(
         qc_policy={"tie_min": 50, "chance_z": "high", "position_z": -1, "export": "x"}

@@ -1,0 +1,336 @@
+"""The rules of specs/quality.md as pure functions: the policy, the gold SPRT, the block and
+warn rules and the figures that justify a decision. No writes here: annotate.quality.gating
+carries decisions out (state changes, exclusions, restores), and the assignment engine asks
+gold_rate_for without importing any write.
+
+Block rules use only taste-independent evidence (gold, chance-level agreement, position bias,
+tie spam, self-consistency); agreement with the crowd only warns, because that is where a
+minority taste shows.
+"""
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from annotate.models import Campaign
+from annotate.quality.encoding import speed_median_ms
+from annotate.quality.models import RaterStats
+
+DEFAULT_POLICY: dict[str, Any] = {
+    # Gold SPRT: H0 p = 0.6 correct vs H1 p = 0.9; bounds ln(19) = 2.944 (5% errors).
+    "sprt_p0": 0.6,
+    "sprt_p1": 0.9,
+    "sprt_bound": math.log(19),
+    # After qualifying, gold keeps coming at this rate (instead of the campaign's gold_rate)
+    # until the SPRT on the gold answered since qualifying passes again, so a rater cannot
+    # behave only while every task is a test. 0 turns it off; campaigns with gold_rate 0
+    # never get it.
+    "confirm_gold_rate": 0.3,
+    # Chance-level agreement with co-raters.
+    "chance_min": 30,
+    "chance_z": 3.09,
+    "chance_margin": 0.05,
+    # Position bias.
+    "position_z": 4.4,
+    "position_effect": 0.15,
+    # Tie spam.
+    "tie_min": 30,
+    "tie_z": 3.09,
+    "tie_rate": 0.5,
+    # Self-consistency on side-swapped repeats.
+    "repeat_min": 8,
+    "repeat_z": 1.96,
+    "repeat_rate": 0.6,
+    # Speed: warn below this share of the campaign median; block only with a suspicion.
+    "speed_ratio": 0.35,
+    "speed_min": 20,
+    # A suspicion: a block rule's test at this laxer z; it turns a speed warning into a block.
+    "suspicion_z": 1.96,
+    # Agreement with the crowd (Cohen's kappa vs the leave-one-out majority): warn only.
+    "kappa_warn": 0.1,
+    "kappa_min": 30,
+    # Dataset-level alpha.
+    "alpha_min_units": 200,
+    "alpha_window_units": 200,
+    "alpha_drop": 0.05,
+    "alpha_trailing_windows": 5,
+    "bootstrap_replicates": 1000,
+    # Heavier rules run in a task after every this many counted judgments.
+    "evaluate_every": 5,
+}
+
+BLOCK_RULES = (
+    "gold_sprt",
+    "gold_after_qualifying",
+    "chance_agreement",
+    "position_bias",
+    "tie_spam",
+    "self_consistency",
+)
+REASONS = {
+    "gold_sprt": "Too many wrong answers on items with a known answer.",
+    "gold_after_qualifying": "Too many wrong answers on items with a known answer since qualifying.",
+    "chance_agreement": "Answers agree with other raters no more than chance would.",
+    "position_bias": "Answers follow the screen position rather than the images.",
+    "tie_spam": "Most answers are ties.",
+    "self_consistency": "Answers change when the same pair is shown again.",
+    "speed": "Answers come much faster than the campaign's usual pace.",
+    "speed_with_suspicion": "Very fast answers that also look careless.",
+    "crowd_kappa": "Answers often differ from the majority; worth a review (taste may differ).",
+}
+QUALIFIED = "Passed the qualification items."
+CLEARED = "No warning applies any more."
+
+
+def policy_for(campaign: Campaign) -> dict[str, Any]:
+    """The defaults, overridden by the campaign's qc_policy where a value is a usable number.
+
+    Unknown keys are left for others (exports read their own); a malformed threshold falls
+    back to the default rather than breaking every submit of the campaign.
+    """
+    policy = dict(DEFAULT_POLICY)
+    for key, value in (campaign.qc_policy or {}).items():
+        default = DEFAULT_POLICY.get(key)
+        if default is None or isinstance(value, bool) or not isinstance(value, int | float):
+            if key not in DEFAULT_POLICY:
+                policy[key] = value
+            continue
+        if math.isfinite(value) and value >= 0:
+            policy[key] = type(default)(value) if isinstance(default, int) else float(value)
+    return policy
+
+
+def wilson(successes: float, n: float, z: float) -> tuple[float, float]:
+    """Wilson score interval for a proportion; (0, 1) when n is 0."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = min(max(successes / n, 0.0), 1.0)
+    centre = p + z * z / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    denominator = 1 + z * z / n
+    return (centre - spread) / denominator, (centre + spread) / denominator
+
+
+def gold_llr(*, correct: int, wrong: int, p0: float = 0.6, p1: float = 0.9) -> float:
+    """LLR = k ln(p1/p0) + (n-k) ln((1-p1)/(1-p0)): +0.405 per right, -1.386 per wrong."""
+    return correct * math.log(p1 / p0) + wrong * math.log((1 - p1) / (1 - p0))
+
+
+def policy_llr(policy: dict, *, correct: int, wrong: int) -> float:
+    return gold_llr(correct=correct, wrong=wrong, p0=policy["sprt_p0"], p1=policy["sprt_p1"])
+
+
+GOLD_COUNTERS = (
+    "gold_correct",
+    "gold_wrong",
+    "gold_passed_at",
+    "post_gold_correct",
+    "post_gold_wrong",
+)
+
+
+def gold_step(counters: dict[str, int], *, correct: bool, policy: dict) -> dict[str, int]:
+    """What one gold answer adds to the gold counters (gold_correct, gold_wrong,
+    gold_passed_at, post_gold_correct, post_gold_wrong), given their values before it.
+
+    The submit and the recompute both go through here, in the order of the answers, so
+    the two agree exactly. An answer counts as post-qualification once the lifetime SPRT
+    has passed before it.
+    """
+    step = {"gold_correct": int(correct), "gold_wrong": int(not correct)}
+    if counters["gold_passed_at"]:
+        step.update(post_gold_correct=int(correct), post_gold_wrong=int(not correct))
+        return step
+    right = counters["gold_correct"] + step["gold_correct"]
+    wrong = counters["gold_wrong"] + step["gold_wrong"]
+    if policy_llr(policy, correct=right, wrong=wrong) >= policy["sprt_bound"]:
+        step["gold_passed_at"] = right + wrong
+    return step
+
+
+@dataclass(frozen=True)
+class GoldVerdict:
+    """What the gold answers so far say: the two SPRTs' log-likelihood ratios, the gold rule
+    that blocks (None if neither does) and whether the rater has qualified."""
+
+    llr: float
+    post_llr: float
+    block: str | None
+    qualified: bool
+
+
+def gold_verdict(counters: Mapping[str, Any], *, policy: dict) -> GoldVerdict:
+    """The one decision on gold, for the submit (annotate.quality.hooks) and the heavier
+    evaluation (rules_evaluate): the SPRT over all gold answers blocks first, then the one
+    over the gold answered since qualifying; the first SPRT's upper bound qualifies.
+    `counters`: gold_correct, gold_wrong, post_gold_correct, post_gold_wrong."""
+    llr = policy_llr(policy, correct=counters["gold_correct"], wrong=counters["gold_wrong"])
+    post_llr = policy_llr(
+        policy, correct=counters["post_gold_correct"], wrong=counters["post_gold_wrong"]
+    )
+    bound = policy["sprt_bound"]
+    block = None
+    if llr <= -bound:
+        block = "gold_sprt"
+    elif post_llr <= -bound:
+        block = "gold_after_qualifying"
+    return GoldVerdict(llr=llr, post_llr=post_llr, block=block, qualified=llr >= bound)
+
+
+def gold_rate_for(
+    *,
+    campaign: Campaign,
+    gold_passed_at: int | None,
+    post_gold_correct: int = 0,
+    post_gold_wrong: int = 0,
+) -> float:
+    """The share of a qualified rater's tasks that are gold: the campaign's gold_rate, or
+    the policy's confirm_gold_rate while the SPRT on the gold answered since qualifying
+    (the rater's counters since gold_passed_at) has not passed; room is left for the
+    campaign's repeats."""
+    policy = policy_for(campaign)
+    rate = campaign.gold_rate
+    confirm = min(policy["confirm_gold_rate"], 1 - campaign.repeat_rate)
+    if rate <= 0 or confirm <= rate or not gold_passed_at:
+        return rate
+    if policy_llr(policy, correct=post_gold_correct, wrong=post_gold_wrong) >= policy["sprt_bound"]:
+        return rate
+    return confirm
+
+
+@dataclass
+class Verdict:
+    block: list[str] = field(default_factory=list)
+    warn: list[str] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def flags(self) -> list[str]:
+        return self.block + self.warn
+
+
+def chance_level(
+    stats: RaterStats, policy: dict, *, p_e: float | None, z: float, minimum: int
+) -> bool:
+    if p_e is None or stats.co_rated < minimum or stats.co_pairs == 0:
+        return False
+    rate = stats.co_agree / stats.co_pairs
+    _, upper = wilson(rate * stats.co_rated, stats.co_rated, z)
+    return upper < p_e + policy["chance_margin"]
+
+
+def position_biased(stats: RaterStats, policy: dict, *, z: float) -> bool:
+    if stats.pos_sumsq == 0 or stats.pos_pairs == 0:
+        return False
+    score = stats.pos_sum / math.sqrt(stats.pos_sumsq)
+    effect = stats.pos_sum / stats.pos_pairs / 2  # = L/N - 1/2 for pairs
+    return abs(score) > z and abs(effect) > policy["position_effect"]
+
+
+def tie_spamming(stats: RaterStats, policy: dict, *, z: float, minimum: int) -> bool:
+    if stats.judgments < minimum:
+        return False
+    lower, _ = wilson(stats.tie_judgments, stats.judgments, z)
+    return lower > policy["tie_rate"]
+
+
+def inconsistent(stats: RaterStats, policy: dict, *, z: float, minimum: int) -> bool:
+    if stats.repeats < minimum:
+        return False
+    _, upper = wilson(stats.repeats_same, stats.repeats, z)
+    return upper < policy["repeat_rate"]
+
+
+def rules_evaluate(
+    *,
+    stats: RaterStats,
+    policy: dict,
+    p_e: float | None,
+    campaign_median_ms: float | None,
+) -> Verdict:
+    """Which block and warn rules fire on these counters (gold SPRT is decided on submit)."""
+    verdict = Verdict()
+    gold = gold_verdict(_gold_counters(stats), policy=policy)
+    if gold.block:
+        verdict.block.append(gold.block)
+    if chance_level(stats, policy, p_e=p_e, z=policy["chance_z"], minimum=policy["chance_min"]):
+        verdict.block.append("chance_agreement")
+    if position_biased(stats, policy, z=policy["position_z"]):
+        verdict.block.append("position_bias")
+    if tie_spamming(stats, policy, z=policy["tie_z"], minimum=policy["tie_min"]):
+        verdict.block.append("tie_spam")
+    if inconsistent(stats, policy, z=policy["repeat_z"], minimum=policy["repeat_min"]):
+        verdict.block.append("self_consistency")
+
+    rater_median = speed_median_ms(list(stats.speed_hist or []))
+    fast = (
+        stats.judgments >= policy["speed_min"]
+        and rater_median is not None
+        and campaign_median_ms
+        and rater_median < policy["speed_ratio"] * campaign_median_ms
+    )
+    if fast:
+        lax = policy["suspicion_z"]
+        suspicious = (
+            chance_level(stats, policy, p_e=p_e, z=lax, minimum=policy["chance_min"] // 2)
+            or position_biased(stats, policy, z=lax)
+            or tie_spamming(stats, policy, z=lax, minimum=policy["tie_min"] // 2)
+            or inconsistent(stats, policy, z=lax, minimum=policy["repeat_min"] // 2)
+        )
+        (verdict.block if suspicious else verdict.warn).append(
+            "speed_with_suspicion" if suspicious else "speed"
+        )
+    if (
+        stats.kappa is not None
+        and stats.kappa_n >= policy["kappa_min"]
+        and stats.kappa < policy["kappa_warn"]
+    ):
+        verdict.warn.append("crowd_kappa")
+    verdict.figures = stats_figures(
+        stats, policy=policy, p_e=p_e, campaign_median_ms=campaign_median_ms
+    )
+    verdict.figures["rater_median_ms"] = rater_median
+    return verdict
+
+
+def _gold_counters(stats: RaterStats) -> dict[str, Any]:
+    return {name: getattr(stats, name) for name in GOLD_COUNTERS}
+
+
+def stats_figures(
+    stats: RaterStats,
+    *,
+    policy: dict,
+    gold: GoldVerdict | None = None,
+    p_e: float | None = None,
+    campaign_median_ms=None,
+) -> dict[str, Any]:
+    """The counters that justify a decision, as written into a GateEvent; the gold LLRs are
+    `gold`'s (the submit's, which counts the answer being stored) or the stats' own, both
+    with the campaign's SPRT (policy's sprt_p0 and sprt_p1)."""
+    if gold is None:
+        gold = gold_verdict(_gold_counters(stats), policy=policy)
+    llr, post_llr = gold.llr, gold.post_llr
+    return {
+        "judgments": stats.judgments,
+        "gold_correct": stats.gold_correct,
+        "gold_wrong": stats.gold_wrong,
+        "gold_llr": round(llr, 4),
+        "gold_passed_at": stats.gold_passed_at,
+        "post_gold_correct": stats.post_gold_correct,
+        "post_gold_wrong": stats.post_gold_wrong,
+        "post_gold_llr": round(post_llr, 4),
+        "co_rated": stats.co_rated,
+        "co_pairs": stats.co_pairs,
+        "co_agree": stats.co_agree,
+        "chance_p_e": p_e,
+        "pos_n": stats.pos_n,
+        "pos_sum": stats.pos_sum,
+        "pos_sumsq": stats.pos_sumsq,
+        "tie_judgments": stats.tie_judgments,
+        "repeats": stats.repeats,
+        "repeats_same": stats.repeats_same,
+        "kappa": stats.kappa,
+        "campaign_median_ms": campaign_median_ms,
+    }
