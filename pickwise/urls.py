@@ -27,6 +27,7 @@ urlpatterns = [
     path("api/", include("generation.urls")),
     path("api/", include("exports.urls")),
     path("api/", include("training.urls")),
+    path("api/", include("webhooks.urls")),
     path("", include("frontend.urls")),
 ]
 

@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 UNKNOWN_EVENTS = "Unknown events: {events}. Choose from: {choices}."
 BAD_URL = "The URL must start with http:// or https:// and name a host."
+DUPLICATE = "An endpoint with this URL and scope exists already (webhook {id})."
 TEST_MESSAGE = "A test event from Pickwise: this endpoint is set up."
 ERROR_CHARS = 1000
 
@@ -75,6 +76,9 @@ def webhook_create(
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ApplicationError(BAD_URL, code="invalid")
+    same = Webhook.objects.filter(campaign=campaign, url=url).first()
+    if same is not None:
+        raise ApplicationError(DUPLICATE.format(id=same.pk), code="duplicate", status=409)
     judgments = Judgment.objects.filter(campaign=campaign) if campaign else Judgment.objects
     webhook = Webhook(
         url=url,
@@ -301,3 +305,8 @@ def webhook_campaigns_completed_emit() -> int:
                 )
                 events += 1
     return events
+
+
+def webhook_delete(*, webhook: Webhook) -> None:
+    """Remove the endpoint and its delivery log; pending deliveries are dropped with it."""
+    webhook.delete()

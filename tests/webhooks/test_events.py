@@ -45,7 +45,7 @@ def test_new_judgments_go_out_as_one_batch_per_endpoint_and_campaign():
     bulk_judge(one, [annotator(one)], constant("tie"))  # before the endpoints: not announced
     own = webhook_create(url=URL, events=["judgment.batch"], campaign=one)
     site = webhook_create(url=URL, events=[], campaign=None)
-    other = webhook_create(url=URL, events=["export.finished"], campaign=one)
+    other = webhook_create(url=URL + "/exports", events=["export.finished"], campaign=one)
     judged = bulk_judge(one, [annotator(one), annotator(one)], prefer_models("model-a", "model-b"))
     judged += bulk_judge(two, [annotator(two)], constant("tie"))
 
@@ -76,7 +76,7 @@ def test_a_finished_export_is_announced_to_its_campaigns_endpoints_only():
     bulk_judge(campaign, [annotator(campaign)], prefer_models("model-a", "model-b"))
     wanted = webhook_create(url=URL, events=["export.finished"], campaign=campaign)
     webhook_create(url=URL, events=["export.finished"], campaign=elsewhere)
-    webhook_create(url=URL, events=["training_job.finished"], campaign=campaign)
+    webhook_create(url=URL + "/training", events=["training_job.finished"], campaign=campaign)
 
     export = build(campaign)
     (body,) = bodies("export.finished")
