@@ -22,7 +22,13 @@ def _pairwise_groups(
     if not pairs:
         pairs = list(itertools.combinations(images, 2))
     if pairs_per_prompt is not None and len(pairs) > pairs_per_prompt:
-        pairs = rng.sample(pairs, pairs_per_prompt)
+        # Images drawn from the same seed differ by the model, not by the starting noise:
+        # sample those pairs first, and fill up with the others.
+        same = [(a, b) for a, b in pairs if a.seed is not None and a.seed == b.seed]
+        if len(same) >= pairs_per_prompt:
+            return rng.sample(same, pairs_per_prompt)
+        others = [pair for pair in pairs if pair not in same]
+        pairs = same + rng.sample(others, pairs_per_prompt - len(same))
     return pairs
 
 
