@@ -191,7 +191,9 @@ def test_an_annotator_cannot_tell_gold_or_repeat_tasks_from_regular_ones(api_cli
             accuracy = _lookup_accuracy(single)
             assert accuracy <= limit, (target, name, accuracy, majority)
         joint = [(tuple(sorted(features.items())), label) for features, label in labelled]
-        assert _lookup_accuracy(joint) <= limit, (target, "all features", majority)
+        accuracy = _lookup_accuracy(joint)
+        print(f"{fmt} {target}: attacker {accuracy:.3f}, majority {majority:.3f}, n={n}")
+        assert accuracy <= limit, (target, "all features", majority)
 
 
 def test_derived_gold_images_keep_the_format_of_their_source():
