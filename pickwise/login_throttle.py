@@ -83,6 +83,10 @@ class ThrottledModelBackend(ModelBackend):
         user = super().authenticate(request, username=username, password=password, **kwargs)
         if user is None:
             login_failure_record(request=request, username=username)
+        else:
+            # The account's own count starts again; the address's does not (one valid
+            # account must not let an address go on guessing others).
+            cache.delete(_keys(request=request, username=username)[0])
         return user
 
 

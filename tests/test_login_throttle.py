@@ -49,6 +49,19 @@ def test_a_few_wrong_passwords_do_not_lock_the_account(client, path):
     assert SESSION_KEY in client.session
 
 
+def test_a_successful_login_starts_the_accounts_count_again(client):
+    UserFactory(username="typo")
+    for _ in range(4):
+        _page_login(client, "/accounts/login/", "typo", "wrong")
+    _page_login(client, "/accounts/login/", "typo", PASSWORD)
+    assert SESSION_KEY in client.session
+    client.logout()
+    for _ in range(4):
+        _page_login(client, "/accounts/login/", "typo", "wrong")
+    _page_login(client, "/accounts/login/", "typo", PASSWORD)
+    assert SESSION_KEY in client.session
+
+
 def test_the_account_lock_holds_from_every_address_and_case(client):
     UserFactory(username="victim")
     for n in range(5):
