@@ -10,13 +10,14 @@ from __future__ import annotations
 from pathlib import PurePath
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from generation.backends.spec import PROCEDURAL_PREFIX
 from generation.models import Generator
 from pickwise.errors import ApplicationError
 
 ERROR_GENERATOR_SETTINGS = "{source}: {reason}"
+ERROR_NAME_RACE = "Another request named a model at the same moment; start again."
 MAX_NAME_TRIES = 1000
 
 
@@ -58,10 +59,7 @@ def generator_get_or_create(
         "scheduler": scheduler,
         "guidance": guidance,
     }
-    existing = Generator.objects.filter(
-        **settings, lora_path="", negative_prompt="", pipeline_class="", dtype="auto"
-    ).first()
-    if existing is not None and existing.extra == {} and existing.scheduler_options == {}:
+    if (existing := _matching(settings)) is not None:
         return existing
     generator = Generator(name=_free_name(_base_name(source)), **settings)
     try:
@@ -74,5 +72,29 @@ def generator_get_or_create(
             ERROR_GENERATOR_SETTINGS.format(source=_base_name(source), reason=reason),
             code="invalid_generator",
         ) from None
-    generator.save()
+    try:
+        with transaction.atomic():  # a savepoint: a lost race leaves the caller's work intact
+            generator.save()
+    except IntegrityError:
+        # Another request took the free name between the check and the insert.
+        if (existing := _matching(settings)) is not None:
+            return existing
+        raise ApplicationError(ERROR_NAME_RACE, code="conflict", status=409) from None
     return generator
+
+
+def _matching(settings: dict) -> Generator | None:
+    """A plain generator (no LoRA, extras or other options) with exactly these settings."""
+    return (
+        Generator.objects.filter(
+            **settings,
+            lora_path="",
+            negative_prompt="",
+            pipeline_class="",
+            dtype="auto",
+            extra={},
+            scheduler_options={},
+        )
+        .order_by("id")
+        .first()
+    )

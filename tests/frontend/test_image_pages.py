@@ -226,3 +226,16 @@ def test_wrong_methods_are_refused(admin_client, campaign):
     assert admin_client.get(url(campaign, "generate")).status_code == 405
     assert admin_client.get(url(campaign, "import")).status_code == 405
     assert admin_client.post(url(campaign)).status_code == 405
+
+
+def test_a_generator_with_other_settings_or_extras_is_not_reused(db):
+    from generation.services.generators import generator_get_or_create
+
+    settings = {"steps": 1, "width": 64, "height": 64, "guidance": 0.0}
+    first = generator_get_or_create(source="procedural:sloppy", **settings)
+    assert generator_get_or_create(source="procedural:sloppy", **settings) == first
+    wider = generator_get_or_create(source="procedural:sloppy", **{**settings, "width": 128})
+    assert (first.name, wider.name) == ("sloppy", "sloppy-2")
+    Generator.objects.filter(pk=first.pk).update(extra={"eta": 0.5})  # changed by hand since
+    again = generator_get_or_create(source="procedural:sloppy", **settings)
+    assert again.pk not in (first.pk, wider.pk) and again.name == "sloppy-3"
