@@ -60,14 +60,14 @@ class Campaign:
 
 def run_rater(rng, *, gold, agree, repeat, ties, tasks, switch_at=None):
     """(blocked, the rules that fired, counted judgments when blocked) for one rater."""
-    from annotate.quality.gating import (
+    from annotate.quality.models import RaterStats
+    from annotate.quality.rules import (
         gold_rate_for,
         gold_step,
         policy_for,
         policy_llr,
         rules_evaluate,
     )
-    from annotate.quality.models import RaterStats
 
     campaign = Campaign()
     policy = policy_for(campaign)
@@ -77,7 +77,16 @@ def run_rater(rng, *, gold, agree, repeat, ties, tasks, switch_at=None):
         random_now = switch_at is not None and stats.judgments >= switch_at
         g, q, r, t = (1 / 3, 1 / 3, 1 / 3, 1 / 3) if random_now else (gold, agree, repeat, ties)
         qualifying = not stats.gold_passed_at
-        rate = 1.0 if qualifying else gold_rate_for(campaign=campaign, stats=stats)
+        rate = (
+            1.0
+            if qualifying
+            else gold_rate_for(
+                campaign=campaign,
+                gold_passed_at=stats.gold_passed_at,
+                post_gold_correct=stats.post_gold_correct,
+                post_gold_wrong=stats.post_gold_wrong,
+            )
+        )
         draw = rng.random()
         if draw < rate:
             counters = {
@@ -193,7 +202,7 @@ def main() -> None:
 
 
 def _wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    from annotate.quality.gating import wilson
+    from annotate.quality.rules import wilson
 
     return wilson(successes, n, z)
 
