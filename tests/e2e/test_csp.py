@@ -46,7 +46,8 @@ def test_the_existing_pages_load_without_csp_refusals(live_server, new_page):
     page = new_page()
     seen = watch(page, live_server.url)
     log_in(page, live_server.url, "boss")
-    for path in ["/", f"/campaigns/{campaign.pk}/", f"/campaigns/{campaign.pk}/dashboard/"]:
+    pages = ["", "dashboard/", "images/", "exports/"]
+    for path in ["/", *(f"/campaigns/{campaign.pk}/{page}" for page in pages)]:
         page.goto(f"{live_server.url}{path}")
         page.wait_for_load_state("networkidle")
     page.goto(f"{live_server.url}/campaigns/999999/")
