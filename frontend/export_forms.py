@@ -52,10 +52,21 @@ class ExportStartForm(forms.Form):
         initial=SPLIT_DEFAULTS["test"],
     )
     seed = forms.IntegerField(label=_("Split seed"), min_value=0, max_value=2**63 - 1, initial=0)
+    also = forms.TypedMultipleChoiceField(
+        label=_("Combine with these campaigns into one dataset"),
+        widget=forms.CheckboxSelectMultiple,
+        coerce=int,
+        required=False,
+        help_text=_(
+            "Pick-a-Pic or image preference. Prompts with the same text are one prompt and a "
+            "recurring pair of images is one pair; the manifest lists every campaign."
+        ),
+    )
 
-    def __init__(self, *args, criteria: list[dict], **kwargs):
+    def __init__(self, *args, criteria: list[dict], combinable=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["criterion"].choices = [(c["key"], c["question"]) for c in criteria]
+        self.fields["also"].choices = [(c.pk, f"{c.title} ({c.slug})") for c in combinable]
 
     def export_options(self) -> dict:
         """Keyword arguments of exports.services.export_create."""

@@ -12,7 +12,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from annotate.access import READERS, campaign_get_for_user, campaign_role
-from annotate.models import Membership
+from annotate.models import Campaign, Membership
 from exports.formats import EXPORT_FORMATS, export_format
 from exports.models import Export
 from exports.selectors import export_files, export_list
@@ -21,6 +21,7 @@ from frontend.export_forms import ExportStartForm
 from pickwise.errors import ApplicationError
 
 LIST_LIMIT = 10
+COMBINABLE_LIMIT = 100
 ACTIVE = (Export.Status.PENDING, Export.Status.RUNNING)
 
 
@@ -72,11 +73,29 @@ def _campaign(request, campaign_id: int):
     return campaign_get_for_user(user=request.user, campaign_id=campaign_id, roles=READERS)
 
 
+def _combinable(request, campaign):
+    """Other campaigns of the same kind the user reads: those an export may combine."""
+    return (
+        Campaign.objects.filter(
+            kind=campaign.kind, memberships__user=request.user, memberships__role__in=READERS
+        )
+        .exclude(pk=campaign.pk)
+        .order_by("created_at", "id")
+        .distinct()[:COMBINABLE_LIMIT]
+    )
+
+
+def _form(request, campaign, data=None) -> ExportStartForm:
+    return ExportStartForm(
+        data, criteria=campaign.criteria, combinable=_combinable(request, campaign)
+    )
+
+
 def _page(request, campaign, *, form=None, status=200):
     role = campaign_role(user=request.user, campaign=campaign)
     context = {
         **_list_context(campaign),
-        "form": form or ExportStartForm(criteria=campaign.criteria),
+        "form": form or _form(request, campaign),
         "formats": EXPORT_FORMATS,
         "may_manage": role == Membership.Role.ADMIN,
     }
@@ -102,12 +121,16 @@ def exports_list(request, campaign_id: int):
 @require_POST
 def exports_start(request, campaign_id: int):
     campaign = _campaign(request, campaign_id)
-    form = ExportStartForm(request.POST, criteria=campaign.criteria)
+    form = _form(request, campaign, request.POST)
     if not form.is_valid():
         return _page(request, campaign, form=form, status=400)
+    also = [
+        campaign_get_for_user(user=request.user, campaign_id=other, roles=READERS)
+        for other in form.cleaned_data["also"]
+    ]
     try:
         export = export_create(
-            requested_by=request.user, campaign=campaign, **form.export_options()
+            requested_by=request.user, campaign=campaign, also=also, **form.export_options()
         )
     except ApplicationError as error:
         form.add_error(None, error.message)

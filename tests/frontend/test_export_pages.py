@@ -7,6 +7,8 @@ import pytest
 from django.urls import reverse
 from django.utils.html import escape
 
+from annotate.services.campaigns import membership_set
+from exports.combined import FORMAT_NOT_COMBINED
 from exports.formats import EXPORT_FORMATS
 from exports.models import Export
 from exports.services import EMPTY_BEFORE_START, export_build
@@ -185,3 +187,43 @@ def test_anonymous_visitors_are_sent_to_log_in_and_methods_are_checked(client, j
     client.force_login(user_as(judged, "researcher"))
     assert client.get(url(judged, "start")).status_code == 405
     assert client.post(url(judged)).status_code == 405
+
+
+# Several campaigns, one dataset ---------------------------------------------------------------
+
+
+def test_the_page_offers_the_other_campaigns_the_user_reads_and_combines_them(client, judged):
+    user = user_as(judged, "researcher")
+    other = campaign_with_comparisons(prompts=2, models=("model-a", "model-b"), slug="release-2")
+    bulk_judge(other, [annotator(other)], prefer_models("model-a", "model-b"))
+    membership_set(campaign=other, user=user, role="researcher")
+    hidden = campaign_with_comparisons(prompts=1, slug="not-mine")
+    ranking = campaign_with_comparisons(prompts=1, kind="ranking", k=3, slug="ranking-kind")
+    membership_set(campaign=ranking, user=user, role="researcher")
+    client.force_login(user)
+
+    html = client.get(url(judged)).content.decode()
+    assert 'name="also"' in html and "release-2" in html
+    assert hidden.slug not in html and ranking.slug not in html  # not theirs; another kind
+    response = client.post(url(judged, "start"), start_form(also=[other.pk]))
+    assert response.status_code == 302
+    export = Export.objects.get()
+    assert (export.campaign, export.sources) == (judged, [judged.pk, other.pk])
+    assert "2 campaigns combined" in client.get(url(judged, "list")).content.decode()
+
+
+def test_combining_a_campaign_not_offered_or_a_format_that_does_not_combine_is_refused(
+    client, judged
+):
+    user = user_as(judged, "researcher")
+    other = campaign_with_comparisons(prompts=2, models=("model-a", "model-b"))
+    bulk_judge(other, [annotator(other)], prefer_models("model-a", "model-b"))
+    client.force_login(user)
+
+    refused = client.post(url(judged, "start"), start_form(also=[other.pk]))
+    assert refused.status_code == 400  # not a campaign they read: not a choice
+    membership_set(campaign=other, user=user, role="researcher")
+    jsonl = client.post(url(judged, "start"), start_form(format="jsonl", also=[other.pk]))
+    assert jsonl.status_code == 400
+    assert escape(FORMAT_NOT_COMBINED.format(format="jsonl")) in jsonl.content.decode()
+    assert not Export.objects.exists()
