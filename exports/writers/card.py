@@ -19,6 +19,10 @@ READERS = {
         "training example (`examples/research_projects/diffusion_dpo/train_diffusion_dpo.py`) "
         "and Pickwise's own trainer (`python -m training.dpo`) train on it as it is."
     ),
+    "ranked": (
+        "One row per ranking, every image with its rank: Pickwise's trainer trains RankDPO on "
+        "it (`python -m training.dpo --method rankdpo`)."
+    ),
     "image_preference": (
         "One row per preference with `chosen` and `rejected` as `datasets.Image` features, "
         "so `load_dataset` returns decoded PIL images; the uid, model and rank columns, "

@@ -37,6 +37,7 @@ def test_ranked_rows_rank_each_image_with_ties_sharing_a_rank(db, tmp_path):
     assert set(data) == {"train", "validation", "test"}
     rows = [row for split in data for row in data[split]]
     assert len(rows) == 4
+    assert "--method rankdpo" in (Path(export.folder) / "README.md").read_text()
     for row in rows:
         by_model = dict(zip(row["models"], row["ranking"], strict=True))
         assert by_model == {"m1": 1, "m2": 2, "m3": 2}
