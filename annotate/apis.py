@@ -41,6 +41,7 @@ from annotate.services.judgment_undo import judgment_undo
 from annotate.services.judgments import judgment_answers_match, judgment_submit
 from annotate.services.members import members_set
 from annotate.services.prompts import prompt_rows_from_payload, prompt_rows_parse, prompts_add
+from annotate.uploads import declared_body_size
 from pickwise.api import ERRORS, ErrorSerializer
 from pickwise.errors import ApplicationError
 from pickwise.login_throttle import login_locked, login_locked_message
@@ -566,11 +567,7 @@ class ImagesImportApi(APIView):
             user=request.user, campaign_id=campaign_id, roles=ADMIN_ONLY
         )
         limit = settings.PICKWISE_MAX_UPLOAD_BYTES
-        try:
-            declared = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            declared = 0
-        # Refuse from the header, before the body is parsed and spooled to disk.
+        declared = declared_body_size(request.META)
         if declared > limit + self.MULTIPART_OVERHEAD:
             raise _upload_too_large(declared, limit)
         data = self.InputSerializer(data=request.data)

@@ -17,6 +17,15 @@ TOO_MANY_BYTES = "Image is {size} bytes; the limit is {limit}."
 TOO_MANY_PIXELS = "Image has {pixels} pixels; the limit is {limit}."
 
 
+def declared_body_size(meta) -> int:
+    """The request's Content-Length, 0 when absent or malformed: read before the body, so an
+    oversized upload is refused before it is spooled to disk."""
+    try:
+        return max(0, int(meta.get("CONTENT_LENGTH") or 0))
+    except ValueError:
+        return 0
+
+
 @dataclass(frozen=True)
 class CheckedImage:
     data: bytes

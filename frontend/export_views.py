@@ -18,15 +18,12 @@ from exports.models import Export
 from exports.selectors import export_files, export_list
 from exports.services import export_create
 from frontend.export_forms import ExportStartForm
+from frontend.panels import percent
 from pickwise.errors import ApplicationError
 
 LIST_LIMIT = 10
 COMBINABLE_LIMIT = 100
 ACTIVE = (Export.Status.PENDING, Export.Status.RUNNING)
-
-
-def _percent(done: int, total: int) -> int:
-    return min(100, round(100 * done / total)) if total else 0
 
 
 def download_folder(export: Export) -> str:
@@ -51,7 +48,7 @@ def _row(export: Export) -> dict:
     return {
         "export": export,
         "format": export_format(export.format),
-        "percent": _percent(export.progress_done, export.progress_total),
+        "percent": percent(export.progress_done, export.progress_total),
         "files": files,
         "folder": download_folder(export),
         "load_lines": load_dataset_lines(export) if finished else [],

@@ -17,7 +17,9 @@ from annotate.access import MANAGERS, campaign_get_for_user
 from annotate.models import ImageImport
 from annotate.selectors import image_import_list
 from annotate.services.image_imports.jobs import image_import_create
+from annotate.uploads import declared_body_size
 from frontend.image_forms import ImagesGenerateForm, ImagesImportForm
+from frontend.panels import percent
 from generation.backends.spec import procedural_sources
 from generation.models import GenerationJob
 from generation.selectors import generation_job_errors, generation_job_list, generation_job_progress
@@ -41,10 +43,6 @@ def _sources() -> list[tuple[str, str]]:
     return folders + drawn
 
 
-def _percent(done: int, total: int) -> int:
-    return min(100, round(100 * done / total)) if total else 0
-
-
 def _jobs_context(campaign) -> dict:
     generations = []
     for job in generation_job_list(campaign=campaign)[:LIST_LIMIT]:
@@ -55,12 +53,12 @@ def _jobs_context(campaign) -> dict:
                 "names": ", ".join(g.name for g in job.generators.all()),
                 "done": counts["finished"],
                 "total": counts["total"],
-                "percent": _percent(counts["finished"], counts["total"]),
+                "percent": percent(counts["finished"], counts["total"]),
                 "errors": generation_job_errors(job=job, limit=10) if counts["failed"] else [],
             }
         )
     imports = [
-        {"job": job, "percent": _percent(job.progress_done, job.progress_total)}
+        {"job": job, "percent": percent(job.progress_done, job.progress_total)}
         for job in image_import_list(campaign=campaign)[:LIST_LIMIT]
     ]
     active = any(row["job"].status in GenerationJob.ACTIVE for row in generations) or any(
@@ -140,12 +138,8 @@ def images_import(request, campaign_id: int):
     campaign = _campaign(request, campaign_id)
     limit = settings.PICKWISE_MAX_UPLOAD_BYTES
     form = ImagesImportForm(request.POST, request.FILES)
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
+    declared = declared_body_size(request.META)
     if declared > limit + MULTIPART_OVERHEAD:
-        # Refused from the header, before the body is read and spooled to disk.
         form = ImagesImportForm()
         form.add_error(None, FILE_TOO_LARGE.format(size=declared, limit=limit))
         return _page(request, campaign, upload=form, status=413)

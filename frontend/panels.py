@@ -29,7 +29,8 @@ from training.selectors import training_job_list, training_job_progress
 EXPORT_ACTIVE = (Export.Status.PENDING, Export.Status.RUNNING)
 
 
-def _percent(done: int, total: int) -> int:
+def percent(done: int, total: int) -> int:
+    """Whole percent of a progress bar, 0 for an empty total, never above 100."""
     return min(100, round(100 * done / total)) if total else 0
 
 
@@ -109,7 +110,7 @@ def generation_panel(*, campaign: Campaign, limit: int = 5) -> dict:
                 "status": job.status,
                 "done": counts["finished"],
                 "total": counts["total"],
-                "percent": _percent(counts["finished"], counts["total"]),
+                "percent": percent(counts["finished"], counts["total"]),
                 "created_at": job.created_at,
                 "error": job.error or (f"{counts['failed']} failed" if counts["failed"] else ""),
                 "active": job.status in GenerationJob.ACTIVE,
@@ -128,7 +129,7 @@ def import_panel(*, campaign: Campaign, limit: int = 5) -> dict:
                 "status": job.status + (f" · {job.phase}" if job.phase and active else ""),
                 "done": job.progress_done,
                 "total": job.progress_total,
-                "percent": _percent(job.progress_done, job.progress_total),
+                "percent": percent(job.progress_done, job.progress_total),
                 "created_at": job.created_at,
                 "error": job.error,
                 "active": active,
@@ -151,7 +152,7 @@ def export_panel(*, campaign: Campaign, limit: int = 5) -> dict:
             "status": export.status,
             "done": export.progress_done,
             "total": export.progress_total,
-            "percent": _percent(export.progress_done, export.progress_total),
+            "percent": percent(export.progress_done, export.progress_total),
             "created_at": export.created_at,
             "error": export.error,
             "active": export.status in EXPORT_ACTIVE,

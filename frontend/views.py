@@ -35,15 +35,12 @@ from frontend.panels import (
     agreement_panel,
     job_panels,
     leaderboard_panel,
+    percent,
     rater_panel,
 )
 from pickwise.errors import ApplicationError
 
 HOME_CAMPAIGN_LIMIT = 100
-
-
-def _percent(done: int, wanted: int) -> int:
-    return min(100, round(100 * done / wanted)) if wanted else 0
 
 
 @login_required
@@ -52,7 +49,7 @@ def home(request):
     rows = campaign_overview_for_user(user=request.user, limit=HOME_CAMPAIGN_LIMIT)
     for row in rows:
         if "progress" in row:
-            row["percent"] = _percent(
+            row["percent"] = percent(
                 row["progress"]["judgments_done"], row["progress"]["judgments_wanted"]
             )
     context = {"rows": rows, "may_create": user_may_create_campaigns(request.user)}
@@ -187,7 +184,7 @@ def _progress_context(campaign: Campaign) -> dict:
     return {
         "campaign": campaign,
         "progress": progress,
-        "percent": _percent(progress["judgments_done"], progress["judgments_wanted"]),
+        "percent": percent(progress["judgments_done"], progress["judgments_wanted"]),
     }
 
 
