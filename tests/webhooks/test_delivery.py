@@ -5,6 +5,7 @@ import hmac
 import json
 import logging
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -226,3 +227,20 @@ def test_an_endpoint_with_a_bad_url_or_unknown_events_is_refused(campaign, url, 
 def test_secrets_are_long_and_differ_per_endpoint(campaign):
     one, two = endpoint("https://example.org/a", campaign), endpoint("https://example.org/b")
     assert len(one.secret) == 64 and one.secret != two.secret
+
+
+def test_the_readme_verify_function_accepts_a_real_delivery_and_refuses_a_forgery(
+    campaign, receiver
+):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    code = readme.split("To verify, in Python:\n\n```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(code, namespace)  # noqa: S102 - the README's own snippet
+    webhook = endpoint(receiver.url, campaign)
+    webhook_delivery_attempt(delivery_id=webhook_test_send(webhook=webhook).pk)
+    (request,) = receiver.requests
+    header, body = request["headers"]["Pickwise-Signature"], request["body"]
+
+    assert namespace["verify"](webhook.secret, header, body)
+    assert not namespace["verify"](webhook.secret, header, body + b" ")
+    assert not namespace["verify"]("another-secret", header, body)
