@@ -15,6 +15,7 @@ from generation.services.jobs import (
 )
 from generation.tiny_model import write_tiny_pipeline
 from pickwise.errors import ApplicationError
+from pickwise.model_folders import ERROR_MODEL_FOLDER_UNAVAILABLE
 from tests.factories import CampaignFactory, GeneratorFactory, PromptFactory
 
 pytestmark = pytest.mark.django_db
@@ -91,10 +92,12 @@ def test_it_refuses_a_generator_whose_folder_has_gone(campaign, tmp_path):
     with pytest.raises(ApplicationError) as raised:
         generation_job_create(campaign=campaign, generators=[generator], seeds_per_prompt=1)
     assert raised.value.code == "invalid_generator"
+    # A gone folder gets the same answer as a forbidden one, and names no server path.
     assert raised.value.message == (
-        f"Generator {generator.name} is unusable: source: The pipeline folder {folder} does "
-        "not exist."
+        f"Generator {generator.name} is unusable: source: "
+        + ERROR_MODEL_FOLDER_UNAVAILABLE.format(field="source")
     )
+    assert str(tmp_path) not in raised.value.message
 
 
 def test_it_refuses_a_second_job_while_one_is_running(campaign):
