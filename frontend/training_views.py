@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from annotate.models import Campaign
 from annotate.services.members import users_find
 from exports.access import export_get_for_user
 from frontend.forms import EvaluationForm, EvaluationSizeForm, TrainingStartForm
@@ -87,7 +88,12 @@ def training_job_detail(request, job_id: int):
 
 
 def _evaluation_context(job: TrainingJob) -> dict:
-    context = {"evaluation": training_job_evaluation(job=job)}
+    evaluation = training_job_evaluation(job=job)
+    if evaluation is not None:
+        # Judgments still come in while the campaign is generating or open: keep polling.
+        status = job.evaluation_campaign.status
+        evaluation["open"] = status not in (Campaign.Status.CLOSED, Campaign.Status.PAUSED)
+    context = {"evaluation": evaluation}
     if job.status == TrainingJob.Status.DONE and context["evaluation"] is None:
         judges = evaluation_default_judges(job=job)
         form = EvaluationForm(initial={"judges": "\n".join(j.get_username() for j in judges)})
@@ -142,6 +148,16 @@ def training_job_cancel_view(request, job_id: int):
     else:
         messages.success(request, _("Cancel requested."))
     return redirect(_job_url(job))
+
+
+@login_required
+@require_GET
+def training_job_evaluation_card(request, job_id: int):
+    """The evaluation card alone, polled while its campaign collects judgments, so the
+    win-rate and its interval move without a reload."""
+    job = training_job_get_for_user(user=request.user, job_id=job_id)
+    context = {"job": job, **_evaluation_context(job)}
+    return render(request, "frontend/partials/training_evaluation.html", context)
 
 
 @login_required

@@ -136,6 +136,11 @@ urlpatterns = [
         name="training-job-cancel",
     ),
     path(
+        "training-jobs/<id:job_id>/evaluation/",
+        training_views.training_job_evaluation_card,
+        name="training-job-evaluation",
+    ),
+    path(
         "training-jobs/<id:job_id>/evaluate/estimate/",
         training_views.training_job_evaluation_estimate,
         name="training-job-evaluation-estimate",

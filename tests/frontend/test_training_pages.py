@@ -4,7 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import GeneratorFactory, campaign_with_comparisons, user_as
+from annotate.models import Image
+from annotate.services.assignments import assignment_next
+from annotate.services.judgments import judgment_submit
+from tests.factories import GeneratorFactory, annotator, campaign_with_comparisons, user_as
 from tests.training.jobs_support import finished_export, pipeline_folder
 from training.evaluation_design import wilson_width
 from training.models import TrainingJob
@@ -251,6 +254,30 @@ def test_the_job_page_shows_the_human_win_rate_with_its_interval(client, export)
     html = client.get(f"/training-jobs/{job.pk}/").content.decode()
     assert "No judgments yet." in html
     assert f"/campaigns/{campaign.pk}/dashboard/" in html
+
+    # The card polls while its campaign collects judgments, and shows new ones when polled.
+    card_url = f"/training-jobs/{job.pk}/evaluation/"
+    assert f'hx-get="{card_url}"' in html
+    rater = annotator(campaign)
+    tuned = Image.objects.filter(prompt__campaign=campaign, model_name="page-tuned")
+    tuned_uids = {str(image.uid) for image in tuned}
+    while (assignment := assignment_next(campaign=campaign, annotator=rater)) is not None:
+        winner = next(uid for uid in assignment.presented if uid in tuned_uids)
+        judgment_submit(assignment=assignment, answers={"overall": winner})
+    card = client.get(card_url).content.decode()
+    assert "Tuned model wins 1.000" in card and "of 2 judgments" in card
+    assert 'hx-trigger="every 10s"' in card
+
+    campaign.status = "closed"
+    campaign.save(update_fields=["status"])
+    assert "hx-trigger" not in client.get(card_url).content.decode()  # nothing more comes
+
+
+@pytest.mark.parametrize(("who", "status"), [("annotator", 403), ("outsider", 404)])
+def test_the_evaluation_card_is_hidden_from_annotators_and_outsiders(client, export, who, status):
+    job = job_on(export, status=TrainingJob.Status.DONE)
+    log_in(client, export.campaign, who)
+    assert client.get(f"/training-jobs/{job.pk}/evaluation/").status_code == status
 
 
 def test_the_api_returns_only_steps_after_the_one_asked_for(api_client, export):
