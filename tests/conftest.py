@@ -1,6 +1,7 @@
 """Shared fixtures. Keep this small: most set-up lives in tests/factories.py."""
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -25,12 +26,12 @@ def _model_folders_in_temp(settings):
     settings.PICKWISE_MODEL_ROOTS = [*settings.PICKWISE_MODEL_ROOTS, Path(tempfile.gettempdir())]
 
 
-def torch_threads_for_tests() -> int | None:
-    """PICKWISE_TEST_TORCH_THREADS, which scripts/test-numerics.sh sets to run the numerical
-    tests with 1 and with 2 threads; None when unset."""
+def torch_threads_for_tests() -> int:
+    """PICKWISE_TEST_TORCH_THREADS (scripts/test-numerics.sh runs the numerical tests with 1 and
+    with 2), else 1."""
     value = os.environ.get("PICKWISE_TEST_TORCH_THREADS", "").strip()
     if not value:
-        return None
+        return 1
     if not value.isdigit() or int(value) < 1:
         raise pytest.UsageError(
             f"PICKWISE_TEST_TORCH_THREADS must be a whole number >= 1, got {value!r}."
@@ -38,23 +39,20 @@ def torch_threads_for_tests() -> int | None:
     return int(value)
 
 
+# One torch thread unless told otherwise: on a small shared machine OpenMP threads spin-waiting
+# for each other make the tiny models several times slower (the generation tests took 180 s with
+# 2 threads and 36 s with 1 on two busy cores). Set before anything imports torch, so it holds
+# here and in the workers, trainers and servers the tests start.
+os.environ["OMP_NUM_THREADS"] = str(torch_threads_for_tests())
+
+
 @pytest.fixture(autouse=True)
-def _torch_threads_from_environment():
-    # torch is imported only when the variable is set: importing it for every Django test
-    # would slow collection and the web tests by seconds.
-    threads = torch_threads_for_tests()
-    if threads is None:
-        yield
-        return
-    try:
-        import torch
-    except ImportError:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    yield
-    torch.set_num_threads(before)
+def _torch_threads():
+    # For a torch imported before this file set OMP_NUM_THREADS; torch is not imported here,
+    # which would slow collection and every Django test by seconds.
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(torch_threads_for_tests())
 
 
 @pytest.fixture

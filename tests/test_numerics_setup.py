@@ -8,12 +8,10 @@ from tests.conftest import torch_threads_for_tests
 
 
 @pytest.mark.numerics
-def test_the_numerical_tests_run_with_the_thread_count_they_are_given():
+def test_torch_runs_with_the_thread_count_the_tests_are_given():
     torch = pytest.importorskip("torch")
-    wanted = torch_threads_for_tests()
-    if wanted is None:
-        pytest.skip("PICKWISE_TEST_TORCH_THREADS is not set: torch keeps its own thread count")
-    assert torch.get_num_threads() == wanted
+    assert torch.get_num_threads() == torch_threads_for_tests()
+    assert os.environ["OMP_NUM_THREADS"] == str(torch_threads_for_tests())
 
 
 @pytest.mark.numerics
@@ -33,4 +31,6 @@ def test_a_malformed_thread_count_is_refused_with_its_name(monkeypatch):
     with pytest.raises(pytest.UsageError, match="got '0'"):
         torch_threads_for_tests()
     monkeypatch.setenv("PICKWISE_TEST_TORCH_THREADS", " ")
-    assert torch_threads_for_tests() is None
+    assert torch_threads_for_tests() == 1
+    monkeypatch.setenv("PICKWISE_TEST_TORCH_THREADS", "2")
+    assert torch_threads_for_tests() == 2

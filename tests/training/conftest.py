@@ -10,8 +10,6 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from tests.conftest import torch_threads_for_tests
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
@@ -60,22 +58,6 @@ def write_ranked_export(folder: Path, rankings: list[list[int]], *, split: str =
     (folder / "data").mkdir(parents=True, exist_ok=True)
     pq.write_table(table, folder / "data" / f"{split}-00000-of-00001.parquet")
     return folder
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread(_torch_threads_from_environment):
-    # On a small shared machine, OpenMP threads spin-waiting for each other make the tiny
-    # models tens of times slower than one thread does. PICKWISE_TEST_TORCH_THREADS overrides
-    # this (scripts/test-numerics.sh runs the numerical tests with 1 and 2 threads).
-    try:
-        import torch
-    except ImportError:  # tests of the Django side of training need no torch
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(torch_threads_for_tests() or 1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
