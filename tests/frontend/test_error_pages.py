@@ -88,3 +88,10 @@ def test_the_api_docs_page_references_only_local_pinned_assets(client):
 
 def test_the_schema_the_docs_read_is_served(client):
     assert client.get("/api/schema/").status_code == 200
+
+
+def test_pages_name_their_icon_so_browsers_do_not_ask_for_a_missing_favicon(client):
+    html = client.get(reverse("frontend:login")).content.decode()
+    (icon,) = re.findall(r'<link rel="icon" href="([^"]+)"', html)
+    assert icon.startswith(settings.STATIC_URL)
+    assert finders.find(icon.removeprefix(settings.STATIC_URL)), icon
