@@ -265,6 +265,13 @@ def test_the_screen_works_at_phone_width(live_server, new_page):
     task_id = wait_for_task(page)
     width = page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= 360, f"page scrolls sideways at 360 px ({width} px wide)"
+    # Nothing spills out of an answer button (its label and key hint fit inside it).
+    spilled = page.eval_on_selector_all(
+        "#criteria .choice, .actions button",
+        "buttons => buttons.filter(b => !b.hidden && b.scrollWidth > b.clientWidth)"
+        ".map(b => b.textContent.trim())",
+    )
+    assert not spilled, f"these buttons overflow at 360 px: {spilled}"
     page.screenshot(path=str(SCREENSHOTS / "phone.png"), full_page=True)
     assignment = Assignment.objects.get(pk=task_id)
     page.locator("#criteria .choice").last.click()
