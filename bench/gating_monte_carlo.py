@@ -6,8 +6,10 @@ and how soon a rater who turns random is blocked.
 
 No database: each simulated rater's counters live in an unsaved RaterStats, updated the way
 a submit updates them, and every decision is made by annotate.quality.gating itself
-(gold_step and the gold SPRTs on each gold answer, rules_evaluate every `evaluate_every`
-counted judgments, gold_rate_for for the share of gold), with the default policy.
+(gold_step and gold_verdict on each gold answer: the lifetime SPRT, the one since
+qualifying and the one over the latest gold_window answers; rules_evaluate every
+`evaluate_every` counted judgments; gold_rate_for for the share of gold), with the default
+policy.
 
 The campaign: pairwise, gold_rate 0.02, repeat_rate 0.05 (repeats from 20 tasks back on),
 qualification on gold, overlap 3 (each regular judgment ends with two co-raters). A rater:
@@ -62,17 +64,17 @@ def run_rater(rng, *, gold, agree, repeat, ties, tasks, switch_at=None):
     """(blocked, the rules that fired, counted judgments when blocked) for one rater."""
     from annotate.quality.models import RaterStats
     from annotate.quality.rules import (
+        GOLD_COUNTERS,
         gold_rate_for,
         gold_step,
+        gold_verdict,
         policy_for,
-        policy_llr,
         rules_evaluate,
     )
 
     campaign = Campaign()
     policy = policy_for(campaign)
     stats = RaterStats(speed_hist=[])
-    bound = policy["sprt_bound"]
     for _task in range(tasks):
         random_now = switch_at is not None and stats.judgments >= switch_at
         g, q, r, t = (1 / 3, 1 / 3, 1 / 3, 1 / 3) if random_now else (gold, agree, repeat, ties)
@@ -89,27 +91,13 @@ def run_rater(rng, *, gold, agree, repeat, ties, tasks, switch_at=None):
         )
         draw = rng.random()
         if draw < rate:
-            counters = {
-                k: getattr(stats, k)
-                for k in (
-                    "gold_correct",
-                    "gold_wrong",
-                    "gold_passed_at",
-                    "post_gold_correct",
-                    "post_gold_wrong",
-                )
-            }
+            counters = {k: getattr(stats, k) for k in GOLD_COUNTERS}
             step = gold_step(counters, correct=bool(rng.random() < g), policy=policy)
-            for key, value in step.items():
-                setattr(
-                    stats, key, value if key == "gold_passed_at" else getattr(stats, key) + value
-                )
-            llr = policy_llr(policy, correct=stats.gold_correct, wrong=stats.gold_wrong)
-            post = policy_llr(policy, correct=stats.post_gold_correct, wrong=stats.post_gold_wrong)
-            if llr <= -bound:
-                return True, ["gold_sprt"], stats.judgments
-            if post <= -bound:
-                return True, ["gold_after_qualifying"], stats.judgments
+            for key, value in step.items():  # the submit's F(name) + step
+                setattr(stats, key, getattr(stats, key) + value)
+            decision = gold_verdict({k: getattr(stats, k) for k in GOLD_COUNTERS}, policy=policy)
+            if decision.block:
+                return True, [decision.block], stats.judgments
             continue
         if qualifying:
             continue

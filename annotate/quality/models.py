@@ -96,6 +96,10 @@ class RaterStats(models.Model):
     gold_passed_at = models.PositiveIntegerField(default=0)
     post_gold_correct = models.PositiveIntegerField(default=0)
     post_gold_wrong = models.PositiveIntegerField(default=0)
+    # The latest gold answers (up to the policy's gold_window): bit i is 1 when the i-th
+    # latest was wrong; gold_recent_n of them are in the window.
+    gold_recent_bits = models.PositiveIntegerField(default=0)
+    gold_recent_n = models.PositiveSmallIntegerField(default=0)
     repeats = models.PositiveIntegerField(default=0)
     repeats_same = models.PositiveIntegerField(default=0)
     # Counts of judgment durations in log-spaced buckets (quality.encoding.SPEED_EDGES_MS).

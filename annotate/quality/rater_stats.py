@@ -65,6 +65,8 @@ COUNTERS = (
     "gold_passed_at",
     "post_gold_correct",
     "post_gold_wrong",
+    "gold_recent_bits",
+    "gold_recent_n",
     "repeats",
     "repeats_same",
 )

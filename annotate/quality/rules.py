@@ -27,6 +27,10 @@ DEFAULT_POLICY: dict[str, Any] = {
     # behave only while every task is a test. 0 turns it off; campaigns with gold_rate 0
     # never get it.
     "confirm_gold_rate": 0.3,
+    # The same SPRT over the rater's last gold_window gold answers only (a sliding window,
+    # kept on RaterStats as a bitmask), once qualified: lifetime counters let a long honest
+    # record mask a rater who stops trying.
+    "gold_window": 20,
     # Chance-level agreement with co-raters.
     "chance_min": 30,
     "chance_z": 3.09,
@@ -38,10 +42,12 @@ DEFAULT_POLICY: dict[str, Any] = {
     "tie_min": 30,
     "tie_z": 3.09,
     "tie_rate": 0.5,
-    # Self-consistency on side-swapped repeats.
-    "repeat_min": 8,
-    "repeat_z": 1.96,
-    "repeat_rate": 0.6,
+    # Self-consistency on side-swapped repeats. Checked after every repeat over a long
+    # tenure, so the test is one-sided at z 3.09 against a rate of 0.5, well below an honest
+    # rater's 0.65 to 0.85 and above a random rater's 1/3 (bench/gating_monte_carlo.py).
+    "repeat_min": 20,
+    "repeat_z": 3.09,
+    "repeat_rate": 0.5,
     # Speed: warn below this share of the campaign median; block only with a suspicion.
     "speed_ratio": 0.35,
     "speed_min": 20,
@@ -63,6 +69,7 @@ DEFAULT_POLICY: dict[str, Any] = {
 BLOCK_RULES = (
     "gold_sprt",
     "gold_after_qualifying",
+    "gold_recent",
     "chance_agreement",
     "position_bias",
     "tie_spam",
@@ -71,6 +78,7 @@ BLOCK_RULES = (
 REASONS = {
     "gold_sprt": "Too many wrong answers on items with a known answer.",
     "gold_after_qualifying": "Too many wrong answers on items with a known answer since qualifying.",
+    "gold_recent": "Too many wrong answers among the latest items with a known answer.",
     "chance_agreement": "Answers agree with other raters no more than chance would.",
     "position_bias": "Answers follow the screen position rather than the images.",
     "tie_spam": "Most answers are ties.",
@@ -127,18 +135,42 @@ GOLD_COUNTERS = (
     "gold_passed_at",
     "post_gold_correct",
     "post_gold_wrong",
+    "gold_recent_bits",
+    "gold_recent_n",
 )
+GOLD_WINDOW_MAX = 30  # the bitmask fits a 32-bit integer column
+
+
+def gold_window_size(policy: dict) -> int:
+    return max(1, min(int(policy["gold_window"]), GOLD_WINDOW_MAX))
+
+
+def gold_window(counters: Mapping[str, Any], *, policy: dict) -> tuple[int, int]:
+    """(right, wrong) among the last gold_window gold answers: bit i of gold_recent_bits is
+    1 when the i-th latest answer was wrong; gold_recent_n answers are in the window."""
+    size = min(counters.get("gold_recent_n", 0), gold_window_size(policy))
+    wrong = (counters.get("gold_recent_bits", 0) & ((1 << size) - 1)).bit_count()
+    return size - wrong, wrong
 
 
 def gold_step(counters: dict[str, int], *, correct: bool, policy: dict) -> dict[str, int]:
-    """What one gold answer adds to the gold counters (gold_correct, gold_wrong,
-    gold_passed_at, post_gold_correct, post_gold_wrong), given their values before it.
+    """What one gold answer adds to the gold counters (GOLD_COUNTERS), given their values
+    before it: every figure as an increment, the window's bitmask and length included, so
+    the submit's `F(name) + step` and the replays all apply it the same way.
 
-    The submit and the recompute both go through here, in the order of the answers, so
-    the two agree exactly. An answer counts as post-qualification once the lifetime SPRT
-    has passed before it.
+    The submit, the undo and the recompute all go through here, in the order of the
+    answers, so they agree exactly. An answer counts as post-qualification once the
+    lifetime SPRT has passed before it.
     """
-    step = {"gold_correct": int(correct), "gold_wrong": int(not correct)}
+    size = gold_window_size(policy)
+    bits = counters["gold_recent_bits"]
+    window_bits = ((bits << 1) | int(not correct)) & ((1 << size) - 1)
+    step = {
+        "gold_correct": int(correct),
+        "gold_wrong": int(not correct),
+        "gold_recent_bits": window_bits - bits,
+        "gold_recent_n": min(counters["gold_recent_n"] + 1, size) - counters["gold_recent_n"],
+    }
     if counters["gold_passed_at"]:
         step.update(post_gold_correct=int(correct), post_gold_wrong=int(not correct))
         return step
@@ -151,31 +183,45 @@ def gold_step(counters: dict[str, int], *, correct: bool, policy: dict) -> dict[
 
 @dataclass(frozen=True)
 class GoldVerdict:
-    """What the gold answers so far say: the two SPRTs' log-likelihood ratios, the gold rule
-    that blocks (None if neither does) and whether the rater has qualified."""
+    """What the gold answers so far say: the three SPRTs' log-likelihood ratios (lifetime,
+    since qualifying, the latest window), the gold rule that blocks (None if none does)
+    and whether the rater has qualified."""
 
     llr: float
     post_llr: float
     block: str | None
     qualified: bool
+    recent_llr: float = 0.0
+    recent: tuple[int, int] = (0, 0)  # (right, wrong) in the window
 
 
 def gold_verdict(counters: Mapping[str, Any], *, policy: dict) -> GoldVerdict:
     """The one decision on gold, for the submit (annotate.quality.hooks) and the heavier
     evaluation (rules_evaluate): the SPRT over all gold answers blocks first, then the one
-    over the gold answered since qualifying; the first SPRT's upper bound qualifies.
-    `counters`: gold_correct, gold_wrong, post_gold_correct, post_gold_wrong."""
+    over the gold answered since qualifying, then, once qualified, the one over the latest
+    gold_window answers; the first SPRT's upper bound qualifies. `counters`: GOLD_COUNTERS."""
     llr = policy_llr(policy, correct=counters["gold_correct"], wrong=counters["gold_wrong"])
     post_llr = policy_llr(
         policy, correct=counters["post_gold_correct"], wrong=counters["post_gold_wrong"]
     )
+    right, wrong = gold_window(counters, policy=policy)
+    recent_llr = policy_llr(policy, correct=right, wrong=wrong)
     bound = policy["sprt_bound"]
     block = None
     if llr <= -bound:
         block = "gold_sprt"
     elif post_llr <= -bound:
         block = "gold_after_qualifying"
-    return GoldVerdict(llr=llr, post_llr=post_llr, block=block, qualified=llr >= bound)
+    elif counters.get("gold_passed_at") and recent_llr <= -bound:
+        block = "gold_recent"
+    return GoldVerdict(
+        llr=llr,
+        post_llr=post_llr,
+        block=block,
+        qualified=llr >= bound,
+        recent_llr=recent_llr,
+        recent=(right, wrong),
+    )
 
 
 def gold_rate_for(
@@ -312,6 +358,7 @@ def stats_figures(
     if gold is None:
         gold = gold_verdict(_gold_counters(stats), policy=policy)
     llr, post_llr = gold.llr, gold.post_llr
+    recent_right, recent_wrong = gold.recent
     return {
         "judgments": stats.judgments,
         "gold_correct": stats.gold_correct,
@@ -321,6 +368,9 @@ def stats_figures(
         "post_gold_correct": stats.post_gold_correct,
         "post_gold_wrong": stats.post_gold_wrong,
         "post_gold_llr": round(post_llr, 4),
+        "recent_gold_correct": recent_right,
+        "recent_gold_wrong": recent_wrong,
+        "recent_gold_llr": round(gold.recent_llr, 4),
         "co_rated": stats.co_rated,
         "co_pairs": stats.co_pairs,
         "co_agree": stats.co_agree,

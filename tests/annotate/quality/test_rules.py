@@ -115,11 +115,13 @@ def test_crowd_disagreement_only_warns():
 
 def test_self_consistency_blocks_only_with_enough_repeats():
     stats = _counters(BEHAVIOURS["honest"], judgments=10)
-    stats.repeats, stats.repeats_same = 7, 0
+    stats.repeats, stats.repeats_same = 19, 0
     assert "self_consistency" not in _verdict(stats).block
-    stats.repeats, stats.repeats_same = 12, 3
+    # Wilson upper bound at z 3.09 of 5 in 30 is 0.447, under the policy's 0.5.
+    stats.repeats, stats.repeats_same = 30, 5
     assert "self_consistency" in _verdict(stats).block
-    stats.repeats, stats.repeats_same = 12, 8
+    # 12 in 30 (0.4, far below an honest rater's 0.65) has an upper bound of 0.67: no block.
+    stats.repeats, stats.repeats_same = 30, 12
     assert "self_consistency" not in _verdict(stats).block
 
 
