@@ -18,7 +18,7 @@ from exports.models import Export
 from exports.selectors import export_files, export_list
 from exports.services import export_create
 from frontend.export_forms import ExportStartForm
-from frontend.panels import percent
+from frontend.panels import TRAINABLE_FORMATS, percent
 from pickwise.errors import ApplicationError
 
 LIST_LIMIT = 10
@@ -54,7 +54,7 @@ def _row(export: Export) -> dict:
         "load_lines": load_dataset_lines(export) if finished else [],
         "train_url": (
             reverse("frontend:training-start", args=[export.pk])
-            if finished and export.format in (Export.Format.PICKAPIC, Export.Format.RANKED)
+            if finished and export.format in TRAINABLE_FORMATS
             else None
         ),
     }

@@ -27,6 +27,8 @@ from training.models import TrainingJob
 from training.selectors import training_job_list, training_job_progress
 
 EXPORT_ACTIVE = (Export.Status.PENDING, Export.Status.RUNNING)
+# Exports a training job can start from (training_start checks the method against the format).
+TRAINABLE_FORMATS = (Export.Format.PICKAPIC, Export.Format.RANKED)
 
 
 def percent(done: int, total: int) -> int:
@@ -157,13 +159,13 @@ def export_panel(*, campaign: Campaign, limit: int = 5) -> dict:
             "error": export.error,
             "active": export.status in EXPORT_ACTIVE,
             "links": _download_links(export),
-            # A finished Pick-a-Pic export is what the trainer reads.
+            # The trainer reads a finished Pick-a-Pic (DPO, MaPO) or ranked (RankDPO) export.
             "action": (
                 {
                     "url": reverse("frontend:training-start", args=[export.pk]),
                     "text": _("Fine-tune"),
                 }
-                if export.status == "finished" and export.format == "pickapic"
+                if export.status == "finished" and export.format in TRAINABLE_FORMATS
                 else None
             ),
         }

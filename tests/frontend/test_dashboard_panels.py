@@ -112,6 +112,21 @@ def test_job_panels_poll_while_a_job_runs_and_stop_with_the_finished_state(clien
     assert reverse("frontend:training-start", args=[export.pk]) in html
 
 
+@pytest.mark.parametrize(("format", "trainable"), [("ranked", True), ("jsonl", False)])
+def test_a_finished_export_links_to_fine_tuning_only_in_a_format_the_trainer_reads(
+    client, format, trainable
+):
+    campaign = campaign_with_comparisons(prompts=2)
+    researcher = UserFactory()
+    membership_set(campaign=campaign, user=researcher, role=Membership.Role.RESEARCHER)
+    client.force_login(researcher)
+    export = Export.objects.create(
+        campaign=campaign, version=1, format=format, status="finished", manifest={"files": []}
+    )
+    train_url = reverse("frontend:training-start", args=[export.pk])
+    assert (train_url in _jobs_html(client, campaign)) is trainable
+
+
 def test_image_imports_have_their_own_panel(client):
     campaign = campaign_with_comparisons(prompts=1)
     admin = UserFactory()
