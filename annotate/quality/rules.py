@@ -22,6 +22,11 @@ DEFAULT_POLICY: dict[str, Any] = {
     "sprt_p0": 0.6,
     "sprt_p1": 0.9,
     "sprt_bound": math.log(19),
+    # The block bound of the gold SPRTs once qualified: ln(99), a 1% error where qualifying
+    # keeps ln(19) both ways. A qualified rater is tested on every gold answer over a long
+    # tenure, so at ln(19) an honest one at 0.93 gold accuracy was blocked 1.3% of the time
+    # in 1,000 tasks (bench/gating_monte_carlo.py).
+    "sprt_block_bound": math.log(99),
     # After qualifying, gold keeps coming at this rate (instead of the campaign's gold_rate)
     # until the SPRT on the gold answered since qualifying passes again, so a rater cannot
     # behave only while every task is a test. 0 turns it off; campaigns with gold_rate 0
@@ -199,7 +204,8 @@ def gold_verdict(counters: Mapping[str, Any], *, policy: dict) -> GoldVerdict:
     """The one decision on gold, for the submit (annotate.quality.hooks) and the heavier
     evaluation (rules_evaluate): the SPRT over all gold answers blocks first, then the one
     over the gold answered since qualifying, then, once qualified, the one over the latest
-    gold_window answers; the first SPRT's upper bound qualifies. `counters`: GOLD_COUNTERS."""
+    gold_window answers; the first SPRT's upper bound qualifies. Before qualifying a block
+    needs -sprt_bound, after it -sprt_block_bound. `counters`: GOLD_COUNTERS."""
     llr = policy_llr(policy, correct=counters["gold_correct"], wrong=counters["gold_wrong"])
     post_llr = policy_llr(
         policy, correct=counters["post_gold_correct"], wrong=counters["post_gold_wrong"]
@@ -207,12 +213,14 @@ def gold_verdict(counters: Mapping[str, Any], *, policy: dict) -> GoldVerdict:
     right, wrong = gold_window(counters, policy=policy)
     recent_llr = policy_llr(policy, correct=right, wrong=wrong)
     bound = policy["sprt_bound"]
+    qualified_before = bool(counters.get("gold_passed_at"))
+    block_bound = policy["sprt_block_bound"] if qualified_before else bound
     block = None
-    if llr <= -bound:
+    if llr <= -block_bound:
         block = "gold_sprt"
-    elif post_llr <= -bound:
+    elif post_llr <= -block_bound:
         block = "gold_after_qualifying"
-    elif counters.get("gold_passed_at") and recent_llr <= -bound:
+    elif qualified_before and recent_llr <= -block_bound:
         block = "gold_recent"
     return GoldVerdict(
         llr=llr,

@@ -36,7 +36,7 @@ def _qualifying_campaign():
     return campaign
 
 
-def test_three_wrong_gold_answers_block_inside_the_submit():
+def test_three_wrong_gold_answers_block_a_qualifying_rater_inside_the_submit():
     campaign = _qualifying_campaign()
     user = annotator(campaign)
     assert Membership.objects.get(user=user).gate_state == "qualifying"
@@ -190,14 +190,15 @@ def test_a_rater_who_turns_random_after_qualifying_is_blocked_by_gold_since_qual
     user = annotator(campaign)
     _answer_gold(campaign, user, correct=True, times=8)
     assert Membership.objects.get(user=user).gate_state == "active"
-    # Three misses in a row: the lifetime SPRT (8 right, 3 wrong: LLR -0.92) would not move.
-    tasks = _work(campaign, user, gold_answers=[False, False, False])
+    # Four misses in a row (-5.55, past the qualified block bound ln 99 = 4.595): the
+    # lifetime SPRT (8 right, 4 wrong: LLR -2.30) would not move.
+    tasks = _work(campaign, user, gold_answers=[False, False, False, False])
     membership = Membership.objects.get(user=user)
     assert membership.gate_state == "blocked"
     event = GateEvent.objects.get(annotator=user, to_state="blocked")
     assert event.rule == "gold_after_qualifying"
-    assert (event.figures["gold_passed_at"], event.figures["post_gold_wrong"]) == (8, 3)
-    assert event.figures["post_gold_llr"] <= -2.944 < event.figures["gold_llr"]
+    assert (event.figures["gold_passed_at"], event.figures["post_gold_wrong"]) == (8, 4)
+    assert event.figures["post_gold_llr"] <= -4.595 < event.figures["gold_llr"]
     # Gold comes at 30% until the rater confirms, not at the campaign's 2%.
     assert tasks < 60
     stats = RaterStats.objects.get(annotator=user)

@@ -24,7 +24,7 @@ from pickwise.errors import ApplicationError
 from tests.annotate.quality.test_gating import _answer_gold, _gold_answer
 from tests.factories import annotator, campaign_with_comparisons
 
-BOUND = DEFAULT_POLICY["sprt_bound"]
+BOUND = DEFAULT_POLICY["sprt_block_bound"]  # once qualified
 
 
 def _replay(answers: list[bool], policy=DEFAULT_POLICY) -> dict[str, int]:
@@ -47,19 +47,19 @@ def test_the_window_holds_only_the_latest_answers():
 
 
 def test_the_window_blocks_where_the_lifetime_sprts_are_masked_by_a_long_record():
-    # 40 right, then 7 wrong among the latest 20: lifetime LLR 40*0.405 - 7*1.386 = 6.5 and
-    # since qualifying (32 right, 7 wrong) 3.3, but the window's 13 right, 7 wrong: -4.4.
-    answers = [True] * 27 + [True, True, False] * 6 + [True, False]
+    # 40 right, then 8 wrong among the latest 20: lifetime LLR 40*0.405 - 8*1.386 = 5.1 and
+    # since qualifying (32 right, 8 wrong) 1.9, but the window's 12 right, 8 wrong: -6.2.
+    answers = [True] * 28 + [True, False, True, False, True] * 4
     counters = _replay(answers)
-    assert gold_window(counters, policy=DEFAULT_POLICY) == (13, 7)
+    assert gold_window(counters, policy=DEFAULT_POLICY) == (12, 8)
     verdict = gold_verdict(counters, policy=DEFAULT_POLICY)
     assert verdict.llr > BOUND and verdict.post_llr > -BOUND
-    assert verdict.recent_llr == pytest.approx(13 * 0.4055 - 7 * 1.3863, abs=1e-3)
+    assert verdict.recent_llr == pytest.approx(12 * 0.4055 - 8 * 1.3863, abs=1e-3)
     assert verdict.block == "gold_recent"
-    # Six wrong of the latest 20 is an honest rater's bad patch, not a block.
-    six = _replay([True] * 27 + [True, True, False] * 6 + [True, True])
-    assert gold_window(six, policy=DEFAULT_POLICY) == (14, 6)
-    assert gold_verdict(six, policy=DEFAULT_POLICY).block is None
+    # Seven wrong of the latest 20 (-4.44) is still short of ln 99 = 4.595.
+    seven = _replay([True] * 27 + [True, True, False] * 6 + [True, False])
+    assert gold_window(seven, policy=DEFAULT_POLICY) == (13, 7)
+    assert gold_verdict(seven, policy=DEFAULT_POLICY).block is None
 
 
 def test_the_window_does_not_block_before_qualifying():
@@ -67,7 +67,10 @@ def test_the_window_does_not_block_before_qualifying():
     counters = {**dict.fromkeys(GOLD_COUNTERS, 0), "gold_recent_bits": 0b111, "gold_recent_n": 3}
     counters.update(gold_correct=4, gold_wrong=3)  # lifetime LLR -2.54: still undecided
     assert gold_verdict(counters, policy=DEFAULT_POLICY).block is None
-    assert gold_verdict({**counters, "gold_passed_at": 4}, policy=DEFAULT_POLICY).block
+    counters.update(gold_recent_bits=0b1111, gold_recent_n=4)  # four wrong: -5.55
+    counters.update(gold_correct=8, gold_wrong=4)  # lifetime -2.30
+    assert gold_verdict(counters, policy=DEFAULT_POLICY).block is None
+    assert gold_verdict({**counters, "gold_passed_at": 8}, policy=DEFAULT_POLICY).block
 
 
 def _campaign(**policy):
@@ -124,7 +127,7 @@ def test_a_rater_honest_for_60_judgments_then_random_is_blocked_by_the_window():
     # The lifetime SPRTs would not have moved: the honest record masks the switch.
     assert event.figures["gold_llr"] > -BOUND and event.figures["post_gold_llr"] > -BOUND
     assert event.figures["recent_gold_llr"] <= -BOUND
-    assert event.figures["recent_gold_wrong"] >= 7
+    assert event.figures["recent_gold_wrong"] >= 8
     _assert_gold_counters_match(campaign, user)
 
 

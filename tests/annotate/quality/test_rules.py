@@ -76,6 +76,9 @@ def test_the_sprt_steps_and_bounds_are_the_specs():
     assert DEFAULT_POLICY["sprt_bound"] == pytest.approx(2.944, abs=1e-3)
     assert gold_llr(correct=7, wrong=0) < 2.944 <= gold_llr(correct=8, wrong=0)
     assert gold_llr(correct=0, wrong=2) > -2.944 >= gold_llr(correct=0, wrong=3)
+    # Once qualified a block needs ln 99 = 4.595: four misses, not three.
+    assert DEFAULT_POLICY["sprt_block_bound"] == pytest.approx(4.595, abs=1e-3)
+    assert gold_llr(correct=0, wrong=3) > -4.595 >= gold_llr(correct=0, wrong=4)
     # A float64 sum of logs: equal up to rounding (approx's default rel 1e-6).
     assert gold_llr(correct=10, wrong=3) == pytest.approx(10 * math.log(1.5) + 3 * math.log(0.25))
 
@@ -151,10 +154,10 @@ def test_a_campaigns_policy_overrides_defaults_and_ignores_malformed_values():
 
 def test_gold_missed_since_qualifying_blocks_even_with_credit_from_qualification():
     stats = _counters(BEHAVIOURS["honest"], judgments=40)
-    stats.gold_correct, stats.gold_wrong, stats.gold_passed_at = 12, 3, 12
-    stats.post_gold_correct, stats.post_gold_wrong = 0, 3
+    stats.gold_correct, stats.gold_wrong, stats.gold_passed_at = 12, 4, 12
+    stats.post_gold_correct, stats.post_gold_wrong = 0, 4
     verdict = _verdict(stats)
     assert verdict.block == ["gold_after_qualifying"]
-    assert verdict.figures["post_gold_llr"] < -DEFAULT_POLICY["sprt_bound"]
+    assert verdict.figures["post_gold_llr"] < -DEFAULT_POLICY["sprt_block_bound"]
     stats.gold_correct, stats.post_gold_correct = 20, 8  # the misses spread among rights
     assert "gold_after_qualifying" not in _verdict(stats).block
