@@ -81,12 +81,18 @@ def campaign_get_for_user(
     *, user: AbstractBaseUser, campaign_id: int, roles: tuple[str, ...] | None = None
 ) -> Campaign:
     """The campaign if the user is a member; PermissionDenied if their role is not in `roles`."""
+    return campaign_and_role_for_user(user=user, campaign_id=campaign_id, roles=roles)[0]
+
+
+def campaign_and_role_for_user(
+    *, user: AbstractBaseUser, campaign_id: int, roles: tuple[str, ...] | None = None
+) -> tuple[Campaign, str]:
+    """As campaign_get_for_user, with the user's role, read once."""
     try:
         campaign = Campaign.objects.get(pk=campaign_id)
     except (Campaign.DoesNotExist, ValueError, TypeError):
         raise Http404 from None
-    campaign_authorise(user=user, campaign=campaign, roles=roles)
-    return campaign
+    return campaign, campaign_authorise(user=user, campaign=campaign, roles=roles)
 
 
 def campaign_get_for_annotator(

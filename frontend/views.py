@@ -15,9 +15,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from annotate.access import (
     READERS,
+    campaign_and_role_for_user,
     campaign_get_for_annotator,
     campaign_get_for_user,
-    campaign_role,
     user_may_create_campaigns,
 )
 from annotate.models import Campaign, Membership
@@ -59,8 +59,7 @@ def home(request):
 @login_required
 @require_GET
 def campaign_detail(request, campaign_id: int):
-    campaign = campaign_get_for_user(user=request.user, campaign_id=campaign_id)
-    role = campaign_role(user=request.user, campaign=campaign)
+    campaign, role = campaign_and_role_for_user(user=request.user, campaign_id=campaign_id)
     context = {"campaign": campaign, "role": role}
     if role == Membership.Role.ANNOTATOR:
         context["mine"] = annotator_progress(campaign=campaign, user=request.user)
@@ -191,8 +190,9 @@ def _progress_context(campaign: Campaign) -> dict:
 @login_required
 @require_GET
 def dashboard(request, campaign_id: int):
-    campaign = campaign_get_for_user(user=request.user, campaign_id=campaign_id, roles=READERS)
-    role = campaign_role(user=request.user, campaign=campaign)
+    campaign, role = campaign_and_role_for_user(
+        user=request.user, campaign_id=campaign_id, roles=READERS
+    )
     context = {
         **_progress_context(campaign),
         "role": role,

@@ -71,10 +71,12 @@ def _use_broker(url: str, options: dict) -> None:
 
 
 @pytest.fixture
-def broker(tmp_path):
+def broker(tmp_path, monkeypatch):
     server = RedisServer(tmp_path)
     server.start()
     before = (app.conf.broker_url, dict(app.conf.broker_transport_options or {}))
+    # Celery reads CELERY_BROKER_URL from the environment before its own setting (as CI sets it).
+    monkeypatch.setenv("CELERY_BROKER_URL", server.url)
     _use_broker(server.url, {"socket_connect_timeout": 2, "socket_timeout": 2})
     yield server
     server.stop()

@@ -51,7 +51,7 @@ def test_a_reference_model_outside_the_roots_or_missing_gets_one_answer(api_clie
         "detail": ERROR_MODEL_FOLDER_UNAVAILABLE.format(field="reference_model"),
         "code": "model_unavailable",
     }
-    for path in _refused_paths(roots):
+    for path in _refused_paths(roots, nul=False):
         response = _start(
             api_client,
             export,
@@ -60,6 +60,16 @@ def test_a_reference_model_outside_the_roots_or_missing_gets_one_answer(api_clie
             options={**TINY_OPTIONS, "reference_model": path},
         )
         assert (response.status_code, response.json()) == (400, expected), path
+    # A NUL never reaches the path check: the JSON parser refuses the body whatever the path.
+    response = _start(
+        api_client,
+        export,
+        pretrained=str(roots["pipeline"]),
+        mode="full",
+        options={**TINY_OPTIONS, "reference_model": str(roots["models"] / "x\x00y")},
+    )
+    assert (response.status_code, response.json()["code"]) == (400, "parse_error")
+    assert str(roots["tmp"]) not in response.json()["detail"]
     assert not TrainingJob.objects.exists()
 
     response = _start(
