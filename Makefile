@@ -18,7 +18,7 @@ PIP := $(BIN)/python -m pip
 # CI logs keep pip's errors and drop its progress and "already satisfied" lines.
 PIP_FLAGS := $(if $(CI),--progress-bar off --quiet,)
 
-.PHONY: help venv install install-dev run worker test test-numerics lint migrate
+.PHONY: help venv install install-dev run worker test test-numerics screenshots lint migrate
 
 help:
 	@echo "make run          set up, migrate, seed the demo, start web + worker (Ctrl-C stops both)"
@@ -26,6 +26,7 @@ help:
 	@echo "make test-numerics  the numerical tests under lower and best CPU kernels, 1 and 2 threads"
 	@echo "make worker       start one Celery worker (with beat) on every queue"
 	@echo "make migrate      apply database migrations"
+	@echo "make screenshots  the browser tests, refreshing the README's screenshots in docs/screenshots"
 	@echo "make lint         ruff check, ruff format --check and the import contracts"
 	@echo "make venv | install | install-dev"
 
@@ -65,6 +66,12 @@ test: export HF_HUB_OFFLINE = 1
 test: install-dev
 	@scripts/ensure-chromium.sh
 	$(BIN)/pytest -q -ra --durations=15 $(PYTEST_ARGS)
+
+# The browser tests, saving their screenshots over the README's in docs/screenshots/.
+screenshots: export HF_HUB_OFFLINE = 1
+screenshots: install-dev
+	@scripts/ensure-chromium.sh
+	PICKWISE_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q -m browser $(PYTEST_ARGS)
 
 # The numerical tests under each CPU kernel choice and thread count (scripts/test-numerics.sh).
 test-numerics: export HF_HUB_OFFLINE = 1
