@@ -2,7 +2,14 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from training.base_models import training_defaults
-from training.options import ERROR_RESOLUTION
+from training.options import ERROR_RESOLUTION, METHODS, MODES, OPTIONS
+
+METHOD_LABELS = {
+    "dpo": _("Diffusion-DPO"),
+    "mapo": _("MaPO (reference-free)"),
+    "rankdpo": _("RankDPO (ranked exports)"),
+}
+MODE_LABELS = {"lora": _("LoRA adapters"), "full": _("Full UNet")}
 
 
 class GateOverrideForm(forms.Form):
@@ -22,7 +29,7 @@ class TrainingStartForm(forms.Form):
     """The common trainer settings; everything else keeps the trainer's documented defaults.
 
     Blank numbers mean "the trainer's default", which for the learning rate and the LoRA rank
-    depends on the mode (training.dpo.DPOConfig); blank steps and resolution mean the chosen
+    depends on the mode (training.dpo_config); blank steps and resolution mean the chosen
     base model's defaults (its native resolution, training.base_models). The form starts
     from the first model's defaults; training_start.js follows the model chosen."""
 
@@ -33,20 +40,19 @@ class TrainingStartForm(forms.Form):
     )
     method = forms.ChoiceField(
         label=_("Objective"),
-        choices=[
-            ("dpo", _("Diffusion-DPO")),
-            ("mapo", _("MaPO (reference-free)")),
-            ("rankdpo", _("RankDPO (ranked exports)")),
-        ],
+        choices=[(method, METHOD_LABELS[method]) for method in METHODS],
     )
     mode = forms.ChoiceField(
-        label=_("Weights"), choices=[("lora", _("LoRA adapters")), ("full", _("Full UNet"))]
+        label=_("Weights"), choices=[(mode, MODE_LABELS[mode]) for mode in MODES]
     )
     max_train_steps = forms.IntegerField(
         label=_("Steps"), min_value=1, max_value=1_000_000, required=False
     )
     train_batch_size = forms.IntegerField(
-        label=_("Pairs per step"), min_value=1, max_value=1024, initial=8
+        label=_("Pairs per step"),
+        min_value=1,
+        max_value=1024,
+        initial=OPTIONS["train_batch_size"].default,
     )
     resolution = forms.IntegerField(
         label=_("Resolution"),
@@ -57,7 +63,9 @@ class TrainingStartForm(forms.Form):
     learning_rate = forms.FloatField(
         label=_("Learning rate"), min_value=1e-12, max_value=1.0, required=False
     )
-    beta = forms.FloatField(label=_("DPO beta"), min_value=1e-6, initial=5000.0, required=False)
+    beta = forms.FloatField(
+        label=_("DPO beta"), min_value=1e-6, initial=OPTIONS["beta"].default, required=False
+    )
     lora_rank = forms.IntegerField(
         label=_("LoRA rank"), min_value=1, max_value=1024, required=False
     )

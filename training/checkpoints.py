@@ -20,13 +20,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from training.dpo_config import TrainerInputError
+
 CHECKPOINTS_DIR = "checkpoints"
 LATEST_FILE = "latest"
 STEP_DIR_PATTERN = re.compile(r"^step-(\d+)$")
 
 
-class CheckpointError(ValueError):
-    """A checkpoint named for resuming is missing or unreadable."""
+class CheckpointError(TrainerInputError):
+    """A checkpoint named for resuming is missing, unreadable or of another run."""
 
 
 def checkpoints_dir(output_dir: Path) -> Path:

@@ -43,7 +43,7 @@ import sys
 import time
 import types
 import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -56,12 +56,17 @@ from training.checkpoints import (
     save_training_state,
     write_checkpoint,
 )
+from training.dpo_config import (
+    EXIT_BAD_INPUT,
+    RESUME_MUST_MATCH,
+    DPOConfig,
+    TrainerInputError,
+)
 from training.dpo_data import (
     CachedListDataset,
     CachedPairDataset,
     FeatureCache,
     PairBatchSampler,
-    TrainerInputError,
     build_feature_cache,
     build_list_feature_cache,
     count_labels,
@@ -70,7 +75,6 @@ from training.dpo_data import (
     find_parquet_files,
     module_fingerprint,
 )
-from training.dpo_losses import DEFAULT_BETA, MAPO_ALPHA, MAPO_BETA, MAPO_TEMPERATURE
 from training.dpo_monitoring import (
     MetricsWriter,
     MseTrend,
@@ -79,7 +83,6 @@ from training.dpo_monitoring import (
     nan_if_none,
 )
 from training.dpo_step import (
-    ACTIVATION_CHECKPOINTING,
     Objective,
     add_lora,
     compute_list_loss,
@@ -93,336 +96,6 @@ from training.dpo_step import (
 )
 
 logger = logging.getLogger("training.dpo")
-
-METHODS = ("dpo", "mapo", "rankdpo")
-MODES = ("lora", "full")
-MIXED_PRECISIONS = ("no", "bf16", "fp16")
-LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
-# Fields that shape the trained weights: a resume with other values would load the wrong thing.
-RESUME_MUST_MATCH = ("method", "mode", "lora_rank", "lora_alpha", "lora_targets", "resolution")
-EXIT_BAD_INPUT = 2
-
-
-def _doc(text: str, *, choices: tuple[str, ...] | None = None) -> dict:
-    return {"help": text, "choices": choices}
-
-
-@dataclass
-class DPOConfig:
-    """Everything a run depends on; the resolved copy is stored in every checkpoint.
-
-    Each field's metadata ``help`` gives its meaning and where its default comes from;
-    ``python -m training.dpo --help`` prints them. Fields left at None are resolved by
-    ``resolved()`` once the device and the number of processes are known.
-    """
-
-    data: Path = field(
-        metadata=_doc("Pickwise export folder, or a folder of Pick-a-Pic-format parquet files.")
-    )
-    pretrained: Path = field(
-        metadata=_doc("Stable Diffusion pipeline folder (diffusers layout, model_index.json).")
-    )
-    output: Path = field(metadata=_doc("Folder for weights, checkpoints, cache and metrics."))
-    split: str = field(
-        default="train", metadata=_doc("Export split to train on (data/{split}-*.parquet).")
-    )
-    method: str = field(
-        default="dpo",
-        metadata=_doc(
-            "Objective: dpo (Diffusion-DPO, Wallace et al. 2023), mapo (reference-free, "
-            "Hong et al. 2024) or rankdpo (DCG-weighted ranking loss over ranked lists, "
-            "Karthik et al. 2024; reads the ranked export format).",
-            choices=METHODS,
-        ),
-    )
-    mode: str = field(
-        default="lora",
-        metadata=_doc(
-            "lora: train peft LoRA adapters on the UNet; full: train every UNet weight.",
-            choices=MODES,
-        ),
-    )
-    beta: float = field(
-        default=DEFAULT_BETA,
-        metadata=_doc(
-            "DPO and RankDPO beta; the loss uses beta/2 (official DiffusionDPO convention, "
-            "5000 for SD1.5 and SDXL). Not comparable with language-model DPO betas (~0.1)."
-        ),
-    )
-    mapo_beta: float = field(
-        default=MAPO_BETA, metadata=_doc("MaPO weight of the margin term (mapo-t2i/mapo: 0.1).")
-    )
-    mapo_temperature: float = field(
-        default=MAPO_TEMPERATURE,
-        metadata=_doc("MaPO scale T of the score difference (mapo-t2i/mapo: 1000)."),
-    )
-    mapo_alpha: float = field(
-        default=MAPO_ALPHA, metadata=_doc("MaPO a in s(m) = a*m/(exp(a*m)-1) (mapo-t2i/mapo: 0.5).")
-    )
-    reference_model: Path | None = field(
-        default=None,
-        metadata=_doc(
-            "DPO with mode full only: a UNet folder (or pipeline folder) to use as the frozen "
-            "reference instead of the base UNet. LoRA's reference is always the base UNet."
-        ),
-    )
-    lora_rank: int | None = field(
-        default=None, metadata=_doc("LoRA rank; default 8 (diffusers DPO example). LoRA only.")
-    )
-    lora_alpha: int | None = field(
-        default=None, metadata=_doc("LoRA alpha; default = rank (diffusers DPO example).")
-    )
-    lora_targets: tuple[str, ...] = field(
-        default=LORA_TARGETS,
-        metadata=_doc("UNet modules that get LoRA adapters (diffusers DPO example)."),
-    )
-    learning_rate: float | None = field(
-        default=None,
-        metadata=_doc(
-            "Peak learning rate; default LoRA 1e-5, full 1e-8 x effective batch in pairs "
-            "(official launcher: 2.048e-5 at 2048 pairs)."
-        ),
-    )
-    lr_warmup_steps: int | None = field(
-        default=None,
-        metadata=_doc(
-            "Linear warmup steps, then constant; default LoRA 0, full 500 (official launcher)."
-        ),
-    )
-    train_batch_size: int = field(
-        default=8,
-        metadata=_doc(
-            "Pairs per process per micro-batch (each pair is 2 images); with rankdpo, ranked "
-            "lists (each k images)."
-        ),
-    )
-    gradient_accumulation_steps: int = field(
-        default=1, metadata=_doc("Micro-batches per optimizer step.")
-    )
-    max_train_steps: int = field(
-        default=2000, metadata=_doc("Optimizer steps in total (official SD1.5 run: 2000).")
-    )
-    resolution: int = field(
-        default=512, metadata=_doc("Training resolution in pixels, a multiple of 8 (SD1.5: 512).")
-    )
-    random_flip: bool = field(
-        default=True,
-        metadata=_doc("Flip winner and loser together at random (official code flips)."),
-    )
-    prompt_dropout: float | None = field(
-        default=None,
-        metadata=_doc(
-            "Chance of training a pair on the empty prompt; default LoRA 0, full 0.2 "
-            "(official launcher)."
-        ),
-    )
-    mixed_precision: str | None = field(
-        default=None,
-        metadata=_doc(
-            "Autocast dtype; default bf16 on CUDA, no on CPU. fp16 uses a gradient scaler "
-            "and needs CUDA.",
-            choices=MIXED_PRECISIONS,
-        ),
-    )
-    gradient_checkpointing: bool = field(
-        default=False,
-        metadata=_doc(
-            "Alias of --activation-checkpointing full (diffusers' name for it); contradicts "
-            "none and selective."
-        ),
-    )
-    activation_checkpointing: str | None = field(
-        default=None,
-        metadata=_doc(
-            "Activation memory of the UNet's backward. none: keep every activation (fastest, "
-            "most memory); selective: checkpoint each resnet and transformer block but keep the "
-            "outputs of convolutions, matmuls and attention, recomputing only norms, "
-            "activations and element-wise ops (torch selective activation checkpointing); "
-            "full: keep only each block's inputs and redo the block in backward (diffusers' "
-            "gradient checkpointing, least memory, about 30% slower). Default: full with "
-            "--gradient-checkpointing, else none. Loss and gradients are the same in all three "
-            "up to rounding.",
-            choices=ACTIVATION_CHECKPOINTING,
-        ),
-    )
-    channels_last: bool = field(
-        default=False,
-        metadata=_doc(
-            "UNet weights and input in channels-last (NHWC) layout: faster convolutions on "
-            "tensor-core GPUs, no gain on the CPU."
-        ),
-    )
-    torch_compile: bool = field(
-        default=False,
-        metadata=_doc(
-            "torch.compile the UNet (inductor). Off by default: compiling costs minutes on "
-            "the CPU and a minute or two on a GPU, which pays back in runs of hundreds of steps "
-            "on a GPU (fused norms and activations, also when recomputed)."
-        ),
-    )
-    use_8bit_adam: bool = field(
-        default=False, metadata=_doc("bitsandbytes AdamW8bit instead of torch AdamW.")
-    )
-    adam_beta1: float = field(default=0.9, metadata=_doc("AdamW beta1 (diffusers default)."))
-    adam_beta2: float = field(default=0.999, metadata=_doc("AdamW beta2 (diffusers default)."))
-    adam_weight_decay: float = field(
-        default=1e-2, metadata=_doc("AdamW weight decay (diffusers DPO example).")
-    )
-    adam_epsilon: float = field(default=1e-8, metadata=_doc("AdamW epsilon (diffusers default)."))
-    max_grad_norm: float = field(
-        default=1.0, metadata=_doc("Gradient clipping norm (diffusers DPO example).")
-    )
-    allow_tf32: bool = field(default=True, metadata=_doc("TF32 matmuls on Ampere or newer GPUs."))
-    seed: int = field(
-        default=0, metadata=_doc("Seed for the data order, augmentation, noise and LoRA init.")
-    )
-    checkpointing_steps: int = field(
-        default=500, metadata=_doc("Write a resumable checkpoint every N optimizer steps.")
-    )
-    checkpoints_total_limit: int | None = field(
-        default=3, metadata=_doc("Keep at most this many checkpoints (None: keep all).")
-    )
-    resume: str = field(
-        default="auto",
-        metadata=_doc(
-            "auto: continue from OUT_DIR/checkpoints/latest when present; never: start over; "
-            "or a checkpoint folder."
-        ),
-    )
-    cache_dir: Path | None = field(
-        default=None,
-        metadata=_doc(
-            "Latent and text-embedding cache, shareable across jobs; default OUT_DIR/cache."
-        ),
-    )
-    metrics_file: Path | None = field(
-        default=None, metadata=_doc("JSON-lines metrics; default OUT_DIR/metrics.jsonl.")
-    )
-    encode_batch_size: int = field(
-        default=8, metadata=_doc("Images or captions per VAE / text-encoder call when caching.")
-    )
-    dataloader_num_workers: int = field(
-        default=2, metadata=_doc("Worker processes reading cached features (0: in process).")
-    )
-    mse_warning_window: int = field(
-        default=50,
-        metadata=_doc(
-            "Warn when winner and loser MSE (relative to the reference for DPO) both grew "
-            "from one window of this many steps to the next."
-        ),
-    )
-
-    def __post_init__(self) -> None:
-        for name in ("data", "pretrained", "output", "reference_model", "cache_dir"):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                setattr(self, name, Path(value))
-        if isinstance(self.metrics_file, str):
-            self.metrics_file = Path(self.metrics_file)
-        self.lora_targets = tuple(self.lora_targets)
-        self.validate()
-
-    def validate(self) -> None:
-        """Raise ValueError on any value or combination that cannot work."""
-        problems = []
-        for name, allowed in (
-            ("method", METHODS),
-            ("mode", MODES),
-            ("mixed_precision", (*MIXED_PRECISIONS, None)),
-        ):
-            if getattr(self, name) not in allowed:
-                problems.append(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
-        if not Path(self.pretrained).is_dir():
-            problems.append(f"pretrained model folder not found: {self.pretrained}")
-        elif not (Path(self.pretrained) / "model_index.json").exists():
-            problems.append(
-                f"{self.pretrained} is not a diffusers pipeline folder (no model_index.json)"
-            )
-        if not Path(self.data).is_dir():
-            problems.append(f"data folder not found: {self.data}")
-        if self.method == "mapo" and self.reference_model is not None:
-            problems.append("MaPO is reference-free: drop --reference-model")
-        if self.mode == "lora" and self.reference_model is not None:
-            problems.append(
-                "--reference-model needs --mode full (LoRA's reference is the base UNet "
-                "with the adapters disabled)"
-            )
-        if self.reference_model is not None and not Path(self.reference_model).is_dir():
-            problems.append(f"reference model folder not found: {self.reference_model}")
-        if self.mode == "full" and (self.lora_rank is not None or self.lora_alpha is not None):
-            problems.append("--lora-rank and --lora-alpha apply to --mode lora, not full")
-        if self.activation_checkpointing not in (*ACTIVATION_CHECKPOINTING, None):
-            problems.append(
-                f"activation_checkpointing must be one of {ACTIVATION_CHECKPOINTING}, "
-                f"not {self.activation_checkpointing!r}"
-            )
-        elif self.gradient_checkpointing and self.activation_checkpointing not in (None, "full"):
-            problems.append(
-                "--gradient-checkpointing means --activation-checkpointing full, not "
-                f"{self.activation_checkpointing}: drop one of them"
-            )
-        if self.mixed_precision == "fp16" and not torch.cuda.is_available():
-            problems.append("fp16 mixed precision needs a CUDA GPU; use no or bf16 on CPU")
-        if self.resolution <= 0 or self.resolution % 8:
-            problems.append(f"resolution must be a positive multiple of 8, not {self.resolution}")
-        positive = (
-            "train_batch_size",
-            "gradient_accumulation_steps",
-            "max_train_steps",
-            "checkpointing_steps",
-            "encode_batch_size",
-            "mse_warning_window",
-            "beta",
-            "mapo_temperature",
-            "mapo_alpha",
-            "max_grad_norm",
-        )
-        problems += [f"{name} must be > 0" for name in positive if not getattr(self, name) > 0]
-        for name in ("lora_rank", "lora_alpha", "checkpoints_total_limit", "learning_rate"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                problems.append(f"{name} must be > 0")
-        if self.lr_warmup_steps is not None and self.lr_warmup_steps < 0:
-            problems.append("lr_warmup_steps must be >= 0")
-        if self.dataloader_num_workers < 0:
-            problems.append("dataloader_num_workers must be >= 0")
-        if self.prompt_dropout is not None and not 0 <= self.prompt_dropout < 1:
-            problems.append("prompt_dropout must be in [0, 1)")
-        if not self.lora_targets:
-            problems.append("lora_targets must name at least one module")
-        if self.use_8bit_adam:
-            try:
-                import bitsandbytes  # noqa: F401
-            except ImportError:
-                problems.append("--use-8bit-adam needs the bitsandbytes package")
-        if problems:
-            raise ValueError("invalid training config: " + "; ".join(problems))
-
-    def resolved(self, *, world_size: int, cuda: bool) -> DPOConfig:
-        """Fill the mode- and device-dependent defaults (documented on each field)."""
-        lora = self.mode == "lora"
-        rank = (self.lora_rank or 8) if lora else None
-        effective_batch = self.train_batch_size * self.gradient_accumulation_steps * world_size
-        return replace(
-            self,
-            lora_rank=rank,
-            lora_alpha=(self.lora_alpha or rank) if lora else None,
-            learning_rate=self.learning_rate or (1e-5 if lora else 1e-8 * effective_batch),
-            lr_warmup_steps=(
-                self.lr_warmup_steps if self.lr_warmup_steps is not None else (0 if lora else 500)
-            ),
-            prompt_dropout=(
-                self.prompt_dropout if self.prompt_dropout is not None else (0.0 if lora else 0.2)
-            ),
-            mixed_precision=self.mixed_precision or ("bf16" if cuda else "no"),
-            activation_checkpointing=self.activation_checkpointing
-            or ("full" if self.gradient_checkpointing else "none"),
-            cache_dir=self.cache_dir or self.output / "cache",
-            metrics_file=self.metrics_file or self.output / "metrics.jsonl",
-        )
-
-    def to_json(self) -> dict:
-        return json.loads(json.dumps(asdict(self), default=str))
 
 
 @dataclass
@@ -860,7 +533,7 @@ def cli(argv: list[str] | None = None) -> int:
     try:
         config = DPOConfig(**vars(args))
         main(config)
-    except ValueError as error:  # TrainerInputError, CheckpointError and config errors
+    except TrainerInputError as error:  # bad data, folders, options or checkpoint (not faults)
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return 0

@@ -31,6 +31,8 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from training.dpo_config import TrainerInputError  # noqa: F401 (raised here; tests import it from here)
+
 REQUIRED_COLUMNS = ("jpg_0", "jpg_1", "label_0", "caption")
 # The ranked export: one row per ranking, `ranking` holding each image's rank (1 = best,
 # equal ranks = ties), as exports.writers.ranked writes it.
@@ -39,10 +41,6 @@ TIE = 0.5
 VALID_LABELS = (0.0, 0.5, 1.0)
 # fp16 halves the cache on disk; its 10-bit mantissa is finer than the bf16 used in training.
 CACHE_DTYPE = torch.float16
-
-
-class TrainerInputError(ValueError):
-    """The training data cannot be used; the message says why and what was found."""
 
 
 @dataclass(frozen=True)

@@ -41,10 +41,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-DEFAULT_BETA = 5000.0
-MAPO_ALPHA = 0.5
-MAPO_TEMPERATURE = 1000.0
-MAPO_BETA = 0.1
+from training.dpo_config import DEFAULT_BETA, MAPO_ALPHA, MAPO_BETA, MAPO_TEMPERATURE
 
 
 @dataclass(frozen=True)

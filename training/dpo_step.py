@@ -10,11 +10,14 @@ from pathlib import Path
 
 import torch
 
-from training.dpo_losses import (
+from training.dpo_config import (
+    ACTIVATION_CHECKPOINTING,
     DEFAULT_BETA,
     MAPO_ALPHA,
     MAPO_BETA,
     MAPO_TEMPERATURE,
+)
+from training.dpo_losses import (
     LossOutput,
     diffusion_target,
     dpo_loss,
@@ -210,9 +213,6 @@ def load_unet(folder: Path):
     if (Path(folder) / "unet").is_dir():
         return UNet2DConditionModel.from_pretrained(folder, subfolder="unet")
     return UNet2DConditionModel.from_pretrained(folder)
-
-
-ACTIVATION_CHECKPOINTING = ("none", "selective", "full")
 
 
 def _ops(*names: str) -> frozenset:

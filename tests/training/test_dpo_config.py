@@ -6,7 +6,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tests.training.conftest import write_export  # noqa: E402
+from training.checkpoints import CheckpointError  # noqa: E402
 from training.dpo import DPOConfig, build_parser, cli  # noqa: E402
+from training.dpo_config import TrainerInputError  # noqa: E402
 
 
 @pytest.fixture
@@ -97,3 +99,31 @@ def test_the_module_exits_non_zero_with_one_error_line_on_a_missing_model(export
         .splitlines()[-1]
         .startswith("error: invalid training config: pretrained model folder not found")
     )
+
+
+def test_only_the_trainers_own_input_errors_are_reported_as_refused_input(
+    export_dir, tiny_model_dir, tmp_path, monkeypatch, capsys
+):
+    import training.dpo
+
+    argv = ["--data", str(export_dir), "--pretrained", str(tiny_model_dir)]
+    argv += ["--output", str(tmp_path / "out")]
+
+    def fault(config):
+        raise ValueError("a tensor of the wrong shape, deep in the step")
+
+    monkeypatch.setattr(training.dpo, "main", fault)
+    with pytest.raises(ValueError, match="wrong shape"):
+        cli(argv)
+    assert "error:" not in capsys.readouterr().err
+
+    def refused(config):
+        raise TrainerInputError("no preference pairs in the export")
+
+    monkeypatch.setattr(training.dpo, "main", refused)
+    assert cli(argv) == 2
+    assert capsys.readouterr().err.strip() == "error: no preference pairs in the export"
+
+
+def test_a_checkpoint_that_cannot_be_resumed_is_the_trainers_input_error():
+    assert issubclass(CheckpointError, TrainerInputError)
