@@ -43,7 +43,7 @@ from annotate.quality.pair_columns import (
     pair_columns_fetch,
     pair_counters,
 )
-from annotate.quality.rules import gold_step, policy_for
+from annotate.quality.rules import GOLD_COUNTERS, gold_step, policy_for
 from annotate.selectors import comparison_canonical_images
 
 COUNTERS = (
@@ -60,13 +60,7 @@ COUNTERS = (
     "pos_pairs",
     "pos_sum",
     "pos_sumsq",
-    "gold_correct",
-    "gold_wrong",
-    "gold_passed_at",
-    "post_gold_correct",
-    "post_gold_wrong",
-    "gold_recent_bits",
-    "gold_recent_n",
+    *GOLD_COUNTERS,
     "repeats",
     "repeats_same",
 )
