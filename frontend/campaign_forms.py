@@ -25,6 +25,11 @@ def _percent(rate: float) -> float | int:
     return int(value) if value == int(value) else value
 
 
+def _model_default(name: str):
+    """A new campaign's value as the model gives it, so the form starts where the model does."""
+    return Campaign._meta.get_field(name).default
+
+
 class CampaignForm(forms.Form):
     title = forms.CharField(label=_("Title"), max_length=200)
     slug = forms.SlugField(
@@ -64,7 +69,7 @@ class CampaignForm(forms.Form):
         label=_("Judgments per comparison"),
         min_value=1,
         max_value=100,
-        initial=3,
+        initial=_model_default("overlap"),
         help_text=_(
             "Each comparison is judged by this many different annotators (default 3). More "
             "gives steadier labels and agreement figures, at that many times the work."
@@ -74,7 +79,7 @@ class CampaignForm(forms.Form):
         label=_("Minutes to answer a task"),
         min_value=1,
         max_value=1440,
-        initial=10,
+        initial=_model_default("lease_seconds") // 60,
         help_text=_(
             "A task stays reserved for the annotator who opened it this long (default 10), "
             "then goes back to the pool."
@@ -84,7 +89,7 @@ class CampaignForm(forms.Form):
         label=_("Qualification items"),
         min_value=0,
         max_value=1000,
-        initial=15,
+        initial=_model_default("qualification_size"),
         help_text=_(
             "New annotators first answer items with a known answer (gold). Enough right "
             "answers (8 in a row with the default policy) let them in; too many wrong ones "
@@ -96,7 +101,7 @@ class CampaignForm(forms.Form):
         label=_("Gold checks after qualifying (% of tasks)"),
         min_value=0,
         max_value=20,
-        initial=2,
+        initial=_percent(_model_default("gold_rate")),
         help_text=_(
             "Known-answer items mixed into the work to keep checking attention (default 2%, at "
             "most 20%). Gold is made with the images: 2% of the comparisons, at least 15, "
@@ -107,7 +112,7 @@ class CampaignForm(forms.Form):
         label=_("Repeats (% of tasks)"),
         min_value=0,
         max_value=20,
-        initial=5,
+        initial=_percent(_model_default("repeat_rate")),
         help_text=_(
             "An earlier task shown again with the sides swapped, to measure self-consistency "
             "(default 5%). Repeats do not count towards the judgments per comparison."
