@@ -53,9 +53,8 @@ from webhooks.events import export_announce
 
 logger = logging.getLogger(__name__)
 
-UNKNOWN_FORMAT = (
-    "Unknown export format {format!r}; choose one of: pickapic, ranked, image_preference, jsonl."
-)
+FORMAT_NAMES = ", ".join(Export.Format.values)
+UNKNOWN_FORMAT = "Unknown export format {format!r}; choose one of: " + FORMAT_NAMES + "."
 UNKNOWN_CRITERION = "Campaign {slug!r} has no criterion {criterion!r}; it has: {keys}."
 BAD_SEED = "seed must be a whole number from 0 to 2**63 - 1."
 EMPTY_BEFORE_START = (

@@ -13,13 +13,11 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotate.models import Campaign
 from exports.models import Export
-from exports.services import export_build, export_create
+from exports.services import FORMAT_NAMES, export_build, export_create
 from pickwise.errors import ApplicationError
 
 UNKNOWN_CAMPAIGN = "No campaign with slug {slug!r}; see the campaign list for slugs."
-UNKNOWN_FORMAT = (
-    "Unknown format {format!r}; choose one of: pickapic, ranked, image_preference, jsonl."
-)
+UNKNOWN_FORMAT = "Unknown format {format!r}; choose one of: " + FORMAT_NAMES + "."
 OUT_NOT_EMPTY = "--out {folder} exists and is not empty; choose a new folder."
 OUT_UNWRITABLE = "--out {folder} cannot be created: {reason}. Choose a writable folder."
 BAR_WIDTH = 30
