@@ -163,6 +163,31 @@ class CampaignFieldsSerializer(serializers.Serializer):
     k = serializers.IntegerField(min_value=2, max_value=9, required=False)
     criteria = CriterionSerializer(many=True, required=False)
     overlap = serializers.IntegerField(min_value=1, max_value=100, required=False)
+    dynamic_overlap = serializers.BooleanField(
+        required=False,
+        help_text="Off (the default): every comparison gets `overlap` judgments. On: each "
+        "starts at min_raters and stops once its leading side's posterior reaches "
+        "confidence; contested ones get more raters, up to max_raters.",
+    )
+    min_raters = serializers.IntegerField(
+        min_value=1,
+        max_value=100,
+        required=False,
+        help_text="Dynamic overlap: judgments every comparison gets at least (<= max_raters).",
+    )
+    max_raters = serializers.IntegerField(
+        min_value=1,
+        max_value=100,
+        required=False,
+        help_text="Dynamic overlap: judgments a comparison gets at most (>= min_raters).",
+    )
+    confidence = serializers.FloatField(
+        min_value=0.5,
+        max_value=1,
+        required=False,
+        help_text="Dynamic overlap: posterior probability of the leading side that settles a "
+        "comparison; above 0.5 and below 1.",
+    )
     gold_rate = serializers.FloatField(min_value=0, max_value=1, required=False)
     repeat_rate = serializers.FloatField(min_value=0, max_value=1, required=False)
     qualification_size = serializers.IntegerField(min_value=0, max_value=1000, required=False)

@@ -86,8 +86,7 @@ def campaign_warnings(*, campaign: Campaign, size: CampaignSize | None = None) -
             )
     if campaign.gold_rate > MAX_GOLD_RATE:
         warnings.append(GOLD_RATE_TOO_HIGH.format(percent=round(100 * campaign.gold_rate)))
-    if size.annotators < campaign.overlap and campaign.status != Campaign.Status.CLOSED:
-        warnings.append(
-            TOO_FEW_ANNOTATORS.format(overlap=campaign.overlap, annotators=size.annotators)
-        )
+    wanted = campaign.initial_wanted()
+    if size.annotators < wanted and campaign.status != Campaign.Status.CLOSED:
+        warnings.append(TOO_FEW_ANNOTATORS.format(overlap=wanted, annotators=size.annotators))
     return warnings

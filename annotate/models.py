@@ -16,6 +16,9 @@ from django.db.models.lookups import LessThanOrEqual
 
 from annotate.prompt_length import MAX_PROMPT_CHARS
 
+MAX_BELOW_MIN = "max_raters must be at least min_raters."
+CONFIDENCE_RANGE = "confidence must be above 0.5 and below 1."
+
 
 def default_criteria() -> list[dict]:
     return [
@@ -51,6 +54,30 @@ class Campaign(models.Model):
     overlap = models.PositiveSmallIntegerField(
         default=3, validators=[MinValueValidator(1), MaxValueValidator(100)]
     )
+    # Dynamic overlap (annotate.services.overlap): instead of `overlap` judgments each, a
+    # comparison starts at min_raters and gets more, up to max_raters, until the posterior
+    # of its leading side reaches `confidence`. Off: every comparison wants `overlap`.
+    dynamic_overlap = models.BooleanField(
+        default=False,
+        help_text="Stop a comparison once its raters agree with the set confidence; ask more "
+        "raters, up to max_raters, where they disagree.",
+    )
+    min_raters = models.PositiveSmallIntegerField(
+        default=2,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="With dynamic overlap: judgments every comparison gets at least.",
+    )
+    max_raters = models.PositiveSmallIntegerField(
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="With dynamic overlap: judgments a comparison gets at most.",
+    )
+    confidence = models.FloatField(
+        default=0.95,
+        validators=[MinValueValidator(0.5), MaxValueValidator(1.0)],
+        help_text="With dynamic overlap: the posterior probability of the leading side at "
+        "which a comparison is settled, above 0.5 and below 1.",
+    )
     gold_rate = models.FloatField(
         default=0.02, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
     )
@@ -79,6 +106,11 @@ class Campaign(models.Model):
             ),
             models.CheckConstraint(condition=Q(overlap__gte=1), name="campaign_overlap_positive"),
             models.CheckConstraint(
+                condition=Q(min_raters__gte=1, max_raters__gte=F("min_raters"))
+                & Q(confidence__gt=0.5, confidence__lt=1),
+                name="campaign_dynamic_overlap_in_range",
+            ),
+            models.CheckConstraint(
                 condition=Q(
                     gold_rate__gte=0, gold_rate__lte=1, repeat_rate__gte=0, repeat_rate__lte=1
                 )
@@ -99,7 +131,15 @@ class Campaign(models.Model):
             raise ValidationError({"k": "A ranking campaign ranks 3 to 9 images."})
         if self.gold_rate + self.repeat_rate > 1:
             raise ValidationError({"gold_rate": "gold_rate + repeat_rate must not exceed 1."})
+        if self.min_raters > self.max_raters:
+            raise ValidationError({"max_raters": MAX_BELOW_MIN})
+        if not 0.5 < self.confidence < 1:
+            raise ValidationError({"confidence": CONFIDENCE_RANGE})
         validate_criteria(self.criteria)
+
+    def initial_wanted(self) -> int:
+        """Judgments a new regular comparison wants: min_raters with dynamic overlap."""
+        return self.min_raters if self.dynamic_overlap else self.overlap
 
 
 class Membership(models.Model):
@@ -246,6 +286,9 @@ class Comparison(models.Model):
     done = models.PositiveIntegerField(default=0)
     in_flight = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    # Dynamic overlap only: whether the counted judgments settle the consensus (as of the
+    # latest submit); null where the campaign uses a fixed overlap.
+    settled = models.BooleanField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -14,7 +14,7 @@ Minority taste is not punished: a rater who legitimately prefers the other image
 items still agrees with everyone on the rest, so their accuracy stays well above chance and
 their votes keep a positive weight; only a rater who reliably answers the opposite of the
 consensus (a contrarian, accuracy below one half) is read inverted, as Dawid-Skene reads
-them. A Beta prior (PRIOR_CORRECT, PRIOR_WRONG pseudo-votes) keeps raters with few votes near a
+them. A Beta prior (annotate.quality.posterior's PRIOR_CORRECT, PRIOR_WRONG pseudo-votes) keeps raters with few votes near a
 moderate accuracy, and MAX_ACCURACY caps any one rater's weight either way (log 99, about
 4.6), so no single rater decides an item against several others.
 
@@ -28,10 +28,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# The prior, the cap and the vote weight are the ones dynamic overlap settles with.
+from annotate.quality.posterior import rater_accuracy, vote_weight
+
 FIRST, SECOND, TIE = 0, 1, 2
 MODELS = ("dawid_skene", "majority")
-PRIOR_CORRECT, PRIOR_WRONG = 3.0, 1.0  # Beta(4, 2): a new rater starts at accuracy 0.75
-MAX_ACCURACY = 0.99
 MAX_ITERATIONS = 100
 TOLERANCE = 1e-7
 
@@ -110,9 +111,8 @@ def _one_coin_dawid_skene(
         # M step: expected correct votes per rater, with the Beta prior's pseudo-votes.
         p_vote_right = np.where(sign > 0, p_first[items], 1.0 - p_first[items])
         correct = np.bincount(raters, weights=p_vote_right, minlength=n_raters)
-        accuracy = (correct + PRIOR_CORRECT) / (votes_per_rater + PRIOR_CORRECT + PRIOR_WRONG)
-        accuracy = np.clip(accuracy, 1.0 - MAX_ACCURACY, MAX_ACCURACY)  # cap the weight
-        weight = np.log(accuracy / (1.0 - accuracy))
+        accuracy = rater_accuracy(correct, votes_per_rater - correct)  # capped
+        weight = vote_weight(accuracy)
         prior = np.clip(p_first.mean(), 0.05, 0.95) if n_items else 0.5
         # E step: the posterior log-odds of "first is better" add up the weighted votes.
         log_odds = np.log(prior / (1.0 - prior)) + np.bincount(

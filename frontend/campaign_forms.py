@@ -17,6 +17,8 @@ MAX_CRITERION_ROWS = len(PRESET_CRITERIA) + MAX_CRITERIA
 NO_CRITERION = "Pick at least one criterion."
 CRITERION_INCOMPLETE = "A picked criterion needs a key and a question."
 RANKING_K = "A ranking campaign ranks 3 to 9 images."
+MAX_BELOW_MIN = "The most judgments must be at least the fewest."
+CONFIDENCE_PERCENT = "The confidence must be above 50% and below 100%."
 
 
 def _percent(rate: float) -> float | int:
@@ -73,6 +75,44 @@ class CampaignForm(forms.Form):
         help_text=_(
             "Each comparison is judged by this many different annotators (default 3). More "
             "gives steadier labels and agreement figures, at that many times the work."
+        ),
+    )
+    dynamic_overlap = forms.BooleanField(
+        label=_("Dynamic overlap"),
+        required=False,
+        help_text=_(
+            "Instead of a fixed number, each comparison first gets the minimum below and stops "
+            "as soon as its annotators agree with the set confidence; where they disagree it "
+            "gets more, up to the maximum. Saves judgments on clear comparisons and spends "
+            "them on contested ones. Off by default."
+        ),
+    )
+    min_raters = forms.IntegerField(
+        label=_("Dynamic overlap: at least"),
+        min_value=1,
+        max_value=100,
+        initial=_model_default("min_raters"),
+        required=False,
+        help_text=_("Judgments every comparison gets (default 2)."),
+    )
+    max_raters = forms.IntegerField(
+        label=_("Dynamic overlap: at most"),
+        min_value=1,
+        max_value=100,
+        initial=_model_default("max_raters"),
+        required=False,
+        help_text=_("Judgments a contested comparison gets at most (default 5)."),
+    )
+    confidence_percent = forms.FloatField(
+        label=_("Dynamic overlap: confidence (%)"),
+        min_value=50,
+        max_value=100,
+        initial=_percent(_model_default("confidence")),
+        required=False,
+        help_text=_(
+            "A comparison is settled when the side its annotators favour is this likely to be "
+            "the better one, weighing each annotator by their gold record (default 95%; above "
+            "50 and below 100). Higher asks for more judgments."
         ),
     )
     lease_minutes = forms.IntegerField(
@@ -132,6 +172,10 @@ class CampaignForm(forms.Form):
             "kind": campaign.kind,
             "k": campaign.k if campaign.kind == Campaign.Kind.RANKING else 4,
             "overlap": campaign.overlap,
+            "dynamic_overlap": campaign.dynamic_overlap,
+            "min_raters": campaign.min_raters,
+            "max_raters": campaign.max_raters,
+            "confidence_percent": _percent(campaign.confidence),
             "lease_minutes": max(1, round(campaign.lease_seconds / 60)),
             "qualification_size": campaign.qualification_size,
             "gold_percent": _percent(campaign.gold_rate),
@@ -142,6 +186,18 @@ class CampaignForm(forms.Form):
         data = super().clean()
         if data.get("kind") == Campaign.Kind.RANKING and not data.get("k"):
             self.add_error("k", RANKING_K)
+        # Left empty (they only matter with dynamic overlap on): the model's defaults.
+        for name in ("min_raters", "max_raters"):
+            if data.get(name) is None and name not in self.errors:
+                data[name] = _model_default(name)
+        if data.get("confidence_percent") is None and "confidence_percent" not in self.errors:
+            data["confidence_percent"] = _percent(_model_default("confidence"))
+        low, high = data.get("min_raters"), data.get("max_raters")
+        if low is not None and high is not None and low > high:
+            self.add_error("max_raters", MAX_BELOW_MIN)
+        confidence = data.get("confidence_percent")
+        if confidence is not None and not 50 < confidence < 100:
+            self.add_error("confidence_percent", CONFIDENCE_PERCENT)
         return data
 
     def service_fields(self) -> dict:
@@ -154,6 +210,10 @@ class CampaignForm(forms.Form):
             "kind": data["kind"],
             "k": data["k"] if ranking else 2,
             "overlap": data["overlap"],
+            "dynamic_overlap": data["dynamic_overlap"],
+            "min_raters": data["min_raters"],
+            "max_raters": data["max_raters"],
+            "confidence": data["confidence_percent"] / 100,
             "lease_seconds": data["lease_minutes"] * 60,
             "qualification_size": data["qualification_size"],
             "gold_rate": data["gold_percent"] / 100,

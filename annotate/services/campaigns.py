@@ -19,6 +19,10 @@ CAMPAIGN_FIELDS = (
     "k",
     "criteria",
     "overlap",
+    "dynamic_overlap",
+    "min_raters",
+    "max_raters",
+    "confidence",
     "gold_rate",
     "repeat_rate",
     "qualification_size",
@@ -27,6 +31,8 @@ CAMPAIGN_FIELDS = (
     "qc_policy",
     "status",
 )
+# Fields that decide how many judgments each comparison wants.
+OVERLAP_FIELDS = ("overlap", "dynamic_overlap", "min_raters", "max_raters")
 # Fields that decide how comparisons were built; they cannot change once there are some.
 DESIGN_FIELDS = ("kind", "k")
 DESIGN_LOCKED = "kind and k cannot change once the campaign has comparisons."
@@ -99,7 +105,7 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
         setattr(campaign, name, value)
     campaign.full_clean()
     campaign.save(update_fields=list(fields) or None)
-    if "overlap" in fields:
+    if any(name in fields for name in OVERLAP_FIELDS):
         _apply_overlap(campaign)
     return campaign
 
@@ -154,11 +160,19 @@ def campaign_status_change(*, campaign: Campaign, action: str) -> Campaign:
 
 
 def _apply_overlap(campaign: Campaign) -> None:
-    """Carry a new overlap to the regular comparisons (kept per row for the DB check)."""
+    """Carry a new overlap to the regular comparisons (kept per row for the DB check).
+
+    With dynamic overlap a comparison's target starts at min_raters and submits move it
+    (annotate.services.overlap): one found unsettled keeps asking for one more rater, within
+    the new max_raters."""
     regular = Comparison.objects.filter(campaign=campaign, role=Comparison.Role.REGULAR)
     # Never below what is already done or in flight: the invariant holds at every moment.
-    for comparison in regular.select_for_update().only("id", "done", "in_flight", "status"):
-        wanted = max(campaign.overlap, comparison.done + comparison.in_flight)
+    for comparison in regular.select_for_update().only(
+        "id", "done", "in_flight", "status", "settled"
+    ):
+        wanted = max(campaign.initial_wanted(), comparison.done + comparison.in_flight)
+        if campaign.dynamic_overlap and comparison.settled is False:
+            wanted = max(wanted, min(campaign.max_raters, comparison.done + 1))
         status = comparison.status
         if status != Comparison.Status.RETIRED:
             status = (

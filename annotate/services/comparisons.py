@@ -73,7 +73,7 @@ def _comparisons_insert(
     existing = set(
         Comparison.objects.filter(campaign=campaign, key__in=keys).values_list("key", flat=True)
     )
-    overlap = campaign.overlap if role == Comparison.Role.REGULAR else 0
+    overlap = campaign.initial_wanted() if role == Comparison.Role.REGULAR else 0
     new: list[Comparison] = []
     new_groups: list[list[Image]] = []
     for (prompt_id, _, answer), key, group in zip(wanted, keys, groups, strict=True):

@@ -13,6 +13,7 @@ from annotate.models import Assignment, Campaign, Comparison, Judgment, Membersh
 from annotate.quality.hooks import quality_on_submit
 from annotate.selectors import comparison_canonical_images
 from annotate.services.assignments import assignment_expire, membership_ensure_annotator
+from annotate.services.overlap import comparison_settle
 from pickwise.errors import ApplicationError
 
 ASSIGNMENT_EXPIRED = "This task's lease ran out and it went back to the pool; take the next one."
@@ -189,4 +190,8 @@ def _submit(
     assignment.state = Assignment.State.SUBMITTED
     assignment.closed_at = now
     quality_on_submit(judgment=judgment, membership=membership, images=images)
+    if images is not None and campaign.dynamic_overlap:
+        # After the ratings are stored: the settling test reads them. Off by default, and
+        # one query and one update per submit when on.
+        comparison_settle(campaign=campaign, comparison_id=assignment.comparison_id)
     return judgment, True

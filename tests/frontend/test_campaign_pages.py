@@ -14,7 +14,13 @@ from annotate.services.campaigns import (
     SLUG_TAKEN,
     membership_set,
 )
-from frontend.campaign_forms import CRITERION_INCOMPLETE, NO_CRITERION, RANKING_K
+from frontend.campaign_forms import (
+    CONFIDENCE_PERCENT,
+    CRITERION_INCOMPLETE,
+    MAX_BELOW_MIN,
+    NO_CRITERION,
+    RANKING_K,
+)
 from tests.factories import CampaignFactory, UserFactory, annotator, campaign_with_comparisons
 
 pytestmark = pytest.mark.django_db
@@ -349,3 +355,36 @@ def test_home_and_dashboard_link_campaign_admins_to_the_settings(client):
     assert (
         link not in client.get(reverse("frontend:dashboard", args=[campaign.pk])).content.decode()
     )
+
+
+# Dynamic overlap ---------------------------------------------------------------------------
+
+
+def test_dynamic_overlap_is_off_unless_ticked_and_its_settings_are_saved(client):
+    client.force_login(UserFactory(is_superuser=True))
+    assert client.post(NEW, form_data(slug="plain")).status_code == 302
+    plain = Campaign.objects.get(slug="plain")
+    assert (plain.dynamic_overlap, plain.min_raters, plain.max_raters) == (False, 2, 5)
+    dynamic = form_data(slug="dyn", dynamic_overlap="on", min_raters="3", max_raters="7")
+    assert client.post(NEW, {**dynamic, "confidence_percent": "90"}).status_code == 302
+    saved = Campaign.objects.get(slug="dyn")
+    assert (saved.dynamic_overlap, saved.min_raters, saved.max_raters) == (True, 3, 7)
+    assert saved.confidence == pytest.approx(0.9)
+    page = client.get(settings_url(saved)).content.decode()
+    assert 'name="dynamic_overlap"' in page and 'value="90"' in page
+
+
+@pytest.mark.parametrize(
+    ("overrides", "sentence"),
+    [
+        ({"min_raters": "4", "max_raters": "3"}, MAX_BELOW_MIN),
+        ({"confidence_percent": "50"}, CONFIDENCE_PERCENT),
+        ({"confidence_percent": "100"}, CONFIDENCE_PERCENT),
+    ],
+)
+def test_dynamic_overlap_settings_out_of_range_are_refused(client, overrides, sentence):
+    client.force_login(UserFactory(is_superuser=True))
+    response = client.post(NEW, form_data(dynamic_overlap="on", **overrides))
+    assert response.status_code == 400
+    assert sentence in response.content.decode()
+    assert not Campaign.objects.exists()

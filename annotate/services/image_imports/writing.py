@@ -327,7 +327,7 @@ def _write_labels(
             tell(progress, WRITING, done, len(plan.labels), "judgments")
     batch.flush()
     Membership.objects.bulk_update(memberships.values(), ["issued"], batch_size=CHUNK)
-    _count_judgments(counted=counted, overlap=campaign.overlap)
+    _count_judgments(counted=counted, overlap=campaign.initial_wanted())
 
 
 class _LabelBatch:
