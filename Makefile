@@ -12,6 +12,9 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="tests/annotate -x"`.
 PYTEST_ARGS ?=
+# `make test` spreads the tests over this many processes (pytest-xdist): one per core, at most 4;
+# TEST_PROCESSES=0 runs them in this one. A plain `pytest` runs in one process.
+TEST_PROCESSES ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
 # The worker of the embedded default consumes every queue, one task at a time.
 WORKER_ARGS ?= -Q default,generate,train -c 1 --pool=solo -l INFO
 PIP := $(BIN)/python -m pip
@@ -65,7 +68,7 @@ worker: install
 test: export HF_HUB_OFFLINE = 1
 test: install-dev
 	@scripts/ensure-chromium.sh
-	$(BIN)/pytest -q -ra --durations=15 $(PYTEST_ARGS)
+	$(BIN)/pytest -q -ra --durations=15 -n $(TEST_PROCESSES) --dist loadgroup $(PYTEST_ARGS)
 
 # The browser tests, saving their screenshots over the README's in docs/screenshots/.
 screenshots: export HF_HUB_OFFLINE = 1

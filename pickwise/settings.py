@@ -9,6 +9,7 @@ import os
 import sys
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -288,13 +289,45 @@ if env.str("CACHE_URL", default=""):
     CACHES = {"default": env.cache("CACHE_URL")}
 
 # Celery -----------------------------------------------------------------------------------
-_BROKER_DIR = VAR_DIR / "broker"
+# Parallel test runs (pytest-xdist, `make test`) name each test process gw0, gw1, ... in
+# PYTEST_XDIST_WORKER, which the workers and servers its tests start inherit. Each test process
+# gets a broker of its own, so that no worker takes another process's tasks: the filesystem
+# broker's folder is var/broker-gwN/, and on Redis test process N uses database
+# (configured + 10 + N) mod 16 of the same server: redis://HOST:6379/1 gives gw0 database 11 and
+# gw1 database 12, CI's redis://HOST:6379/0 gives 10 and 11.
+_TEST_PROCESS = os.environ.get("PYTEST_XDIST_WORKER", "")
+
+
+def redis_database_for_test_process(url: str, test_process: str) -> str:
+    """`url` with its database number moved for test process `test_process` (gwN), as above."""
+    parts = urlsplit(url)
+    number = test_process.removeprefix("gw")
+    configured = parts.path.strip("/") or "0"
+    if not (number.isdigit() and configured.isdigit()):
+        raise ImproperlyConfigured(
+            f"CELERY_BROKER_URL {url!r} under test process {test_process!r}: expected a Redis "
+            "database number and a process named gwN."
+        )
+    database = (int(configured) + 10 + int(number)) % 16
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+_BROKER_DIR = VAR_DIR / (f"broker-{_TEST_PROCESS}" if _TEST_PROCESS else "broker")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or "filesystem://"
 if "://" not in CELERY_BROKER_URL:
     # kombu would read a bare word as an AMQP host name and retry it forever.
     raise ImproperlyConfigured(
         "CELERY_BROKER_URL is malformed: expected a URL such as redis://HOST:6379/0."
     )
+if (
+    _TEST_PROCESS
+    and "pytest" in sys.modules
+    and CELERY_BROKER_URL.startswith(("redis://", "rediss://"))
+):
+    # Only in the test process itself: it writes the result to the environment, where Celery
+    # reads it before this setting and the processes its tests start inherit it as it is.
+    CELERY_BROKER_URL = redis_database_for_test_process(CELERY_BROKER_URL, _TEST_PROCESS)
+    os.environ["CELERY_BROKER_URL"] = CELERY_BROKER_URL
 if CELERY_BROKER_URL.startswith("filesystem://"):
     for _sub in ("in", "processed", "control"):
         (_BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)

@@ -110,6 +110,62 @@ def test_celery_broker_url_switches_to_redis_without_touching_the_broker_folder(
     assert not (tmp_path / "var" / "broker").exists()
 
 
+def test_each_parallel_test_process_gets_its_own_filesystem_broker_folder(tmp_path):
+    # pytest-xdist names its processes gw0, gw1, ...; the workers a test starts inherit the name.
+    values = loaded(load_settings(tmp_path, DEBUG="1", PYTEST_XDIST_WORKER="gw1"))
+
+    assert values["transport"]["data_folder_in"] == str(tmp_path / "var" / "broker-gw1" / "in")
+    assert (tmp_path / "var" / "broker-gw1" / "control").is_dir()
+    assert not (tmp_path / "var" / "broker").exists()
+
+
+# The settings as a pytest process loads them (pytest imported first), with the broker URL that
+# Celery will read from the environment.
+_TEST_PROCESS_PROBE = "import pytest, os\n" + _PROBE.replace(
+    '"broker": settings.CELERY_BROKER_URL,',
+    '"broker": settings.CELERY_BROKER_URL, "env_broker": os.environ["CELERY_BROKER_URL"],',
+)
+
+
+@pytest.mark.parametrize(
+    ("configured", "process", "expected"),
+    [
+        ("redis://127.0.0.1:6379/1", "gw0", "redis://127.0.0.1:6379/11"),
+        ("redis://127.0.0.1:6379/1", "gw1", "redis://127.0.0.1:6379/12"),
+        ("redis://:secret@cache:6379", "gw0", "redis://:secret@cache:6379/10"),
+        ("redis://cache:6379/5", "gw1", "redis://cache:6379/0"),  # wraps inside Redis' 16
+    ],
+)
+def test_each_parallel_test_process_gets_its_own_redis_database(
+    tmp_path, configured, process, expected
+):
+    child_env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(ROOT),
+        "DJANGO_SETTINGS_MODULE": "pickwise.settings",
+        "PICKWISE_VAR_DIR": str(tmp_path / "var"),
+        "DEBUG": "1",
+        "CELERY_BROKER_URL": configured,
+        "PYTEST_XDIST_WORKER": process,
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", _TEST_PROCESS_PROBE],
+        env=child_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    values = loaded(run)
+    assert (values["broker"], values["env_broker"]) == (expected, expected)
+
+    # A worker that test process starts inherits the moved URL and keeps it as it is.
+    inherited = loaded(
+        load_settings(tmp_path, DEBUG="1", CELERY_BROKER_URL=expected, PYTEST_XDIST_WORKER=process)
+    )
+    assert inherited["broker"] == expected
+
+
 def test_a_redis_broker_that_does_not_answer_holds_a_request_for_the_broker_timeout_at_most(
     tmp_path,
 ):
