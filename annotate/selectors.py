@@ -59,6 +59,18 @@ class TaskContent:
     uids: list[str]  # the images' uids in slot order
 
 
+def comparison_overlap_figures(
+    *, comparison_ids: list[int], chunk: int = 5000
+) -> dict[int, tuple[int, bool | None]]:
+    """Per comparison: counted judgments (done) and whether dynamic overlap settled it."""
+    figures: dict[int, tuple[int, bool | None]] = {}
+    for start in range(0, len(comparison_ids), chunk):
+        rows = Comparison.objects.filter(pk__in=comparison_ids[start : start + chunk])
+        for pk, done, settled in rows.values_list("pk", "done", "settled"):
+            figures[pk] = (done, settled)
+    return figures
+
+
 def task_content(*, comparison_id: int) -> TaskContent:
     """One query: the comparison's images in slot order, with the prompt."""
     slots = list(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from annotate.selectors import comparison_overlap_figures
 from exports.consensus_model import FIRST, SECOND, TIE, Consensus, consensus
 from exports.context import BuildContext
 from exports.pairs import answer_ranks, rank_pairs
@@ -27,6 +28,11 @@ FIELDS = [
     ("consensus_contested", pa.bool_()),  # confidence below the policy's contested_below
     ("majority_label_0", pa.float64()),  # the plurality of votes, a tie counting as one
     ("consensus_votes", pa.int64()),  # judgments of this pair, ties included
+    # The comparison(s) the pair was judged in: counted judgments, and whether dynamic
+    # overlap found them settled (null under a fixed overlap). A pair of a ranking that
+    # recurs in several comparisons sums their judgments and is settled if all of them are.
+    ("comparison_judgments", pa.int64()),
+    ("comparison_settled", pa.bool_()),
 ]
 
 
@@ -36,6 +42,8 @@ class PairConsensus:
     result: Consensus
     contested_below: float
     model: str
+    judgments: np.ndarray  # per item, the comparisons' counted judgments
+    settled: list[bool | None]  # per item
 
     def columns(self, uids_0: pa.Array, uids_1: pa.Array) -> list[pa.Array]:
         """The FIELDS columns for rows whose images are uids_0 and uids_1."""
@@ -43,6 +51,8 @@ class PairConsensus:
         p_first = np.full(count, 0.5)
         majority = np.full(count, 0.5)
         votes = np.zeros(count, dtype=np.int64)
+        judgments = np.zeros(count, dtype=np.int64)
+        settled: list[bool | None] = [None] * count
         for row, (first, second) in enumerate(
             zip(uids_0.to_pylist(), uids_1.to_pylist(), strict=True)
         ):
@@ -55,6 +65,7 @@ class PairConsensus:
             p, m = self.result.p_first[item], self.result.majority[item]
             p_first[row], majority[row] = (1.0 - p, 1.0 - m) if flipped else (p, m)
             votes[row] = self.result.votes[item]
+            judgments[row], settled[row] = self.judgments[item], self.settled[item]
         confidence = np.maximum(p_first, 1.0 - p_first)
         contested = confidence < self.contested_below
         labels = np.where(contested, 0.5, np.where(p_first >= 0.5, 1.0, 0.0))
@@ -64,6 +75,8 @@ class PairConsensus:
             pa.array(contested, pa.bool_()),
             pa.array(majority, pa.float64()),
             pa.array(votes, pa.int64()),
+            pa.array(judgments, pa.int64()),
+            pa.array(settled, pa.bool_()),
         ]
 
     def summary(self) -> dict:
@@ -85,6 +98,7 @@ def export_consensus(ctx: BuildContext) -> PairConsensus:
     items: list[int] = []
     raters: list[int] = []
     outcomes: list[int] = []
+    comparisons_of: dict[int, set[int]] = {}  # item -> the comparisons it was judged in
     tally = Tally()
     for batch in ctx.batches(with_time=False):
         decided = decide_batch(rows=batch, raters=ctx.raters, policy=ctx.policy, tally=tally)
@@ -97,7 +111,9 @@ def export_consensus(ctx: BuildContext) -> PairConsensus:
                 continue  # the writing pass reports the inconsistent judgment
             rater = rater_of.setdefault(row.annotator_id, len(rater_of))
             for _, a, b, label in rank_pairs(ranks):
-                items.append(item_of.setdefault((uids[a], uids[b]), len(item_of)))
+                item = item_of.setdefault((uids[a], uids[b]), len(item_of))
+                items.append(item)
+                comparisons_of.setdefault(item, set()).add(row.comparison_id)
                 raters.append(rater)
                 outcomes.append(OUTCOME_OF_LABEL[label])
     result = consensus(
@@ -108,9 +124,28 @@ def export_consensus(ctx: BuildContext) -> PairConsensus:
         n_raters=len(rater_of),
         model=ctx.policy.consensus,
     )
+    judgments, settled = _overlap_figures(comparisons_of, n_items=len(item_of))
     return PairConsensus(
         item_of=item_of,
         result=result,
         contested_below=ctx.policy.contested_below,
         model=ctx.policy.consensus,
+        judgments=judgments,
+        settled=settled,
     )
+
+
+def _overlap_figures(
+    comparisons_of: dict[int, set[int]], *, n_items: int
+) -> tuple[np.ndarray, list[bool | None]]:
+    """Per item: its comparisons' counted judgments and whether all of them settled."""
+    figures = comparison_overlap_figures(
+        comparison_ids=sorted({c for ids in comparisons_of.values() for c in ids})
+    )
+    judgments = np.zeros(n_items, dtype=np.int64)
+    settled: list[bool | None] = [None] * n_items
+    for item, ids in comparisons_of.items():
+        states = [figures[c][1] for c in ids]
+        judgments[item] = sum(figures[c][0] for c in ids)
+        settled[item] = None if None in states else all(states)
+    return judgments, settled

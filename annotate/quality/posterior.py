@@ -67,3 +67,19 @@ def settled(votes: Iterable[tuple[int, float]], *, confidence: float) -> bool:
     # The tolerance keeps a posterior that is exactly the threshold in exact arithmetic (two
     # agreeing new raters: 9 / 10) from missing it by a rounding error.
     return max(p_first, 1.0 - p_first) >= confidence - SETTLE_TOLERANCE
+
+
+def overlap_wanted(
+    *, done: int, in_flight: int, wanted: int, is_settled: bool, max_raters: int
+) -> int:
+    """What a dynamic-overlap comparison wants after a counted judgment.
+
+    Settled: what it has done or in flight (judgments in flight still count; none is
+    revoked). Not settled: one more than it has done, up to max_raters, never below what it
+    wanted or has. A submit leaves done + in_flight as it was, so this grows by at most one
+    judgment per submit: a contested comparison draws one rater at a time.
+    """
+    used = done + in_flight
+    if is_settled:
+        return used
+    return max(used, min(max_raters, max(wanted, done + 1)))

@@ -29,7 +29,7 @@ from django.db.models import OuterRef, Subquery
 from annotate.models import Campaign, Comparison
 from annotate.quality.encoding import HI, LO
 from annotate.quality.models import RaterStats, Rating
-from annotate.quality.posterior import rater_accuracy, settled
+from annotate.quality.posterior import overlap_wanted, rater_accuracy, settled
 
 _SIGN = {LO: 1, HI: -1}  # the lower image id better: +1; ties and "both bad": no vote
 
@@ -86,10 +86,13 @@ def comparison_settle(*, campaign: Campaign, comparison_id: int) -> bool:
     is_settled = done >= campaign.min_raters and comparison_is_settled(
         votes=votes, confidence=campaign.confidence
     )
-    if is_settled:
-        wanted = used
-    else:
-        wanted = max(used, min(campaign.max_raters, max(comparison["wanted"], done + 1)))
+    wanted = overlap_wanted(
+        done=done,
+        in_flight=comparison["in_flight"],
+        wanted=comparison["wanted"],
+        is_settled=is_settled,
+        max_raters=campaign.max_raters,
+    )
     status = comparison["status"]
     if status != Comparison.Status.RETIRED:
         status = Comparison.Status.FULL if used >= wanted else Comparison.Status.OPEN

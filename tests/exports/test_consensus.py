@@ -7,6 +7,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from annotate.models import Comparison
+from annotate.services.assignments import assignment_next
+from annotate.services.judgments import judgment_submit
 from exports.consensus_model import FIRST, SECOND, TIE, consensus
 from exports.policy import POLICY_BAD_CONSENSUS, POLICY_BAD_CONTESTED
 from exports.services import export_create
@@ -98,6 +101,8 @@ def test_the_pickapic_export_carries_each_pairs_consensus_oriented_like_label_0(
         assert row["consensus_label_0"] == row["label_0"] == row["majority_label_0"]
         assert row["consensus_votes"] == 3
         assert row["consensus_confidence"] > 0.9 and not row["consensus_contested"]
+        # A fixed overlap: three judgments each, and no settling test.
+        assert (row["comparison_judgments"], row["comparison_settled"]) == (3, None)
     manifest = json.loads((Path(export.folder) / "manifest.json").read_text())
     assert manifest["policy"]["consensus"] == "dawid_skene"
     assert manifest["policy"]["contested_below"] == 0.9
@@ -148,3 +153,25 @@ def test_a_bad_consensus_option_is_refused_with_its_reason(policy, message):
             requested_by=None, campaign=campaign, format="pickapic", policy=policy, enqueue=False
         )
     assert error.value.message == message
+
+
+@pytest.mark.django_db
+def test_a_dynamic_overlap_export_records_each_comparisons_judgments_and_whether_it_settled():
+    # Two new raters who agree give 9/10 (annotate.quality.posterior): settled at 0.9. The
+    # third rater splits the second comparison, which then runs to max_raters unsettled.
+    campaign = campaign_with_comparisons(
+        prompts=2, dynamic_overlap=True, min_raters=2, max_raters=3, confidence=0.9
+    )
+    first, second = Comparison.objects.order_by("id")
+    raters = [annotator(campaign) for _ in range(3)]
+    for index, rater in enumerate(raters):
+        while (task := assignment_next(campaign=campaign, annotator=rater)) is not None:
+            uids = [str(image.uid) for image in task.comparison.images.order_by("id")]
+            side = 1 if task.comparison_id == second.pk and index == 1 else 0
+            judgment_submit(assignment=task, answers={"overall": uids[side]}, duration_ms=900)
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.done, first.settled, second.done, second.settled) == (2, True, 3, False)
+    export = build(campaign, splits={"validation": 0.0, "test": 0.0, "max_prompts": 100})
+    figures = {(row["comparison_judgments"], row["comparison_settled"]) for row in _rows(export)}
+    assert figures == {(2, True), (3, False)}

@@ -47,6 +47,8 @@ EXPECTED_TYPES = {
     "consensus_contested": "bool",
     "majority_label_0": "float64",
     "consensus_votes": "int64",
+    "comparison_judgments": "int64",
+    "comparison_settled": "bool",
     "__index_level_0__": "int64",
 }
 
