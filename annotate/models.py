@@ -15,6 +15,7 @@ from django.db.models.functions import Length
 from django.db.models.lookups import LessThanOrEqual
 
 from annotate.prompt_length import MAX_PROMPT_CHARS
+from pickwise.jobs import ClaimedJob
 
 MAX_BELOW_MIN = "max_raters must be at least min_raters."
 CONFIDENCE_RANGE = "confidence must be above 0.5 and below 1."
@@ -423,7 +424,7 @@ class Judgment(models.Model):
         return f"judgment {self.pk}"
 
 
-class ImageImport(models.Model):
+class ImageImport(ClaimedJob):
     """An uploaded import of images, checked and written by a worker on the default queue.
 
     The upload is kept outside MEDIA_ROOT (settings.IMPORT_ROOT) until the job ends.
@@ -458,10 +459,7 @@ class ImageImport(models.Model):
     error_code = models.CharField(max_length=32, blank=True)
     # Bad rows with their line (manifest) or row index (parquet), the first 50.
     errors = models.JSONField(default=list, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    worker = models.CharField(max_length=200, blank=True)
-    claim_token = models.CharField(max_length=32, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The claim (attempts, worker, claim_token, heartbeat_at) comes from ClaimedJob.
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -8,6 +8,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from pickwise.jobs import ClaimedJob
+
 
 def default_policy() -> dict:
     return {"states": ["active", "warned"], "exclude_gold": True, "exclude_repeats": True}
@@ -17,7 +19,7 @@ def default_splits() -> dict:
     return {"validation": 0.05, "test": 0.05, "max_prompts": 500}
 
 
-class Export(models.Model):
+class Export(ClaimedJob):
     class Format(models.TextChoices):
         PICKAPIC = "pickapic"
         RANKED = "ranked"
@@ -56,14 +58,9 @@ class Export(models.Model):
     folder = models.CharField(max_length=1000, blank=True)
     manifest = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
-    # The running build's claim: which worker holds it, a token its writes must match (a
-    # build reclaimed from under a live worker then stops), and its last sign of life.
-    worker = models.CharField(max_length=255, blank=True)
-    claim_token = models.CharField(max_length=32, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    # Hidden folder the running build writes into; removed when the build is reclaimed.
+    # The running build's claim (worker, claim_token, heartbeat_at, attempts: builds started)
+    # comes from ClaimedJob. Hidden folder the running build writes into; removed when the build is reclaimed.
     work_folder = models.CharField(max_length=1000, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)  # builds started
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -6,9 +6,9 @@ into a hidden work folder beside the final one, hash them into the manifest, mak
 read-only and move the folder into place in one rename. A finished export never changes.
 
 A build whose worker died is reclaimed by `exports_recover` (beat, and a restarting worker):
-its hidden folder is removed and it is re-queued, or failed after EXPORT_MAX_ATTEMPTS. The
-claim token makes every write of the old build conditional, so one that was in fact alive
-stops instead of finishing over the new one.
+its hidden folder is removed and it is re-queued, or failed after PICKWISE_EXPORT_MAX_ATTEMPTS
+(pickwise/jobs.py). The claim token makes every write of the old build conditional, so one
+that was in fact alive stops instead of finishing over the new one.
 """
 
 import logging
@@ -19,14 +19,12 @@ import stat
 import time
 import tomllib
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import F, Q
 from django.utils import timezone
 
 from annotate.models import Campaign
@@ -49,6 +47,7 @@ from exports.writers.manifest import folder_files, manifest_write
 from pickwise.enqueue import enqueue_on_commit
 from pickwise.errors import ApplicationError, without_paths
 from pickwise.heartbeat import heartbeat
+from pickwise.jobs import RELEASED, job_claim, job_held, jobs_reclaim
 from webhooks.events import export_announce
 
 logger = logging.getLogger(__name__)
@@ -207,9 +206,7 @@ class ClaimLost(Exception):
 def _held(export: Export) -> Any:
     """The export's row while this build still holds it: every write of the build goes
     through it, so a reclaimed build's writes match nothing."""
-    return Export.objects.filter(
-        pk=export.pk, status=Export.Status.RUNNING, claim_token=export.claim_token
-    )
+    return job_held(job=export)
 
 
 class _Progress:
@@ -251,14 +248,10 @@ def export_build(
     Claims the row with a conditional update, so two workers never build the same export;
     `worker` (the Celery hostname) lets a restarting worker reclaim what it held.
     """
-    token = secrets.token_hex(16)
-    claimed = Export.objects.filter(pk=export.pk, status=Export.Status.PENDING).update(
-        status=Export.Status.RUNNING,
-        started_at=timezone.now(),
-        heartbeat_at=timezone.now(),
+    _token, claimed = job_claim(
+        claimable=Export.objects.filter(pk=export.pk, status=Export.Status.PENDING),
         worker=worker,
-        claim_token=token,
-        attempts=F("attempts") + 1,
+        started_at=timezone.now(),
         work_folder="",
     )
     export.refresh_from_db()
@@ -320,46 +313,55 @@ def export_build(
 
 
 # What a build leaves on the row when it ends or is reclaimed (attempts stay counted).
-_RELEASED = {"worker": "", "claim_token": "", "heartbeat_at": None, "work_folder": ""}
+_RELEASED = {**RELEASED, "work_folder": ""}
 
 
 def exports_recover(*, worker: str | None = None, resend_pending: bool = False) -> dict:
-    """Reclaim running builds whose worker is gone: those with no heartbeat for
-    EXPORT_HEARTBEAT_TIMEOUT seconds, and those held by `worker` (which has just started,
-    so builds nothing). Each loses its hidden folder and goes back to pending and to the
-    queue, or fails with WORKER_LOST after EXPORT_MAX_ATTEMPTS builds, or at once when no
-    worker built it (the export_dataset command, whose folder only that command knows).
+    """Reclaim running builds whose worker is gone (pickwise.jobs.jobs_reclaim): those with
+    no heartbeat for PICKWISE_EXPORT_HEARTBEAT_TIMEOUT seconds, and those held by `worker`
+    (which has just started, so builds nothing). Each loses its hidden folder and goes back
+    to pending and to the queue, or fails with WORKER_LOST after PICKWISE_EXPORT_MAX_ATTEMPTS
+    builds, or at once when no worker built it (the export_dataset command, whose folder
+    only that command knows).
 
     Each is taken with a conditional update on its claim token, so a build that is in fact
     alive finds its row changed at its next write and stops. resend_pending also re-sends
     pending exports (a message the dead worker had read may be gone; a duplicate is
     harmless, builds claim the row conditionally).
     """
-    timeout = settings.EXPORT_HEARTBEAT_TIMEOUT
-    lost = Q(heartbeat_at__lt=timezone.now() - timedelta(seconds=timeout))
-    lost |= Q(heartbeat_at__isnull=True)
-    if worker:
-        lost |= Q(worker=worker)
-    requeued, failed = [], 0
-    for export in Export.objects.filter(lost, status=Export.Status.RUNNING):
-        if export.attempts >= settings.EXPORT_MAX_ATTEMPTS or not export.worker:
-            taken = _held(export).update(
-                status=Export.Status.FAILED,
-                error=WORKER_LOST.format(attempts=export.attempts, timeout=timeout),
-                finished_at=timezone.now(),
-                **_RELEASED,
-            )
-            failed += taken
-            if taken:
-                export_announce(export=Export.objects.get(pk=export.pk))
-        else:
-            taken = _held(export).update(
-                status=Export.Status.PENDING, progress_done=0, started_at=None, **_RELEASED
-            )
-            if taken:
-                requeued.append(export.pk)
-        if taken and export.work_folder:
-            shutil.rmtree(export.work_folder, ignore_errors=True)
+    timeout = settings.PICKWISE_EXPORT_HEARTBEAT_TIMEOUT
+
+    def fail(held, export: Export) -> bool:
+        taken = held.update(
+            status=Export.Status.FAILED,
+            error=WORKER_LOST.format(attempts=export.attempts, timeout=timeout),
+            finished_at=timezone.now(),
+            **_RELEASED,
+        )
+        if taken:
+            _remove_work_folder(export)
+            export_announce(export=Export.objects.get(pk=export.pk))
+        return bool(taken)
+
+    def requeue(held, export: Export) -> bool:
+        taken = held.update(
+            status=Export.Status.PENDING, progress_done=0, started_at=None, **_RELEASED
+        )
+        if taken:
+            _remove_work_folder(export)
+        return bool(taken)
+
+    reclaimed = jobs_reclaim(
+        jobs=Export.objects.all(),
+        timeout=timeout,
+        max_attempts=settings.PICKWISE_EXPORT_MAX_ATTEMPTS,
+        worker=worker,
+        requeue=requeue,
+        fail=fail,
+        # A build with no worker ran in the export_dataset command: it cannot be queued.
+        settle=lambda held, export: None if export.worker else fail(held, export),
+    )
+    requeued, failed = reclaimed.requeued, len(reclaimed.failed) + len(reclaimed.settled)
     if resend_pending:
         pending = Export.objects.filter(status=Export.Status.PENDING).values_list("pk", flat=True)
         requeued = sorted(set(requeued) | set(pending))
@@ -370,6 +372,11 @@ def exports_recover(*, worker: str | None = None, resend_pending: bool = False) 
             # On commit: the worker must find the row pending when the message arrives.
             enqueue_on_commit(export_build_task, export_id)
     return {"requeued": len(requeued), "failed": failed}
+
+
+def _remove_work_folder(export: Export) -> None:
+    if export.work_folder:
+        shutil.rmtree(export.work_folder, ignore_errors=True)
 
 
 def _build_with_retries(

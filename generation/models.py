@@ -11,6 +11,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from pickwise.jobs import ClaimedJob
 from pickwise.model_folders import model_folder_error
 
 # Ranges the API, the command and the admin share.
@@ -161,7 +162,7 @@ class GenerationJob(models.Model):
         return f"generation job {self.pk} ({self.status})"
 
 
-class GenerationItem(models.Model):
+class GenerationItem(ClaimedJob):
     """One image to make: a prompt, a generator and the index-th seed for that prompt."""
 
     class Status(models.TextChoices):
@@ -178,12 +179,9 @@ class GenerationItem(models.Model):
     index = models.PositiveSmallIntegerField()
     seed = models.BigIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    # Who holds a running item: the claim token of one task run, and the worker's node name
-    # (so a restarted worker can give back what it held when it was killed).
-    claim_token = models.CharField(max_length=64, blank=True)
-    claimed_by = models.CharField(max_length=200, blank=True)
-    claimed_at = models.DateTimeField(null=True, blank=True)
+    # Who holds a running item (ClaimedJob): the claim token of one task run, the worker's
+    # node name (so a restarted worker can give back what it held when it was killed), and
+    # heartbeat_at, the time of the claim (a batch writes no other sign of life).
     image = models.ForeignKey(
         "annotate.Image", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -201,7 +199,7 @@ class GenerationItem(models.Model):
             models.Index(fields=["job", "status"], name="generation_item_by_status"),
             models.Index(fields=["job", "prompt", "status"], name="generation_item_by_prompt"),
             models.Index(
-                fields=["claimed_at"],
+                fields=["heartbeat_at"],
                 name="generation_item_running",
                 condition=Q(status="running"),
             ),

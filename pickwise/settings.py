@@ -14,6 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from pickwise.renamed_settings import renamed_int
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -408,12 +410,19 @@ EXPORT_BATCH_ROWS = env.int("EXPORT_BATCH_ROWS", default=2000)
 EXPORT_JPEG_QUALITY = env.int("EXPORT_JPEG_QUALITY", default=95)
 EXPORT_IMAGE_CACHE_BYTES = env.int("EXPORT_IMAGE_CACHE_BYTES", default=128 * 1024 * 1024)
 # A running build beats every PICKWISE_HEARTBEAT_SECONDS (pickwise/heartbeat.py). One silent for
-# this long is taken to have lost its worker: re-queued, or failed after EXPORT_MAX_ATTEMPTS
-# builds, its partial folder removed.
-EXPORT_HEARTBEAT_TIMEOUT = env.int("EXPORT_HEARTBEAT_TIMEOUT", default=120)
-EXPORT_MAX_ATTEMPTS = env.int("EXPORT_MAX_ATTEMPTS", default=3)
-if EXPORT_HEARTBEAT_TIMEOUT < 1 or EXPORT_MAX_ATTEMPTS < 1:
-    raise ImproperlyConfigured("EXPORT_HEARTBEAT_TIMEOUT and EXPORT_MAX_ATTEMPTS must be positive.")
+# this long is taken to have lost its worker: re-queued, or failed after
+# PICKWISE_EXPORT_MAX_ATTEMPTS builds, its partial folder removed (pickwise/jobs.py).
+# Formerly EXPORT_HEARTBEAT_TIMEOUT and EXPORT_MAX_ATTEMPTS, still read with a warning.
+PICKWISE_EXPORT_HEARTBEAT_TIMEOUT = renamed_int(
+    env, new="PICKWISE_EXPORT_HEARTBEAT_TIMEOUT", old="EXPORT_HEARTBEAT_TIMEOUT", default=120
+)
+PICKWISE_EXPORT_MAX_ATTEMPTS = renamed_int(
+    env, new="PICKWISE_EXPORT_MAX_ATTEMPTS", old="EXPORT_MAX_ATTEMPTS", default=3
+)
+if PICKWISE_EXPORT_HEARTBEAT_TIMEOUT < 1 or PICKWISE_EXPORT_MAX_ATTEMPTS < 1:
+    raise ImproperlyConfigured(
+        "PICKWISE_EXPORT_HEARTBEAT_TIMEOUT and PICKWISE_EXPORT_MAX_ATTEMPTS must be positive."
+    )
 CELERY_BEAT_SCHEDULE["exports.recover_stalled"] = {
     "task": "exports.recover_stalled",
     "schedule": timedelta(minutes=1),
@@ -422,15 +431,22 @@ CELERY_BEAT_SCHEDULE["exports.recover_stalled"] = {
 # Generation -------------------------------------------------------------------------------
 # Items per generate task (one pipeline call per batch, chunked by the worker's max batch size).
 PICKWISE_GENERATION_BATCH_SIZE = env.int("PICKWISE_GENERATION_BATCH_SIZE", default=8)
-# A running item not finished after this many seconds is taken to be lost and claimed again.
-PICKWISE_GENERATION_CLAIM_TIMEOUT = env.int("PICKWISE_GENERATION_CLAIM_TIMEOUT", default=3600)
+# A running item not finished this many seconds after its claim (a batch's one sign of life)
+# is taken to be lost and claimed again. Formerly PICKWISE_GENERATION_CLAIM_TIMEOUT, still read
+# with a warning.
+PICKWISE_GENERATION_HEARTBEAT_TIMEOUT = renamed_int(
+    env,
+    new="PICKWISE_GENERATION_HEARTBEAT_TIMEOUT",
+    old="PICKWISE_GENERATION_CLAIM_TIMEOUT",
+    default=3600,
+)
 # An item whose worker died this many times is failed instead of retried once more.
 PICKWISE_GENERATION_MAX_ATTEMPTS = env.int("PICKWISE_GENERATION_MAX_ATTEMPTS", default=5)
 # A local PickScore (CLIP) folder; when set, generate workers store Image.score. Off by default.
 PICKWISE_REWARD_MODEL_DIR = env.str("PICKWISE_REWARD_MODEL_DIR", default="")
-if PICKWISE_GENERATION_BATCH_SIZE < 1 or PICKWISE_GENERATION_CLAIM_TIMEOUT < 1:
+if PICKWISE_GENERATION_BATCH_SIZE < 1 or PICKWISE_GENERATION_HEARTBEAT_TIMEOUT < 1:
     raise ImproperlyConfigured(
-        "PICKWISE_GENERATION_BATCH_SIZE and PICKWISE_GENERATION_CLAIM_TIMEOUT must be positive."
+        "PICKWISE_GENERATION_BATCH_SIZE and PICKWISE_GENERATION_HEARTBEAT_TIMEOUT must be positive."
     )
 SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})["GenerationJobStatusEnum"] = (
     "generation.models.GenerationJob.Status"
@@ -459,11 +475,11 @@ if PICKWISE_IMPORT_HEARTBEAT_TIMEOUT < 1 or PICKWISE_IMPORT_MAX_ATTEMPTS < 1:
 if (
     not 0
     < 2 * PICKWISE_HEARTBEAT_SECONDS
-    <= min(EXPORT_HEARTBEAT_TIMEOUT, PICKWISE_IMPORT_HEARTBEAT_TIMEOUT)
+    <= min(PICKWISE_EXPORT_HEARTBEAT_TIMEOUT, PICKWISE_IMPORT_HEARTBEAT_TIMEOUT)
 ):
     raise ImproperlyConfigured(
         "PICKWISE_HEARTBEAT_SECONDS must be positive and at most half of "
-        "EXPORT_HEARTBEAT_TIMEOUT and PICKWISE_IMPORT_HEARTBEAT_TIMEOUT."
+        "PICKWISE_EXPORT_HEARTBEAT_TIMEOUT and PICKWISE_IMPORT_HEARTBEAT_TIMEOUT."
     )
 SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})["ImageImportStatusEnum"] = (
     "annotate.models.ImageImport.Status"

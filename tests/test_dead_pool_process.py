@@ -46,14 +46,14 @@ def pool_children(pid: int) -> list[int]:
 def prefork_worker(tmp_path, settings):
     settings.EXPORT_ROOT = tmp_path / "exports"
     settings.PICKWISE_IMPORT_HEARTBEAT_TIMEOUT = TIMEOUT_SECONDS
-    settings.EXPORT_HEARTBEAT_TIMEOUT = TIMEOUT_SECONDS
+    settings.PICKWISE_EXPORT_HEARTBEAT_TIMEOUT = TIMEOUT_SECONDS
     worker = Worker(tmp_path, queue="default", pool="prefork")
     worker.env |= {
         "IMPORT_ROOT": str(django_settings.IMPORT_ROOT),
         "EXPORT_ROOT": str(settings.EXPORT_ROOT),
         "PICKWISE_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
         "PICKWISE_IMPORT_HEARTBEAT_TIMEOUT": str(TIMEOUT_SECONDS),
-        "EXPORT_HEARTBEAT_TIMEOUT": str(TIMEOUT_SECONDS),
+        "PICKWISE_EXPORT_HEARTBEAT_TIMEOUT": str(TIMEOUT_SECONDS),
     }
     yield worker
     worker.stop()
@@ -173,7 +173,7 @@ def test_dead_jobs_are_noticed_within_a_couple_of_minutes_by_default():
     import pickwise.settings as defaults
 
     assert defaults.PICKWISE_IMPORT_HEARTBEAT_TIMEOUT <= 120
-    assert defaults.EXPORT_HEARTBEAT_TIMEOUT <= 120
+    assert defaults.PICKWISE_EXPORT_HEARTBEAT_TIMEOUT <= 120
     assert 2 * defaults.PICKWISE_HEARTBEAT_SECONDS <= 120
     schedule = defaults.CELERY_BEAT_SCHEDULE
     for sweep in ("annotate.recover_image_imports", "exports.recover_stalled"):

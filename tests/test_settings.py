@@ -67,7 +67,9 @@ def loaded(result: subprocess.CompletedProcess) -> dict:
 def settings_variables() -> set[str]:
     """Every environment variable pickwise/settings.py reads through django-environ."""
     source = (ROOT / "pickwise" / "settings.py").read_text()
-    return set(re.findall(r"\benv(?:\.\w+)?\(\s*\"([A-Z][A-Z0-9_]*)\"", source))
+    read = set(re.findall(r"\benv(?:\.\w+)?\(\s*\"([A-Z][A-Z0-9_]*)\"", source))
+    # Renamed settings (pickwise/renamed_settings.py): the new name and the old one both read.
+    return read | set(re.findall(r"\b(?:new|old)=\"([A-Z][A-Z0-9_]*)\"", source))
 
 
 def test_with_no_environment_it_runs_on_sqlite_in_var_and_the_filesystem_broker(tmp_path):
@@ -361,3 +363,33 @@ def test_the_image_build_collects_static_files_with_debug_off():
     ]
 
     assert "DEBUG=0" in line.split()
+
+
+def test_a_renamed_setting_is_still_read_under_its_old_name_with_a_warning(tmp_path):
+    probe = (
+        "from django.conf import settings; import json; print(json.dumps(["
+        "settings.PICKWISE_EXPORT_HEARTBEAT_TIMEOUT, settings.PICKWISE_EXPORT_MAX_ATTEMPTS, "
+        "settings.PICKWISE_GENERATION_HEARTBEAT_TIMEOUT]))"
+    )
+    env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(ROOT),
+        "DJANGO_SETTINGS_MODULE": "pickwise.settings",
+        "PICKWISE_VAR_DIR": str(tmp_path / "var"),
+        "DEBUG": "1",
+        "EXPORT_HEARTBEAT_TIMEOUT": "200",
+        "EXPORT_MAX_ATTEMPTS": "4",
+        "PICKWISE_GENERATION_CLAIM_TIMEOUT": "90",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [200, 4, 90]
+    # Operators see it without any warnings filter of their own.
+    for old, new in [
+        ("EXPORT_HEARTBEAT_TIMEOUT", "PICKWISE_EXPORT_HEARTBEAT_TIMEOUT"),
+        ("EXPORT_MAX_ATTEMPTS", "PICKWISE_EXPORT_MAX_ATTEMPTS"),
+        ("PICKWISE_GENERATION_CLAIM_TIMEOUT", "PICKWISE_GENERATION_HEARTBEAT_TIMEOUT"),
+    ]:
+        assert f"The setting {old} is renamed {new}" in result.stderr

@@ -10,8 +10,10 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from pickwise.jobs import ClaimedJob
 
-class TrainingJob(models.Model):
+
+class TrainingJob(ClaimedJob):
     class Method(models.TextChoices):
         DPO = "dpo"
         MAPO = "mapo"
@@ -48,11 +50,8 @@ class TrainingJob(models.Model):
     latest_metrics = models.JSONField(default=dict, blank=True)
     warnings = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
-    # Claims so far; the runner passes --resume auto from the second on.
-    attempts = models.PositiveSmallIntegerField(default=0)
-    claim_token = models.CharField(max_length=64, blank=True)
-    worker = models.CharField(max_length=200, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The claim (attempts, worker, claim_token, heartbeat_at) comes from ClaimedJob; the
+    # runner passes --resume auto from the second attempt on.
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -7,14 +7,12 @@ per (prompt, generator, seed), and items already made are reused without touchin
 """
 
 import logging
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from annotate.models import Image
@@ -26,6 +24,7 @@ from generation.services.completion import (
     prompt_finish_if_complete,
 )
 from pickwise.errors import ApplicationError
+from pickwise.jobs import RELEASED, job_claim, jobs_lost
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +59,6 @@ class BatchResult:
     prompts: set[int] = field(default_factory=set)
 
 
-def _stale_before():
-    return timezone.now() - timedelta(seconds=settings.PICKWISE_GENERATION_CLAIM_TIMEOUT)
-
-
 def items_claim(
     *, job: GenerationJob, generator: Generator, item_ids: Sequence[int], worker: str
 ) -> tuple[str, list[GenerationItem]]:
@@ -73,9 +68,10 @@ def items_claim(
     Items that have already had their share of attempts are failed instead of claimed, so an
     item that kills its worker every time (out of memory) cannot loop forever.
     """
+    lost = jobs_lost(timeout=settings.PICKWISE_GENERATION_HEARTBEAT_TIMEOUT)
     claimable = GenerationItem.objects.filter(
         job=job, generator=generator, pk__in=list(item_ids)
-    ).filter(Q(status=Status.PENDING) | Q(status=Status.RUNNING, claimed_at__lt=_stale_before()))
+    ).filter(Q(status=Status.PENDING) | lost)
     max_attempts = settings.PICKWISE_GENERATION_MAX_ATTEMPTS
     claimable.filter(attempts__gte=max_attempts).update(
         status=Status.FAILED,
@@ -83,13 +79,8 @@ def items_claim(
         finished_at=timezone.now(),
         claim_token="",
     )
-    token = uuid.uuid4().hex
-    claimable.filter(attempts__lt=max_attempts).update(
-        status=Status.RUNNING,
-        claim_token=token,
-        claimed_by=worker,
-        claimed_at=timezone.now(),
-        attempts=F("attempts") + 1,
+    token, _claimed = job_claim(
+        claimable=claimable.filter(attempts__lt=max_attempts), worker=worker
     )
     items = list(
         GenerationItem.objects.filter(claim_token=token, status=Status.RUNNING)
@@ -101,7 +92,7 @@ def items_claim(
 
 def _release(token: str, error: str) -> None:
     GenerationItem.objects.filter(claim_token=token, status=Status.RUNNING).update(
-        status=Status.PENDING, claim_token="", claimed_by="", claimed_at=None, error=error
+        status=Status.PENDING, error=error, **RELEASED
     )
 
 
@@ -257,7 +248,7 @@ def _score(items: list[GenerationItem], generated: list) -> list[float | None]:
 
 def generation_items_fail(*, job_id: int, item_ids: Sequence[int], error: str, worker: str) -> int:
     """Record a batch's final failure (retries spent) on its items that nobody else holds."""
-    mine = Q(status=Status.PENDING) | Q(status=Status.RUNNING, claimed_by=worker)
+    mine = Q(status=Status.PENDING) | Q(status=Status.RUNNING, worker=worker)
     items = GenerationItem.objects.filter(job_id=job_id, pk__in=list(item_ids))
     failed = _fail(items.filter(mine), error)
     job = GenerationJob.objects.select_related("campaign").filter(pk=job_id).first()

@@ -5,37 +5,39 @@ once it is read, and Redis hands it out again only after the visibility timeout 
 the generate worker recovers on start-up (worker_ready) and beat sweeps stale claims.
 """
 
-from django.db.models import Q
+from django.conf import settings
 
 from generation.models import GenerationItem, GenerationJob
-from generation.services.batches import _stale_before
 from generation.services.completion import generation_job_finish_if_complete
 from generation.services.jobs import generation_job_enqueue
+from pickwise.jobs import RELEASED, jobs_reclaim
+
+GIVEN_BACK = "Given back after its worker stopped."
 
 Status = GenerationItem.Status
 
 
 def generation_items_recover(*, worker: str | None = None, resend_pending: bool = False) -> dict:
     """Give back items held by `worker` (which has just started, so holds nothing) or held
-    past the claim timeout, and enqueue them again.
+    past PICKWISE_GENERATION_HEARTBEAT_TIMEOUT (pickwise.jobs.jobs_reclaim), and enqueue
+    them again.
 
     resend_pending also re-sends every pending item of active jobs: after a restart, a message
     the dead worker had read may be gone. Duplicates are harmless (claims are conditional).
     Jobs with nothing left open are closed. Returns counts for logs and the command line.
     """
-    lost = Q(status=Status.RUNNING, claimed_at__lt=_stale_before())
-    if worker:
-        lost |= Q(status=Status.RUNNING, claimed_by=worker)
-    lost_items = GenerationItem.objects.filter(lost, job__status__in=GenerationJob.ACTIVE)
-    released_ids = list(lost_items.values_list("pk", flat=True))
-    # Conditional on still being running: an item finished meanwhile stays finished.
-    released = GenerationItem.objects.filter(pk__in=released_ids, status=Status.RUNNING).update(
-        status=Status.PENDING,
-        claim_token="",
-        claimed_by="",
-        claimed_at=None,
-        error="Given back after its worker stopped.",
+    # No attempts check here: an item that had its share is failed when next claimed
+    # (items_claim), with the batch that would run it.
+    reclaimed = jobs_reclaim(
+        jobs=GenerationItem.objects.filter(job__status__in=GenerationJob.ACTIVE),
+        timeout=settings.PICKWISE_GENERATION_HEARTBEAT_TIMEOUT,
+        max_attempts=None,
+        worker=worker,
+        requeue=lambda held, item: bool(
+            held.update(status=Status.PENDING, error=GIVEN_BACK, **RELEASED)
+        ),
     )
+    released_ids, released = reclaimed.requeued, len(reclaimed.requeued)
     sent = 0
     closed = 0
     active = GenerationJob.objects.filter(status__in=GenerationJob.ACTIVE).order_by("id")

@@ -30,7 +30,7 @@ def died_mid_build(campaign, *, worker: str = "celery@gone", silent_for: int | N
     with pytest.raises(WorkerDied):
         export_build(export=export, worker=worker, progress=die_after_counting)
     if silent_for is None:
-        silent_for = django_settings.EXPORT_HEARTBEAT_TIMEOUT + 1
+        silent_for = django_settings.PICKWISE_EXPORT_HEARTBEAT_TIMEOUT + 1
     Export.objects.filter(pk=export.pk).update(
         heartbeat_at=timezone.now() - timedelta(seconds=silent_for)
     )
@@ -88,12 +88,14 @@ def test_a_restarted_worker_reclaims_its_build_without_waiting_for_the_timeout(
 
 
 def test_a_build_that_died_too_often_fails_with_the_reason(small_campaign, settings):
-    settings.EXPORT_MAX_ATTEMPTS = 1
+    settings.PICKWISE_EXPORT_MAX_ATTEMPTS = 1
     export = died_mid_build(small_campaign)
     assert exports_recover() == {"requeued": 0, "failed": 1}
     export.refresh_from_db()
     assert export.status == Export.Status.FAILED
-    assert export.error == WORKER_LOST.format(attempts=1, timeout=settings.EXPORT_HEARTBEAT_TIMEOUT)
+    assert export.error == WORKER_LOST.format(
+        attempts=1, timeout=settings.PICKWISE_EXPORT_HEARTBEAT_TIMEOUT
+    )
     assert export.finished_at is not None
     assert visible_folders() == []
 

@@ -222,11 +222,11 @@ def test_a_claimed_item_cannot_be_claimed_again_until_its_claim_goes_stale(setti
     _, second = items_claim(job=job, generator=generator, item_ids=ids, worker="b")
     assert (len(first), len(second)) == (2, 0)
 
-    job.items.update(claimed_at=timezone.now() - timedelta(seconds=10))
-    settings.PICKWISE_GENERATION_CLAIM_TIMEOUT = 5
+    job.items.update(heartbeat_at=timezone.now() - timedelta(seconds=10))
+    settings.PICKWISE_GENERATION_HEARTBEAT_TIMEOUT = 5
     _, third = items_claim(job=job, generator=generator, item_ids=ids, worker="b")
     assert len(third) == 2
-    assert set(job.items.values_list("claimed_by", "attempts")) == {("b", 2)}
+    assert set(job.items.values_list("worker", "attempts")) == {("b", 2)}
 
 
 def test_an_item_that_keeps_killing_its_worker_is_given_up(settings):

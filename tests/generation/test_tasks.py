@@ -52,12 +52,12 @@ def test_a_batch_that_ran_out_of_retries_is_recorded_on_its_items_and_the_job():
 def test_the_sweep_gives_back_only_claims_past_the_timeout(
     settings, django_capture_on_commit_callbacks
 ):
-    settings.PICKWISE_GENERATION_CLAIM_TIMEOUT = 60
+    settings.PICKWISE_GENERATION_HEARTBEAT_TIMEOUT = 60
     job = make_job(seeds=2)
     generator = job.generators.get()
     old, fresh = job.items.order_by("id")
     items_claim(job=job, generator=generator, item_ids=[old.pk, fresh.pk], worker="w@h")
-    job.items.filter(pk=old.pk).update(claimed_at=timezone.now() - timedelta(minutes=5))
+    job.items.filter(pk=old.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
 
     with django_capture_on_commit_callbacks(execute=False) as sends:
         counts = generation_items_recover()

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from exports.models import Export
 from pickwise.enqueue import enqueue_on_commit
 from pickwise.errors import ApplicationError
+from pickwise.jobs import RELEASED, jobs_reclaim
 from pickwise.model_folders import ERROR_MODEL_FOLDER_UNAVAILABLE, model_folder_error
 from training.export_files import ranked_split_counts, split_counts
 from training.models import TrainingJob
@@ -186,44 +185,55 @@ def training_job_cancel(*, job: TrainingJob) -> TrainingJob:
 
 
 def training_jobs_recover(*, worker: str | None = None, resend_queued: bool = False) -> dict:
-    """Put back in the queue the running jobs whose worker is gone: those held by `worker`
-    (which has just started, so holds nothing) and those whose heartbeat is stale.
+    """Put back in the queue the running jobs whose worker is gone (pickwise.jobs.jobs_reclaim):
+    those held by `worker` (which has just started, so holds nothing) and those with no
+    heartbeat for PICKWISE_TRAINING_HEARTBEAT_TIMEOUT seconds.
 
     Each is re-queued with a conditional update on its claim token, so a runner that is in fact
-    alive loses its claim and stops. A job whose worker died too often fails; one whose cancel
-    was asked is cancelled. resend_queued also re-sends queued jobs (a message the dead worker
-    had read may be gone; a duplicate is harmless, claims are conditional).
+    alive loses its claim and stops. A job whose worker died PICKWISE_TRAINING_MAX_ATTEMPTS
+    times fails; one whose cancel was asked is cancelled. resend_queued also re-sends queued
+    jobs (a message the dead worker had read may be gone; a duplicate is harmless, claims are
+    conditional).
     """
-    stale = timezone.now() - timedelta(seconds=settings.PICKWISE_TRAINING_HEARTBEAT_TIMEOUT)
-    lost = Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True)
-    if worker:
-        lost |= Q(worker=worker)
-    requeued, failed, cancelled = [], 0, 0
-    for job in TrainingJob.objects.filter(lost, status=TrainingJob.Status.RUNNING):
-        held = TrainingJob.objects.filter(
-            pk=job.pk, status=TrainingJob.Status.RUNNING, claim_token=job.claim_token
-        )
-        release = {"claim_token": "", "worker": "", "heartbeat_at": None}
-        if job.cancel_requested:
-            cancelled += held.update(
+
+    def cancel(held, job: TrainingJob) -> bool | None:
+        if not job.cancel_requested:
+            return None
+        return bool(
+            held.update(
                 status=TrainingJob.Status.CANCELLED,
                 error=CANCELLED,
                 finished_at=timezone.now(),
-                **release,
+                **RELEASED,
             )
-        elif job.attempts >= settings.PICKWISE_TRAINING_MAX_ATTEMPTS:
-            gave_up = held.update(
-                status=TrainingJob.Status.FAILED,
-                error=DIED_TOO_OFTEN.format(attempts=job.attempts),
-                finished_at=timezone.now(),
-                **release,
-            )
-            failed += gave_up
-            if gave_up:
-                job.refresh_from_db()
-                training_job_announce(job=job)
-        elif held.update(status=TrainingJob.Status.QUEUED, **release):
-            requeued.append(job.pk)
+        )
+
+    def fail(held, job: TrainingJob) -> bool:
+        gave_up = held.update(
+            status=TrainingJob.Status.FAILED,
+            error=DIED_TOO_OFTEN.format(attempts=job.attempts),
+            finished_at=timezone.now(),
+            **RELEASED,
+        )
+        if gave_up:
+            job.refresh_from_db()
+            training_job_announce(job=job)
+        return bool(gave_up)
+
+    reclaimed = jobs_reclaim(
+        jobs=TrainingJob.objects.all(),
+        timeout=settings.PICKWISE_TRAINING_HEARTBEAT_TIMEOUT,
+        max_attempts=settings.PICKWISE_TRAINING_MAX_ATTEMPTS,
+        worker=worker,
+        settle=cancel,
+        fail=fail,
+        requeue=lambda held, job: bool(held.update(status=TrainingJob.Status.QUEUED, **RELEASED)),
+    )
+    requeued, failed, cancelled = (
+        reclaimed.requeued,
+        len(reclaimed.failed),
+        len(reclaimed.settled),
+    )
     if resend_queued:
         queued = TrainingJob.objects.filter(status=TrainingJob.Status.QUEUED)
         requeued = sorted(set(requeued) | set(queued.values_list("pk", flat=True)))

@@ -6,13 +6,13 @@ back (the heartbeat went stale) the old runner's writes match nothing, and it st
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from pickwise.jobs import job_claim, job_held
 from training.models import TrainingJob, TrainingMetric
 from webhooks.events import training_job_announce
 
@@ -36,21 +36,18 @@ class Ack:
 def training_job_claim(*, job_id: int, worker: str) -> TrainingJob | None:
     """Take a queued job for this worker, or None when it is not queued (another worker has
     it, it finished, or it was cancelled): a duplicate message does nothing."""
-    token = uuid.uuid4().hex
-    now = timezone.now()
-    claimed = TrainingJob.objects.filter(
-        pk=job_id, status=Status.QUEUED, cancel_requested=False
-    ).update(
-        status=Status.RUNNING,
-        claim_token=token,
+    _token, claimed = job_claim(
+        claimable=TrainingJob.objects.filter(
+            pk=job_id, status=Status.QUEUED, cancel_requested=False
+        ),
         worker=worker,
-        heartbeat_at=now,
-        attempts=F("attempts") + 1,
         error="",
     )
     if not claimed:
         return None
-    TrainingJob.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=now)
+    TrainingJob.objects.filter(pk=job_id, started_at__isnull=True).update(
+        started_at=F("heartbeat_at")
+    )
     return TrainingJob.objects.select_related("export").get(pk=job_id)
 
 
@@ -65,9 +62,7 @@ def training_run_restart_at(*, job: TrainingJob, step: int) -> None:
 @transaction.atomic
 def training_progress_save(*, job: TrainingJob, progress: Progress) -> Ack:
     """Store new metric rows, the current step and a heartbeat; read the cancel flag."""
-    held = TrainingJob.objects.filter(
-        pk=job.pk, status=Status.RUNNING, claim_token=job.claim_token
-    ).update(
+    held = job_held(job=job).update(
         step=min(progress.step, job.max_steps),
         latest_metrics=progress.latest,
         warnings=progress.warnings,
@@ -89,9 +84,7 @@ def training_progress_save(*, job: TrainingJob, progress: Progress) -> Ack:
 def training_run_end(*, job: TrainingJob, status: str, error: str = "") -> bool:
     """Record the end of the run; False if the claim was lost meanwhile (nothing written).
     A finished or failed run is announced to webhooks."""
-    ended = TrainingJob.objects.filter(
-        pk=job.pk, status=Status.RUNNING, claim_token=job.claim_token
-    ).update(
+    ended = job_held(job=job).update(
         status=status,
         error=error,
         finished_at=timezone.now(),

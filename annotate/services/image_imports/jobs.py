@@ -15,16 +15,14 @@ clean and rewrites nothing), or fail it after PICKWISE_IMPORT_MAX_ATTEMPTS tries
 
 import hashlib
 import logging
-import secrets
 import uuid
-from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from annotate.models import Campaign, ImageImport
@@ -38,6 +36,7 @@ from annotate.services.image_imports.plan import CHECKING, WRITING, Step
 from pickwise.enqueue import enqueue_on_commit
 from pickwise.errors import ApplicationError
 from pickwise.heartbeat import heartbeat
+from pickwise.jobs import RELEASED, job_claim, jobs_reclaim
 
 logger = logging.getLogger(__name__)
 
@@ -151,15 +150,10 @@ def image_import_run(*, job_id: int, worker: str = "") -> str:
 
     Runs outside any transaction: the check phase's progress must be visible as it goes.
     """
-    token = secrets.token_hex(16)
-    now = timezone.now()
-    claimed = ImageImport.objects.filter(pk=job_id, status=ImageImport.Status.PENDING).update(
-        status=ImageImport.Status.RUNNING,
-        claim_token=token,
-        worker=worker[:200],
-        attempts=F("attempts") + 1,
-        started_at=now,
-        heartbeat_at=now,
+    token, claimed = job_claim(
+        claimable=ImageImport.objects.filter(pk=job_id, status=ImageImport.Status.PENDING),
+        worker=worker,
+        started_at=timezone.now(),
         phase=CHECKING,
         progress_done=0,
         progress_total=0,
@@ -249,30 +243,35 @@ def _remove_upload(path: str) -> None:
 
 
 def image_imports_recover(*, worker: str | None = None, resend_pending: bool = False) -> dict:
-    """Queue again the running jobs whose worker is gone: those held by `worker` (which has
-    just started, so holds nothing) and those whose heartbeat is stale.
+    """Queue again the running jobs whose worker is gone (pickwise.jobs.jobs_reclaim): those
+    held by `worker` (which has just started, so holds nothing) and those with no heartbeat
+    for PICKWISE_IMPORT_HEARTBEAT_TIMEOUT seconds.
 
     Each is released with a conditional update on its claim token, so a worker that is in
     fact alive fails its final update and its transaction rolls back. A job whose worker
-    died too often fails. resend_pending also re-sends pending jobs (a message the dead
-    worker had read may be gone; a duplicate is harmless, claims are conditional).
+    died PICKWISE_IMPORT_MAX_ATTEMPTS times fails. resend_pending also re-sends pending jobs
+    (a message the dead worker had read may be gone; a duplicate is harmless, claims are
+    conditional).
     """
-    stale = timezone.now() - timedelta(seconds=settings.PICKWISE_IMPORT_HEARTBEAT_TIMEOUT)
-    lost = Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True)
-    if worker:
-        lost |= Q(worker=worker)
-    requeued, failed = [], 0
-    for job in ImageImport.objects.filter(lost, status=ImageImport.Status.RUNNING):
-        held = ImageImport.objects.filter(
-            pk=job.pk, status=ImageImport.Status.RUNNING, claim_token=job.claim_token
+
+    def fail(held, job: ImageImport) -> bool:
+        message = DIED_TOO_OFTEN.format(attempts=job.attempts)
+        return bool(_fail(held=held, job=job, message=message, code="worker_lost"))
+
+    def requeue(held, job: ImageImport) -> bool:
+        return bool(
+            held.update(status=ImageImport.Status.PENDING, progress_done=0, phase="", **RELEASED)
         )
-        release = {"claim_token": "", "worker": "", "heartbeat_at": None, "phase": ""}
-        if job.attempts >= settings.PICKWISE_IMPORT_MAX_ATTEMPTS:
-            message = DIED_TOO_OFTEN.format(attempts=job.attempts)
-            if _fail(held=held, job=job, message=message, code="worker_lost"):
-                failed += 1
-        elif held.update(status=ImageImport.Status.PENDING, progress_done=0, **release):
-            requeued.append(job.pk)
+
+    reclaimed = jobs_reclaim(
+        jobs=ImageImport.objects.all(),
+        timeout=settings.PICKWISE_IMPORT_HEARTBEAT_TIMEOUT,
+        max_attempts=settings.PICKWISE_IMPORT_MAX_ATTEMPTS,
+        worker=worker,
+        requeue=requeue,
+        fail=fail,
+    )
+    requeued, failed = reclaimed.requeued, len(reclaimed.failed)
     if resend_pending:
         pending = ImageImport.objects.filter(status=ImageImport.Status.PENDING)
         requeued = sorted(set(requeued) | set(pending.values_list("pk", flat=True)))
