@@ -26,8 +26,7 @@ and the two crowds of bench/consensus_accuracy.py.
 
 Flags: the chance-agreement block rule and the crowd-kappa warning of annotate.quality.rules,
 on counters computed from each arm's final votes as the full recompute computes them (co-rater
-pairs on the same pair; kappa against the leave-one-out plurality); a minority-taste rater
-flagged by either counts.
+pairs on the same pair; kappa against the leave-one-out plurality), counted separately.
 """
 
 from __future__ import annotations
@@ -208,8 +207,8 @@ def evaluate(w: dict, taken: np.ndarray) -> dict:
 
 
 def flagged(w: dict, items, raters, outcomes) -> dict[str, int]:
-    """Raters per group that the chance-agreement rule blocks or the crowd-kappa rule warns,
-    on counters from the final votes."""
+    """Raters per group that the chance-agreement rule blocks, and that the crowd-kappa rule
+    warns, on counters from the final votes."""
     policy = DEFAULT_POLICY
     by_item = defaultdict(list)
     for item, rater, outcome in zip(items, raters, outcomes, strict=True):
@@ -231,7 +230,7 @@ def flagged(w: dict, items, raters, outcomes) -> dict[str, int]:
             top = np.flatnonzero(tally == tally.max())
             if len(top) == 1:
                 confusion[rater][(value, int(top[0]))] += 1
-    result: dict[str, int] = defaultdict(int)
+    result: dict[str, int] = defaultdict(int)  # "block group" and "warn group" -> raters
     for rater, figures in stats.items():
         blocked = chance_level(
             SimpleNamespace(**figures),
@@ -242,8 +241,11 @@ def flagged(w: dict, items, raters, outcomes) -> dict[str, int]:
         )
         k, n = kappa(dict(confusion[rater]))
         warned = k is not None and n >= policy["kappa_min"] and k < policy["kappa_warn"]
-        if blocked or warned:
-            result[str(w["groups"][rater])] += 1
+        group = str(w["groups"][rater])
+        if blocked:
+            result[f"block {group}"] += 1
+        if warned:
+            result[f"warn {group}"] += 1
     return dict(result)
 
 
@@ -291,8 +293,8 @@ def report(args, n: int, chosen: dict) -> list[str]:
         f"### fixed overlap {n} against dynamic (min {chosen['min_raters']}, max "
         f"{chosen['max_raters']}, confidence {chosen['confidence']}), seeds {args.seeds}",
         "| crowd | arm | judgments per pair | saved | accuracy (pooled) | 95% interval | "
-        "dynamic minus fixed, 95% interval | settled | minority-taste raters flagged "
-        "(of) | other raters flagged |",
+        "dynamic minus fixed, 95% interval | settled | minority-taste raters blocked, "
+        "warned (of) | other raters blocked or warned |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     depth = max(CURVE)
@@ -327,7 +329,9 @@ def report(args, n: int, chosen: dict) -> list[str]:
             for r in runs:
                 for group, count in r["flagged"].items():
                     flags[group] += count
-            minority = flags.pop("minority_taste", 0)
+            minority = (
+                f"{flags.pop('block minority_taste', 0)}, {flags.pop('warn minority_taste', 0)}"
+            )
             others = ", ".join(f"{g} {c}" for g, c in sorted(flags.items())) or "none"
             difference, share = "", ""
             if arm == "dynamic":

@@ -163,3 +163,13 @@ def test_anonymous_visitors_of_job_panels_are_sent_to_log_in(client):
     campaign = campaign_with_comparisons(prompts=1)
     response = client.get(reverse("frontend:dashboard-jobs", args=[campaign.pk]))
     assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+
+
+def test_the_dashboard_says_how_many_judgments_a_comparison_gets(client):
+    fixed = campaign_with_comparisons(prompts=1, overlap=4)
+    dynamic = campaign_with_comparisons(prompts=1, dynamic_overlap=True, min_raters=2, max_raters=6)
+    client.force_login(UserFactory(is_superuser=True))
+    page = client.get(reverse("frontend:dashboard", args=[fixed.pk])).content.decode()
+    assert "4 judgments per comparison" in page
+    page = client.get(reverse("frontend:dashboard", args=[dynamic.pk])).content.decode()
+    assert "2 to 6 judgments per comparison (dynamic overlap)" in page
