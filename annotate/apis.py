@@ -193,6 +193,7 @@ class CampaignFieldsSerializer(serializers.Serializer):
     qualification_size = serializers.IntegerField(min_value=0, max_value=1000, required=False)
     lease_seconds = serializers.IntegerField(min_value=10, max_value=86400, required=False)
     pairs_per_prompt = serializers.IntegerField(min_value=1, allow_null=True, required=False)
+    active_sampling = serializers.BooleanField(required=False)
     qc_policy = serializers.DictField(required=False)
     status = serializers.ChoiceField(choices=Campaign.Status.choices, required=False)
 

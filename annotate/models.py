@@ -20,6 +20,10 @@ from pickwise.jobs import ClaimedJob
 MAX_BELOW_MIN = "max_raters must be at least min_raters."
 CONFIDENCE_RANGE = "confidence must be above 0.5 and below 1."
 
+ACTIVE_SAMPLING_PAIRWISE_ONLY = (
+    "Active sampling ranks model pairs, so it needs a pairwise campaign."
+)
+
 
 def default_criteria() -> list[dict]:
     return [
@@ -91,6 +95,12 @@ class Campaign(models.Model):
     )
     # Pairs per prompt when building pairwise comparisons; null means every pair.
     pairs_per_prompt = models.PositiveIntegerField(null=True, blank=True)
+    # Active sampling: hand out first the comparisons whose model pair's Bradley-Terry order
+    # is least certain (annotate/quality/active.py ranks the pairs into Comparison.priority).
+    active_sampling = models.BooleanField(
+        default=False,
+        help_text="Serve first the model pairs whose order is least certain (pairwise only).",
+    )
     qc_policy = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     created_by = models.ForeignKey(
@@ -136,6 +146,8 @@ class Campaign(models.Model):
             raise ValidationError({"max_raters": MAX_BELOW_MIN})
         if not 0.5 < self.confidence < 1:
             raise ValidationError({"confidence": CONFIDENCE_RANGE})
+        if self.active_sampling and self.kind != self.Kind.PAIRWISE:
+            raise ValidationError({"active_sampling": ACTIVE_SAMPLING_PAIRWISE_ONLY})
         validate_criteria(self.criteria)
 
     def initial_wanted(self) -> int:
@@ -290,6 +302,9 @@ class Comparison(models.Model):
     # Dynamic overlap only: whether the counted judgments settle the consensus (as of the
     # latest submit); null where the campaign uses a fixed overlap.
     settled = models.BooleanField(null=True, blank=True)
+    # Higher first in the assignment engine; 0 unless the campaign samples actively, then the
+    # rank of this comparison's model pair (annotate/quality/active.py writes it).
+    priority = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -308,9 +323,11 @@ class Comparison(models.Model):
             ),
         ]
         indexes = [
-            # The assignment engine's hot query: open regular comparisons, fullest first.
+            # The assignment engine's hot query: open regular comparisons, highest priority,
+            # then fullest, first.
             models.Index(
                 F("campaign"),
+                F("priority").desc(),
                 (F("done") + F("in_flight")).desc(),
                 F("id"),
                 name="comparison_open_queue",

@@ -9,7 +9,7 @@ from django.core.validators import RegexValidator
 from django.utils.translation import gettext_lazy as _
 
 from annotate.criteria import CRITERION_KEY, MAX_CRITERIA, PRESET_CRITERIA
-from annotate.models import Campaign
+from annotate.models import ACTIVE_SAMPLING_PAIRWISE_ONLY, Campaign
 
 MAX_INSTRUCTIONS_CHARS = 20_000
 CUSTOM_ROWS = 3
@@ -158,6 +158,16 @@ class CampaignForm(forms.Form):
             "(default 5%). Repeats do not count towards the judgments per comparison."
         ),
     )
+    active_sampling = forms.BooleanField(
+        label=_("Active sampling of model pairs"),
+        required=False,
+        initial=_model_default("active_sampling"),
+        help_text=_(
+            "Pairwise campaigns comparing several models: serve first the model pairs whose "
+            "order is least certain, so the leaderboard's intervals narrow with fewer "
+            "judgments. Off by default: training data wants every prompt judged alike."
+        ),
+    )
 
     def __init__(self, *args, creating: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
@@ -180,6 +190,7 @@ class CampaignForm(forms.Form):
             "qualification_size": campaign.qualification_size,
             "gold_percent": _percent(campaign.gold_rate),
             "repeat_percent": _percent(campaign.repeat_rate),
+            "active_sampling": campaign.active_sampling,
         }
 
     def clean(self):
@@ -198,6 +209,8 @@ class CampaignForm(forms.Form):
         confidence = data.get("confidence_percent")
         if confidence is not None and not 50 < confidence < 100:
             self.add_error("confidence_percent", CONFIDENCE_PERCENT)
+        if data.get("kind") == Campaign.Kind.RANKING and data.get("active_sampling"):
+            self.add_error("active_sampling", ACTIVE_SAMPLING_PAIRWISE_ONLY)
         return data
 
     def service_fields(self) -> dict:
@@ -218,6 +231,7 @@ class CampaignForm(forms.Form):
             "qualification_size": data["qualification_size"],
             "gold_rate": data["gold_percent"] / 100,
             "repeat_rate": data["repeat_percent"] / 100,
+            "active_sampling": data["active_sampling"],
         }
 
 

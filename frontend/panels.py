@@ -12,6 +12,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
 from annotate.models import Campaign, ImageImport
+from annotate.quality.active import leaderboard_precision
 from annotate.quality.selectors import (
     agreement_summary,
     agreement_timeline,
@@ -94,11 +95,16 @@ def rater_panel(*, campaign: Campaign) -> dict:
 
 
 def leaderboard_panel(*, campaign: Campaign) -> dict:
+    board = model_leaderboard(campaign=campaign)
     rows = [
         {**row, "n": row.get("wins", 0) + row.get("ties", 0) + row.get("losses", 0)}
-        for row in model_leaderboard(campaign=campaign)
+        for row in board
     ]
-    return {"rows": rows}
+    return {
+        "rows": rows,
+        "precision": leaderboard_precision(board),
+        "active_sampling": campaign.active_sampling,
+    }
 
 
 def generation_panel(*, campaign: Campaign, limit: int = 5) -> dict:

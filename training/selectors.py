@@ -102,6 +102,7 @@ def training_job_evaluation(*, job: TrainingJob) -> dict | None:
     campaign = job.evaluation_campaign
     if campaign is None or job.base_generator is None or job.tuned_generator is None:
         return None
+    from annotate.quality.active import WIN_RATE_TARGET, judgments_needed
     from annotate.quality.encoding import LO, TIE_VALUE
     from annotate.quality.leaderboard import outcome_cells
 
@@ -117,11 +118,18 @@ def training_job_evaluation(*, job: TrainingJob) -> dict | None:
             wins += count
         else:
             losses += count
+    rate = win_rate(wins=wins, ties=ties, losses=losses)
+    half_width = (rate["high"] - rate["low"]) / 2 if rate["judgments"] else 1.0
     return {
         "campaign": campaign.pk,
         "campaign_slug": campaign.slug,
         "criterion": criterion,
         "base_model": base,
         "tuned_model": tuned,
-        **win_rate(wins=wins, ties=ties, losses=losses),
+        **rate,
+        # "About N more judgments to reach +-target", from the interval's current width.
+        "target": WIN_RATE_TARGET,
+        "more_judgments": judgments_needed(
+            judgments=rate["judgments"], half_width=half_width, target=WIN_RATE_TARGET
+        ),
     }

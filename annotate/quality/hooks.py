@@ -7,6 +7,7 @@ heavier rules run in a task enqueued on commit every few judgments.
 """
 
 from annotate.models import Judgment, Membership
+from annotate.quality.active import ACTIVE_REFRESH_EVERY
 from annotate.quality.gating import gate_transition
 from annotate.quality.rater_stats import (
     primary_criterion,
@@ -35,6 +36,13 @@ def _enqueue_evaluation(judgment: Judgment) -> None:
     enqueue_on_commit(
         rater_evaluate_task, judgment.campaign_id, judgment.annotator_id, durable=False
     )
+
+
+def _enqueue_active_refresh(judgment: Judgment) -> None:
+    from annotate.quality.tasks import active_sampling_refresh_task
+
+    # Not durable: the periodic quality recompute refreshes the order too.
+    enqueue_on_commit(active_sampling_refresh_task, judgment.campaign_id, durable=False)
 
 
 def _on_gold(*, judgment: Judgment, membership: Membership, policy: dict) -> None:
@@ -103,3 +111,5 @@ def quality_on_submit(
         stats = stats_on_regular(judgment=judgment, campaign=judgment.campaign, images=images)
         if stats.judgments % max(1, int(policy["evaluate_every"])) == 0:
             _enqueue_evaluation(judgment)
+        if judgment.campaign.active_sampling and judgment.pk % ACTIVE_REFRESH_EVERY == 0:
+            _enqueue_active_refresh(judgment)

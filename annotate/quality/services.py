@@ -12,6 +12,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from annotate.models import Campaign, Membership
+from annotate.quality.active import active_sampling_refresh
 from annotate.quality.agreement import (
     PAIR_DOMAIN,
     Patterns,
@@ -309,5 +310,9 @@ def quality_recompute(
         mark = time.perf_counter()
         timings["gate_moves"] = gating_sweep(campaign=campaign)
         timings["gating_s"] = time.perf_counter() - mark
+    if campaign.active_sampling:
+        mark = time.perf_counter()
+        timings["priorities_written"] = active_sampling_refresh(campaign=campaign)["written"]
+        timings["active_sampling_s"] = time.perf_counter() - mark
     timings["total_s"] = time.perf_counter() - started
     return timings

@@ -40,3 +40,13 @@ def quality_recompute_all_task() -> None:
         status__in=[Campaign.Status.ACTIVE, Campaign.Status.PAUSED]
     ).values_list("id", flat=True):
         quality_recompute_task.delay(campaign_id)
+
+
+@shared_task(name="quality.active_sampling_refresh", ignore_result=True)
+def active_sampling_refresh_task(campaign_id: int) -> None:
+    from annotate.models import Campaign
+    from annotate.quality.active import active_sampling_refresh
+
+    campaign = Campaign.objects.filter(pk=campaign_id).first()
+    if campaign is not None:
+        active_sampling_refresh(campaign=campaign)

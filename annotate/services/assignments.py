@@ -102,6 +102,8 @@ def assignments_expire_overdue(
 # shows, in one statement (one round trip instead of four). `picked` asks what _pick_regular
 # asks, over the comparison_open_queue index; `taken` updates the row it locked; `issued`
 # runs only when a comparison was taken (data-modifying WITH clauses always run).
+# `priority` is 0 everywhere unless the campaign samples actively (annotate/quality/active.py
+# ranks its model pairs in a task); the index leads with it, so the order costs nothing.
 # "Never met" is NOT IN, which PostgreSQL answers from a hash of the annotator's comparisons:
 # the fullest open comparisons are mostly the ones this annotator just judged, and NOT EXISTS
 # probed the assignment table once for each of them (80 ms after a thousand tasks; 5 ms so).
@@ -114,7 +116,7 @@ WITH picked AS (
           WHERE a.annotator_id = %(annotator)s AND a.campaign_id = %(campaign)s
             AND NOT a.is_repeat
       )
-    ORDER BY (c.done + c.in_flight) DESC, c.id
+    ORDER BY c.priority DESC, (c.done + c.in_flight) DESC, c.id
     LIMIT 1
     FOR UPDATE {skip_locked}
 ), taken AS (
@@ -152,14 +154,15 @@ def _pick_and_take_postgresql(
 
 
 def _pick_regular(*, campaign: Campaign, annotator: AbstractBaseUser) -> Comparison | None:
-    """Lock the fullest open comparison this annotator has never met, skipping locked rows."""
+    """Lock the open comparison this annotator has never met with the highest priority, then
+    the fullest, skipping locked rows."""
     met = Assignment.objects.filter(comparison=OuterRef("pk"), annotator=annotator, is_repeat=False)
     candidates = (
         Comparison.objects.filter(
             campaign=campaign, status=Comparison.Status.OPEN, role=Comparison.Role.REGULAR
         )
         .filter(~Exists(met))
-        .order_by((F("done") + F("in_flight")).desc(), "id")
+        .order_by("-priority", (F("done") + F("in_flight")).desc(), "id")
         .only("id", "prompt_id")
     )
     candidate = candidates.select_for_update(skip_locked=True).first()

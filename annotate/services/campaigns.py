@@ -10,6 +10,7 @@ from django.utils.text import slugify
 
 from annotate.criteria import normalise_criteria, validate_criteria
 from annotate.models import Campaign, Comparison, Membership
+from pickwise.enqueue import enqueue_on_commit
 from pickwise.errors import ApplicationError
 
 CAMPAIGN_FIELDS = (
@@ -28,6 +29,7 @@ CAMPAIGN_FIELDS = (
     "qualification_size",
     "lease_seconds",
     "pairs_per_prompt",
+    "active_sampling",
     "qc_policy",
     "status",
 )
@@ -107,7 +109,17 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
     campaign.save(update_fields=list(fields) or None)
     if any(name in fields for name in OVERLAP_FIELDS):
         _apply_overlap(campaign)
+    if "active_sampling" in fields:
+        _enqueue_active_refresh(campaign)
     return campaign
+
+
+def _enqueue_active_refresh(campaign: Campaign) -> None:
+    """Rank the model pairs now that active sampling is on, or set every priority back to 0
+    now that it is off (a task: it reads every comparison of the campaign)."""
+    from annotate.quality.tasks import active_sampling_refresh_task
+
+    enqueue_on_commit(active_sampling_refresh_task, campaign.pk)
 
 
 def campaign_slug_new(*, title: str) -> str:

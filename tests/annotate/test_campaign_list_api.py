@@ -5,7 +5,7 @@ from django.contrib.auth.models import Group
 
 from annotate.access import MAY_NOT_CREATE_CAMPAIGNS
 from annotate.apis import ANNOTATOR_CAMPAIGN_FIELDS
-from annotate.models import Membership
+from annotate.models import Campaign, Membership
 from annotate.services.campaigns import membership_set
 from tests.factories import CampaignFactory, UserFactory
 
@@ -74,3 +74,40 @@ def test_campaign_admins_create_and_become_its_admin(api_client):
     )
     assert response.status_code == 201
     assert Membership.objects.get(user=user, campaign_id=response.json()["id"]).role == "admin"
+
+
+def _campaign_admin(api_client):
+    user = UserFactory()
+    user.groups.add(Group.objects.get_or_create(name="campaign-admins")[0])
+    api_client.force_authenticate(user)
+
+
+def test_active_sampling_is_off_unless_asked_for_and_on_when_asked(api_client):
+    _campaign_admin(api_client)
+    plain = api_client.post("/api/campaigns/", {"slug": "plain", "title": "Plain"}, format="json")
+    board = api_client.post(
+        "/api/campaigns/",
+        {"slug": "board", "title": "Board", "active_sampling": True},
+        format="json",
+    )
+    assert (plain.status_code, board.status_code) == (201, 201)
+    assert plain.json()["active_sampling"] is False and board.json()["active_sampling"] is True
+    assert Campaign.objects.get(slug="board").active_sampling is True
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"active_sampling": "sometimes"}, "active_sampling"),
+        ({"active_sampling": None}, "active_sampling"),
+        ({"active_sampling": True, "kind": "ranking", "k": 4}, "active_sampling"),
+    ],
+)
+def test_a_bad_active_sampling_setting_is_refused_and_creates_nothing(api_client, body, field):
+    _campaign_admin(api_client)
+    response = api_client.post(
+        "/api/campaigns/", {"slug": "refused", "title": "Refused", **body}, format="json"
+    )
+    assert response.status_code == 400
+    assert field in str(response.json())
+    assert not Campaign.objects.filter(slug="refused").exists()

@@ -6,7 +6,7 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 
 from annotate.criteria import PRESET_CRITERIA
-from annotate.models import Campaign, Membership
+from annotate.models import ACTIVE_SAMPLING_PAIRWISE_ONLY, Campaign, Membership
 from annotate.services.campaigns import (
     BAD_TRANSITION,
     NOTHING_TO_JUDGE,
@@ -388,3 +388,17 @@ def test_dynamic_overlap_settings_out_of_range_are_refused(client, overrides, se
     assert response.status_code == 400
     assert sentence in response.content.decode()
     assert not Campaign.objects.exists()
+
+
+def test_active_sampling_is_a_setting_off_by_default_and_refused_for_ranking(client):
+    client.force_login(UserFactory(is_staff=True))
+    assert 'name="active_sampling"' in client.get(NEW).content.decode()
+    client.post(NEW, form_data(title="Plain board"))
+    client.post(NEW, form_data(title="Active board", active_sampling="on"))
+    assert Campaign.objects.get(title="Plain board").active_sampling is False
+    assert Campaign.objects.get(title="Active board").active_sampling is True
+
+    refused = client.post(NEW, form_data(title="Ranked", kind="ranking", active_sampling="on"))
+    assert refused.status_code == 400
+    assert ACTIVE_SAMPLING_PAIRWISE_ONLY in refused.content.decode()
+    assert not Campaign.objects.filter(title="Ranked").exists()

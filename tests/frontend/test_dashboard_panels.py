@@ -6,7 +6,9 @@ import pytest
 from django.urls import reverse
 
 from annotate.models import ImageImport, Membership
+from annotate.quality.active import leaderboard_precision
 from annotate.quality.models import Rating
+from annotate.quality.selectors import model_leaderboard
 from annotate.services.campaigns import membership_set
 from exports.models import Export
 from frontend.panels import agreement_panel
@@ -173,3 +175,24 @@ def test_the_dashboard_says_how_many_judgments_a_comparison_gets(client):
     assert "4 judgments per comparison" in page
     page = client.get(reverse("frontend:dashboard", args=[dynamic.pk])).content.decode()
     assert "2 to 6 judgments per comparison (dynamic overlap)" in page
+
+
+@pytest.mark.parametrize("active", [False, True])
+def test_the_leaderboard_shows_its_widest_interval_and_the_judgments_still_needed(client, active):
+    campaign = campaign_with_comparisons(
+        prompts=4, models=("m-a", "m-b", "m-c"), overlap=2, active_sampling=active
+    )
+
+    def either(assignment, models, rng):  # no preference: wide intervals
+        return {"overall": rng.choice(assignment.presented)}
+
+    run_crowd(campaign, [(annotator(campaign), either) for _ in range(2)])
+    client.force_login(user_as(campaign, "researcher"))
+    html = client.get(reverse("frontend:dashboard", args=[campaign.pk])).content.decode()
+    precision = leaderboard_precision(model_leaderboard(campaign=campaign))
+    assert precision["judgments"] == 24 and precision["more"] > 0
+    assert (
+        f"Widest interval ±{precision['half_width']:.2f} after 24 judgments." in html
+        and f"About {precision['more']} more judgments to bring every model within ±0.20." in html
+    )
+    assert ("Active sampling is on" in html) is active

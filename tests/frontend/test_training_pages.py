@@ -267,6 +267,9 @@ def test_the_job_page_shows_the_human_win_rate_with_its_interval(client, export)
     card = client.get(card_url).content.decode()
     assert "Tuned model wins 1.000" in card and "of 2 judgments" in card
     assert 'hx-trigger="every 10s"' in card
+    # 2 of 2 won: the Wilson interval is [2 / (2 + z^2), 1] = [0.3424, 1] at z = 1.96,
+    # half-width 0.3288; +-0.05 takes 2 * ((0.3288 / 0.05)^2 - 1) = 84.5 more, so 85.
+    assert "About 85 more judgments to narrow the interval to ±0.05." in card
 
     campaign.status = "closed"
     campaign.save(update_fields=["status"])
