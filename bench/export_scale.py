@@ -366,6 +366,7 @@ def build_campaign(*, slug: str, judgments: int, images: bool, image_size: int) 
                 "is_gold",
                 "is_repeat",
                 "excluded",
+                "never_shown",
                 "created_at",
             ],
             (
@@ -382,6 +383,7 @@ def build_campaign(*, slug: str, judgments: int, images: bool, image_size: int) 
                     False,
                     False,
                     blocked,
+                    False,
                     now,
                 )
                 for n, cid, uid, uids, answer, blocked in rows
