@@ -2,49 +2,46 @@
 
 The same tally as exports.scan, reached without a Python loop per judgment: the counting pass
 is one SQL aggregate (exports.column_selectors), and the writing pass decides a whole batch
-with numpy, in the order of policy.REASONS, and checks it against the count at the end.
+with the policy's numpy rendering (exports.policy.policy_reason_codes), and checks it
+against the count at the end.
 """
 
 import numpy as np
 import pyarrow.compute as pc
 
-from annotate.criteria import TIE
+from annotate.criteria import BOTH_BAD, TIE
 from annotate.models import Campaign
 from exports.column_selectors import KEPT, RANKING, JudgmentColumns, judgment_counts_by_prompt
 from exports.policy import (
-    BLOCKED_RATER,
-    BOTH_BAD,
-    EXCLUDED_FLAG,
-    GOLD,
-    NO_ANSWER,
-    REPEAT,
-    STATE_NOT_INCLUDED,
+    ANSWER_BOTH_BAD,
+    ANSWER_MISSING,
+    FLAGGED,
+    IS_GOLD,
+    IS_REPEAT,
+    KEPT_CODE,
+    RATER_BLOCKED,
+    RATER_LEFT_OUT,
+    REASONS,
     Policy,
+    policy_reason_codes,
     rater_verdict,
 )
 from exports.scan import PromptTally, Tally
 from exports.selectors import Rater
 
-# Checked in this order; a judgment counts under the first that applies (policy.REASONS).
-# RANKING is not a policy reason: a list answer in a pairwise campaign sends the export to
-# the row path (in the writing pass it means the data changed since the count).
-COLUMN_REASONS = (
-    BLOCKED_RATER,
-    EXCLUDED_FLAG,
-    STATE_NOT_INCLUDED,
-    GOLD,
-    REPEAT,
-    NO_ANSWER,
-    BOTH_BAD,
-    RANKING,
-)
-KEPT_CODE = len(COLUMN_REASONS)
+# Not a policy reason: a ranking answer (a list) in a pairwise campaign, which these columns
+# cannot expand into pairs; such a campaign takes the row source
+# (exports.writers.pair_columns), and in the writing pass it means the data changed.
+RANKING_CODE = KEPT_CODE + 1
+# Reason per code: the policy's (its index in REASONS), then RANKING's.
+REASON_OF_CODE = {**dict(enumerate(REASONS)), RANKING_CODE: RANKING}
 
 
 def pairwise_counting_pass(ctx) -> Tally | None:
     """Pass one of a pairwise campaign: the tally exports.scan.run_counting_pass gives, from
     one aggregate query. None when an answer is a ranking, or for several campaigns (their
-    rows are rewritten on the way, exports.combined): only the row path handles those."""
+    rows are rewritten on the way, exports.combined): those are counted by exports.scan
+    and their pairs expanded from rows (exports.writers.pair_columns)."""
     if ctx.campaign.kind != Campaign.Kind.PAIRWISE or ctx.combination is not None:
         return None
     counts = judgment_counts_by_prompt(
@@ -100,20 +97,22 @@ def decide_columns(
 ) -> np.ndarray:
     """The policy's verdict on a batch, added to `tally`: a mask of the kept judgments."""
     answers = columns.answers
-    conditions = [
-        blocked,
-        columns.excluded,
-        ~included,
-        columns.is_gold & policy.exclude_gold,
-        columns.is_repeat & policy.exclude_repeats,
-        answers.is_null().to_numpy(zero_copy_only=False),
-        pc.fill_null(pc.equal(answers, BOTH_BAD), False).to_numpy(zero_copy_only=False),
-        pc.fill_null(pc.starts_with(answers, "["), False).to_numpy(zero_copy_only=False),
-    ]
-    # np.select takes the first condition that holds: the reason codes in COLUMN_REASONS order.
-    codes = np.select(conditions, list(range(KEPT_CODE)), default=KEPT_CODE)
-    per_code = np.bincount(codes, minlength=KEPT_CODE + 1)
-    for code, reason in enumerate(COLUMN_REASONS):
+    facts = {
+        RATER_BLOCKED: blocked,
+        FLAGGED: columns.excluded,
+        RATER_LEFT_OUT: ~included,
+        IS_GOLD: columns.is_gold,
+        IS_REPEAT: columns.is_repeat,
+        ANSWER_MISSING: answers.is_null().to_numpy(zero_copy_only=False),
+        ANSWER_BOTH_BAD: pc.fill_null(pc.equal(answers, BOTH_BAD), False).to_numpy(
+            zero_copy_only=False
+        ),
+    }
+    codes = policy_reason_codes(policy, facts)
+    ranking = pc.fill_null(pc.starts_with(answers, "["), False).to_numpy(zero_copy_only=False)
+    codes[(codes == KEPT_CODE) & ranking] = RANKING_CODE
+    per_code = np.bincount(codes, minlength=RANKING_CODE + 1)
+    for code, reason in REASON_OF_CODE.items():
         if per_code[code]:
             tally.excluded[reason] += int(per_code[code])
     kept = codes == KEPT_CODE

@@ -1,4 +1,4 @@
-"""Column reads for the pairwise fast path (exports.writers.pairwise).
+"""Column reads for pairwise campaigns' Pick-a-Pic exports (exports.writers.pair_columns).
 
 Beside exports.selectors, the only module of this app that reads the annotate tables. The
 counting pass is one SQL aggregate per (prompt, reason); the writing pass reads the same
@@ -16,21 +16,11 @@ from django.db import connections
 from django.db.models import Min
 
 from annotate.models import Campaign, Comparison, ComparisonImage, Image, Judgment, Membership
-from exports.policy import (
-    BLOCKED_RATER,
-    BLOCKED_STATE,
-    BOTH_BAD,
-    EXCLUDED_FLAG,
-    GOLD,
-    NO_ANSWER,
-    REPEAT,
-    STATE_NOT_INCLUDED,
-    Policy,
-)
+from exports.policy import Policy, policy_case_sql
 from exports.selectors import PROMPT_MEMORY, comparison_prompts
 
 # The aggregate's reason for a judgment the policy keeps, and for a ranking answer (a list
-# of tiers), which only the row path handles.
+# of tiers) in a pairwise campaign, which the SQL count cannot expand into pairs.
 KEPT = ""
 RANKING = "ranking"
 
@@ -58,30 +48,19 @@ def judgment_counts_by_prompt(
     *, campaign: Campaign, criterion: str, last_id: int, policy: Policy
 ) -> list[PromptCount]:
     """The counting pass of a pairwise export in one query: judgments up to `last_id` per
-    prompt and per reason they are left out (KEPT when kept), with the policy's reasons in
-    the order of policy.REASONS, as exports.scan.decide_batch checks them.
-
-    A rater without a membership counts as not in an included state, as in decide_batch.
+    prompt and per reason they are left out (KEPT when kept), the reason from the policy's
+    SQL rendering (exports.policy.policy_case_sql); a ranking answer (a list) is RANKING.
     """
     connection = connections[Judgment.objects.db]
     quote = connection.ops.quote_name
     answer, answer_param = _answer_sql(connection.vendor, criterion)
-    state_marks = ", ".join(["%s"] * len(policy.states))
-    gold = f"WHEN j.is_gold THEN '{GOLD}'" if policy.exclude_gold else ""
-    repeat = f"WHEN j.is_repeat THEN '{REPEAT}'" if policy.exclude_repeats else ""
+    reason, reason_params = policy_case_sql(
+        policy, kept=KEPT, then=(("j.answer LIKE '[%%'", RANKING),)
+    )
     # Every name and literal below comes from code, never from a request.
     sql = f"""
         SELECT c.prompt_id,
-            CASE WHEN m.gate_state = %s THEN '{BLOCKED_RATER}'
-                WHEN j.excluded THEN '{EXCLUDED_FLAG}'
-                WHEN m.gate_state IS NULL OR m.gate_state NOT IN ({state_marks})
-                    THEN '{STATE_NOT_INCLUDED}'
-                {gold}
-                {repeat}
-                WHEN j.answer IS NULL THEN '{NO_ANSWER}'
-                WHEN j.answer = '{BOTH_BAD}' THEN '{BOTH_BAD}'
-                WHEN j.answer LIKE '[%%' THEN '{RANKING}'
-                ELSE '{KEPT}' END,
+            {reason},
             COUNT(*),
             SUM(CASE WHEN j.answer = 'tie' THEN 0 ELSE 1 END),
             MIN(j.id),
@@ -97,7 +76,7 @@ def judgment_counts_by_prompt(
             ON m.campaign_id = %s AND m.user_id = j.annotator_id
         GROUP BY 1, 2
     """  # noqa: S608
-    params = [BLOCKED_STATE, *policy.states, answer_param, campaign.pk, last_id, campaign.pk]
+    params = [*reason_params, answer_param, campaign.pk, last_id, campaign.pk]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [PromptCount(*row) for row in cursor.fetchall()]

@@ -12,17 +12,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from annotate.criteria import TIE
+from annotate.criteria import BOTH_BAD, TIE
 from exports.pairs import answer_pair_counts
 from exports.policy import (
-    BLOCKED_RATER,
-    BOTH_BAD,
-    EXCLUDED_FLAG,
-    GOLD,
-    NO_ANSWER,
-    REPEAT,
-    STATE_NOT_INCLUDED,
+    ANSWER_BOTH_BAD,
+    ANSWER_MISSING,
+    BIT,
+    FLAGGED,
+    IS_GOLD,
+    IS_REPEAT,
+    RATER_BLOCKED,
+    RATER_LEFT_OUT,
     Policy,
+    policy_decision_table,
     rater_verdict,
 )
 from exports.selectors import JudgmentRow, Rater
@@ -73,15 +75,18 @@ def decide_batch(
 ) -> list[Decision]:
     """The policy's verdict on each judgment, added to `tally`.
 
-    The hot loop of every export, run twice per judgment: the reasons are checked in the
-    order of policy.REASONS on per-rater verdicts computed once, with plain locals.
+    The hot loop of every export's Python path: each judgment's facts become the bits of
+    an index into the policy's decision table (exports.policy.policy_decision_table), with
+    the rater's facts computed once per rater.
     """
     decided = []
     append = decided.append
     prompts = tally.prompts
     excluded = tally.excluded
-    exclude_gold, exclude_repeats = policy.exclude_gold, policy.exclude_repeats
-    verdicts: dict[int, tuple[Rater | None, bool, bool]] = {}
+    table = policy_decision_table(policy)
+    flagged, gold, repeat = BIT[FLAGGED], BIT[IS_GOLD], BIT[IS_REPEAT]
+    both_bad, missing = BIT[ANSWER_BOTH_BAD], BIT[ANSWER_MISSING]
+    verdicts: dict[int, tuple[Rater | None, int]] = {}
     considered = included = 0
     for row in rows:
         verdict = verdicts.get(row.annotator_id)
@@ -90,36 +95,34 @@ def decide_batch(
             blocked, state_included = rater_verdict(
                 gate_state=rater.gate_state if rater else None, policy=policy
             )
-            verdict = verdicts[row.annotator_id] = (rater, blocked, state_included)
-        rater, blocked, state_included = verdict
+            bits = (BIT[RATER_BLOCKED] if blocked else 0) | (
+                0 if state_included else BIT[RATER_LEFT_OUT]
+            )
+            verdict = verdicts[row.annotator_id] = (rater, bits)
+        rater, bits = verdict
         considered += 1
-        # The order of policy.REASONS: each left-out judgment counts under one reason.
-        if blocked:
-            reason = BLOCKED_RATER
-        elif row.excluded:
-            reason = EXCLUDED_FLAG
-        elif not state_included:
-            reason = STATE_NOT_INCLUDED
-        elif row.is_gold and exclude_gold:
-            reason = GOLD
-        elif row.is_repeat and exclude_repeats:
-            reason = REPEAT
-        else:
-            answer = row.answer
-            if answer is None:
-                reason = NO_ANSWER
-            elif answer == BOTH_BAD:
-                reason = BOTH_BAD
-            elif answer.__class__ is str:
-                reason = None
-                pairs, labelled = 1, int(answer != TIE)
+        if row.excluded:
+            bits |= flagged
+        if row.is_gold:
+            bits |= gold
+        if row.is_repeat:
+            bits |= repeat
+        answer = row.answer
+        pairs = labelled = 0
+        if answer is None:
+            bits |= missing
+        elif answer.__class__ is str:
+            if answer == BOTH_BAD:
+                bits |= both_bad
             else:
-                counts = answer_pair_counts(answer)
-                if counts is None:
-                    reason = NO_ANSWER
-                else:
-                    reason = None
-                    pairs, labelled = counts[0], counts[0] - counts[1]
+                pairs, labelled = 1, int(answer != TIE)
+        else:
+            counts = answer_pair_counts(answer)
+            if counts is None:
+                bits |= missing
+            else:
+                pairs, labelled = counts[0], counts[0] - counts[1]
+        reason = table[bits]
         if reason is not None:
             excluded[reason] += 1
             append(Decision(row, rater, reason))
