@@ -60,7 +60,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: answers /healthz before host checks and the HTTPS redirect (see pickwise/health.py).
+    # Outermost, so its figures cover every other middleware; does nothing unless
+    # PICKWISE_SERVER_TIMING is on (a measurement aid, see pickwise/server_timing.py).
+    "pickwise.server_timing.ServerTimingMiddleware",
+    # Then: answers /healthz before host checks and the HTTPS redirect (see pickwise/health.py).
     "pickwise.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -279,6 +282,9 @@ SPECTACULAR_SETTINGS["PATH_CONVERTER_OVERRIDES"] = {
 # Seconds a token's user is remembered (annotate/authentication.py): a revoked token or a
 # deactivated user stops working at once in the process that saw it, in the others within this.
 PICKWISE_TOKEN_CACHE_SECONDS = env.int("PICKWISE_TOKEN_CACHE_SECONDS", default=10)
+# A Server-Timing header on every response: wall, CPU, SQL, COMMIT and GC time inside Django.
+# For benchmarks (bench/annotate_load.py); off in production.
+PICKWISE_SERVER_TIMING = env.bool("PICKWISE_SERVER_TIMING", default=False)
 
 # Throttle counters live in the cache; the database cache is shared by every web process.
 CACHES = {
