@@ -1,17 +1,19 @@
 """Where a request's time went, in a Server-Timing header (PICKWISE_SERVER_TIMING, off by
 default; bench/annotate_load.py turns it on to break its slowest requests down).
 
-    Server-Timing: app;dur=12.1, cpu;dur=6.0, db;dur=4.2;desc="5", commit;dur=0.6, gc;dur=0.0
+    Server-Timing: app;dur=12.1, cpu;dur=6.0, db;dur=4.2;desc="5", commit;dur=0.6,
+                   connect;dur=0.0, gc;dur=0.0
 
 - app: wall time inside Django, from the first middleware in to the response out;
 - cpu: this thread's CPU time in that span (time.thread_time);
 - db: time inside SQL statements (execute wrapper; network, server work and lock waits);
   desc is the number of statements;
 - commit: time inside COMMIT, which the execute wrapper does not see (the WAL flush);
+- connect: time opening a database connection (CONN_MAX_AGE ran out, or a new thread);
 - gc: this process's garbage-collector pauses during the request (any thread's: a
   collection holds the GIL, so it stalls every thread of the process).
 
-What is left, app - cpu - db - commit, is time this thread was runnable but not running:
+What is left, app - cpu - db - commit - connect, is time this thread was runnable but not running:
 waiting for the GIL behind the process's other threads, or for a core. What a client
 measures beyond `app` happened outside Django: gunicorn's queue, HTTP, the network.
 
@@ -48,6 +50,7 @@ class _Timings:
         self.db = 0.0
         self.queries = 0
         self.commit = 0.0
+        self.connect = 0.0
 
     def __call__(self, execute, sql, params, many, context):
         start = time.perf_counter()
@@ -61,18 +64,20 @@ class _Timings:
 _current = threading.local()
 
 
-def _timed_commit(original):
-    def commit():
+def _timed(original, part: str):
+    """`original` (a bound method of this thread's connection), adding its time to `part`."""
+
+    def timed(*args, **kwargs):
         timings = getattr(_current, "timings", None)
         start = time.perf_counter()
         try:
-            return original()
+            return original(*args, **kwargs)
         finally:
             if timings is not None:
-                timings.commit += time.perf_counter() - start
+                setattr(timings, part, getattr(timings, part) + time.perf_counter() - start)
 
-    commit.server_timing = True
-    return commit
+    timed.server_timing = True
+    return timed
 
 
 class ServerTimingMiddleware:
@@ -84,9 +89,10 @@ class ServerTimingMiddleware:
             gc.callbacks.append(_on_gc)
 
     def __call__(self, request):
-        # The connection object is this thread's own, so wrapping its commit here is safe.
+        # The connection object is this thread's own, so wrapping its methods here is safe.
         if not getattr(connection._commit, "server_timing", False):
-            connection._commit = _timed_commit(connection._commit)
+            connection._commit = _timed(connection._commit, "commit")
+            connection.connect = _timed(connection.connect, "connect")
         timings = _Timings()
         _current.timings = timings
         gc_before = _gc_total
@@ -102,6 +108,7 @@ class ServerTimingMiddleware:
         response["Server-Timing"] = (
             f"app;dur={app * 1000:.2f}, cpu;dur={cpu * 1000:.2f}, "
             f'db;dur={timings.db * 1000:.2f};desc="{timings.queries}", '
-            f"commit;dur={timings.commit * 1000:.2f}, gc;dur={(_gc_total - gc_before) * 1000:.2f}"
+            f"commit;dur={timings.commit * 1000:.2f}, connect;dur={timings.connect * 1000:.2f}, "
+            f"gc;dur={(_gc_total - gc_before) * 1000:.2f}"
         )
         return response
