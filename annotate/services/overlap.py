@@ -15,7 +15,7 @@ one judgment more than it has done, up to `max_raters`; so a contested compariso
 rater at a time and stops at the first judgment that settles it.
 
 Which comparison the assignment engine serves next is unchanged: the open one with the most
-judgments done or in flight. With dynamic overlap the open comparisons past `min_raters` are
+judgments done or in flight (after the active-sampling priority, which is 0 unless that is on). With dynamic overlap the open comparisons past `min_raters` are
 exactly the contested ones, so they come first: the one more judgment they want is the one
 that can settle them, and serving them while the crowd is still there keeps the raters who
 have not yet seen them from running out at the end. Which contested comparison comes first
