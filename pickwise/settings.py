@@ -395,6 +395,10 @@ PICKWISE_HEARTBEAT_SECONDS = env.float("PICKWISE_HEARTBEAT_SECONDS", default=20.
 
 PICKWISE_DEMO_PASSWORD = env.str("PICKWISE_DEMO_PASSWORD", default="")
 PICKWISE_MAX_OPEN_ASSIGNMENTS = env.int("PICKWISE_MAX_OPEN_ASSIGNMENTS", default=2)
+# Lets a simulation seed the assignment engine's draws (assignment_draws_seed), so a run
+# replays. Code-only, never read from the environment: in service which task is gold or a
+# repeat must stay unpredictable. bench/simulate_crowd.py and tests set it.
+PICKWISE_SIMULATION = False
 
 LOGGING = {
     "version": 1,

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.db.models import Case, Count, Exists, F, OuterRef, Subquery, Value, When
 from django.db.models.functions import Coalesce
@@ -31,7 +32,34 @@ NOT_AN_ANNOTATOR = "You are no longer an annotator in this campaign."
 # A repeat looks at least this many tasks back, so the annotator does not remember it.
 REPEAT_MIN_DISTANCE = 20
 
-_rng = random.SystemRandom()
+SEED_REFUSED = (
+    "The assignment engine's draws can be seeded only in a simulation "
+    "(settings.PICKWISE_SIMULATION); in service they must stay unpredictable."
+)
+
+# Every random draw of the engine comes from this one generator: whether the next task is
+# gold, a repeat or regular, which gold item and which earlier judgment to repeat, and the
+# order of the images on screen. In service it is the operating system's generator, so an
+# annotator cannot predict which task is gold or a repeat (a seeded Mersenne Twister could
+# be replayed from a guessed seed, or recovered from enough observed screen orders, and a
+# rater who knows which task is checked answers only those with care). A simulation seeds
+# it (assignment_draws_seed) so that a run replays exactly.
+_rng: random.Random = random.SystemRandom()
+
+
+def assignment_draws_seed(*, seed: int | None) -> None:
+    """Seed the engine's draws (None: back to the unpredictable generator).
+
+    Only where settings.PICKWISE_SIMULATION is set (bench/ scripts and tests); it is a
+    code-only setting, never read from the environment, so no deployment can turn it on.
+    """
+    global _rng
+    if seed is None:
+        _rng = random.SystemRandom()
+        return
+    if not getattr(settings, "PICKWISE_SIMULATION", False):
+        raise ImproperlyConfigured(SEED_REFUSED)
+    _rng = random.Random(seed)
 
 
 def membership_ensure_annotator(membership: Membership | None) -> Membership:
@@ -211,16 +239,22 @@ def _take_regular(
     return comparison.pk, task_content(comparison_id=comparison.pk)
 
 
-def _pick_gold(*, campaign: Campaign, annotator: AbstractBaseUser) -> Comparison | None:
+def _pick_gold(*, campaign: Campaign, annotator: AbstractBaseUser) -> int | None:
+    """A gold comparison this annotator has not met, drawn from _rng (None: none left).
+
+    The candidates come back in id order and _rng picks one, rather than the database's
+    random order, so that a seeded simulation replays; a campaign holds a few hundred gold
+    items at most, so reading their ids costs what ORDER BY random() did.
+    """
     met = Assignment.objects.filter(comparison=OuterRef("pk"), annotator=annotator, is_repeat=False)
-    return (
+    candidates = list(
         Comparison.objects.filter(campaign=campaign, role=Comparison.Role.GOLD)
         .exclude(status=Comparison.Status.RETIRED)
         .filter(~Exists(met))
-        .order_by("?")
-        .only("id", "prompt_id")
-        .first()
+        .order_by("id")
+        .values_list("id", flat=True)
     )
+    return _rng.choice(candidates) if candidates else None
 
 
 def _pick_repeat(*, campaign: Campaign, membership: Membership) -> Judgment | None:
@@ -228,20 +262,20 @@ def _pick_repeat(*, campaign: Campaign, membership: Membership) -> Judgment | No
     cutoff = membership.issued - REPEAT_MIN_DISTANCE
     if cutoff < 0:
         return None
-    return (
-        Judgment.objects.filter(
-            campaign=campaign,
-            annotator_id=membership.user_id,
-            is_gold=False,
-            is_repeat=False,
-            excluded=False,
-            assignment__sequence__lte=cutoff,
-        )
-        .filter(~Exists(Assignment.objects.filter(repeat_of=OuterRef("pk"))))
-        .order_by("?")
-        .only("id", "comparison_id", "presented")
-        .first()
-    )
+    candidates = Judgment.objects.filter(
+        campaign=campaign,
+        annotator_id=membership.user_id,
+        is_gold=False,
+        is_repeat=False,
+        excluded=False,
+        assignment__sequence__lte=cutoff,
+    ).filter(~Exists(Assignment.objects.filter(repeat_of=OuterRef("pk"))))
+    # Drawn from _rng over the ids in order (not ORDER BY random()), so a seeded simulation
+    # replays; the second query runs only on a repeat (repeat_rate of the tasks).
+    ids = list(candidates.order_by("id").values_list("id", flat=True))
+    if not ids:
+        return None
+    return Judgment.objects.only("id", "comparison_id", "presented").get(pk=_rng.choice(ids))
 
 
 def _choose_kind(*, campaign: Campaign, membership: Membership) -> str:
@@ -326,9 +360,8 @@ def assignment_next(
     kind = _choose_kind(campaign=campaign, membership=membership)
     comparison_id, content, repeat_of = None, None, None
     if kind == "gold":
-        gold = _pick_gold(campaign=campaign, annotator=annotator)
-        if gold is not None:
-            comparison_id = gold.pk
+        comparison_id = _pick_gold(campaign=campaign, annotator=annotator)
+        if comparison_id is not None:
             content = task_content(comparison_id=comparison_id)
     elif kind == "repeat":
         repeat_of = _pick_repeat(campaign=campaign, membership=membership)
