@@ -10,13 +10,10 @@ other image. The truth of a pair is the majority taste's preference. Each of the
 pairs is judged by OVERLAP distinct raters (no gating: every judgment counts, so the models
 face the bad raters too).
 
-Rater models (the perception noise is correlated per rater and pair: a fixed offset drawn
-once per (rater, pair) plus a small fresh draw, so a rater's repeat of a pair is not an
-independent vote): honest (noise 0.35 to 0.9, lapses 2%), minority taste (honest, style
-pairs flipped), sloppy (noise 1.5 to 2.5, lapses 15%), random clicker (first, second or tie
-at random), always first-on-screen (screen order is random per judgment), always tie,
-contrarian (the opposite of what they perceive). Ties come from a per-rater threshold on
-the perceived gap.
+Rater models: bench/crowd_model.py's (shared with bench/simulate_crowd.py): the perception
+noise is correlated per rater and pair (a fixed offset drawn once per (rater, pair) plus a
+small fresh draw, so a rater's repeat of a pair is not an independent vote); honest,
+minority taste, sloppy, random clicker, always first-on-screen, always tie, contrarian.
 
 Aggregators, each scored on every pair against the truth (an exact draw scores one half):
 ours (exports.consensus_model: one-coin Dawid-Skene with ties left out of the class model,
@@ -39,30 +36,20 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from exports.consensus_model import FIRST, SECOND, TIE, consensus  # noqa: E402
+from bench.crowd_model import (  # noqa: E402
+    HONEST_LAPSE,
+    HONEST_NOISE,
+    MIXTURES,
+    SLOPPY_LAPSE,
+    SLOPPY_NOISE,
+    STYLE_SHARE,
+    TIE_THRESHOLD,
+    vote,
+)
+from exports.consensus_model import FIRST, TIE, consensus  # noqa: E402
 
 MODELS_PER_PROMPT = 4
 OVERLAP = 5
-STYLE_SHARE = 0.4
-MIXTURES = {
-    # share of raters per group
-    "mostly honest": {
-        "honest": 0.70,
-        "minority_taste": 0.10,
-        "sloppy": 0.10,
-        "random": 0.05,
-        "always_first": 0.05,
-    },
-    "adversarial": {
-        "honest": 0.45,
-        "minority_taste": 0.15,
-        "sloppy": 0.10,
-        "random": 0.15,
-        "always_first": 0.05,
-        "always_tie": 0.05,
-        "contrarian": 0.05,
-    },
-}
 
 
 def parse() -> argparse.Namespace:
@@ -89,10 +76,10 @@ def simulate(seed: int, mixture: dict, *, prompts: int, raters: int):
     pairs = [(a, b) for a in range(MODELS_PER_PROMPT) for b in range(a + 1, MODELS_PER_PROMPT)]
     groups = rng.choice(list(mixture), size=raters, p=list(mixture.values()))
     noise = np.where(
-        groups == "sloppy", rng.uniform(1.5, 2.5, raters), rng.uniform(0.35, 0.9, raters)
+        groups == "sloppy", rng.uniform(*SLOPPY_NOISE, raters), rng.uniform(*HONEST_NOISE, raters)
     )
-    lapse = np.where(groups == "sloppy", 0.15, 0.02)
-    tie_threshold = rng.uniform(0.05, 0.3, raters)
+    lapse = np.where(groups == "sloppy", SLOPPY_LAPSE, HONEST_LAPSE)
+    tie_threshold = rng.uniform(*TIE_THRESHOLD, raters)
     rows = []  # prompt, a, b, on_style, truth_first, rater, outcome
     for p in range(prompts):
         for a, b in pairs:
@@ -108,45 +95,20 @@ def simulate(seed: int, mixture: dict, *, prompts: int, raters: int):
                         on_style,
                         gap > 0,
                         r,
-                        _vote(
+                        vote(
                             rng,
-                            groups[r],
-                            gap,
-                            on_style,
-                            noise[r],
-                            lapse[r],
-                            tie_threshold[r],
-                            seed,
-                            p,
-                            a,
-                            b,
+                            group=groups[r],
+                            gap=gap,
+                            on_style=on_style,
+                            noise=noise[r],
+                            lapse=lapse[r],
+                            tie_threshold=tie_threshold[r],
+                            offset_key=[seed, p, a, b, int(noise[r] * 1e6)],
                         ),
                     )
                 )
     table = np.array([(p, a, b, s, t, r, o) for p, a, b, s, t, r, o in rows], dtype=np.int64)
     return table, groups
-
-
-def _vote(rng, group, gap, on_style, noise, lapse, tie_threshold, seed, p, a, b) -> int:
-    if group == "random":
-        return int(rng.integers(3))
-    if group == "always_tie":
-        return TIE
-    if group == "always_first":  # first on a screen whose order is random per judgment
-        return FIRST if rng.random() < 0.5 else SECOND
-    if group == "minority_taste" and on_style:
-        gap = -gap
-    # Correlated perception: an offset fixed per (rater, pair), plus a small fresh draw.
-    offset = np.random.default_rng([seed, p, a, b, int(noise * 1e6)]).normal(0, noise * 0.8)
-    perceived = gap + offset + rng.normal(0, noise * 0.6)
-    if rng.random() < lapse:
-        return int(rng.integers(3))
-    if abs(perceived) < tie_threshold:
-        return TIE
-    outcome = FIRST if perceived > 0 else SECOND
-    if group == "contrarian":
-        outcome = SECOND if outcome == FIRST else FIRST
-    return outcome
 
 
 def score(predicted_first: np.ndarray, truth_first: np.ndarray) -> np.ndarray:

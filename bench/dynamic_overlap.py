@@ -4,7 +4,7 @@ accuracy against a known truth, and minority-taste raters flagged.
     python bench/dynamic_overlap.py                          # tune, then report (about a minute)
     python bench/dynamic_overlap.py --seeds 7 2024 31337 --tune-seeds 101 102
 
-The world is bench/consensus_accuracy.py's (its rater models and vote function): four images
+The world is bench/consensus_accuracy.py's (its rater models, bench/crowd_model.py's vote): four images
 per prompt, six pairs each, 40% of pairs on style where minority-taste raters legitimately
 prefer the other image; the truth is the majority taste. Each rater also answers GOLD_ITEMS
 clear quality pairs (the qualification and gold checks), which is the gold record dynamic
@@ -57,10 +57,10 @@ from bench.consensus_accuracy import (  # noqa: E402
     MIXTURES,
     MODELS_PER_PROMPT,
     STYLE_SHARE,
-    _vote,
     bootstrap,
     score,
 )
+from bench.crowd_model import vote as rater_vote  # noqa: E402
 from exports.consensus_model import FIRST, SECOND, TIE, consensus  # noqa: E402
 
 GOLD_ITEMS = 20  # a qualification of 15 and a few gold checks after it
@@ -119,18 +119,15 @@ def world(seed: int, mixture: dict, *, prompts: int, raters: int, depth: int) ->
             order.append(chosen)
             votes.append(
                 [
-                    _vote(
+                    rater_vote(
                         rng,
-                        groups[r],
-                        gap,
-                        on_style,
-                        noise[r],
-                        lapse[r],
-                        tie_threshold[r],
-                        seed,
-                        p,
-                        a,
-                        b,
+                        group=groups[r],
+                        gap=gap,
+                        on_style=on_style,
+                        noise=noise[r],
+                        lapse=lapse[r],
+                        tie_threshold=tie_threshold[r],
+                        offset_key=[seed, p, a, b, int(noise[r] * 1e6)],
                     )
                     for r in chosen
                 ]
@@ -139,18 +136,15 @@ def world(seed: int, mixture: dict, *, prompts: int, raters: int, depth: int) ->
     for r in range(raters):
         for g in range(GOLD_ITEMS):
             gap = rng.uniform(1.0, 2.5) * rng.choice((-1, 1))
-            vote = _vote(
+            vote = rater_vote(
                 rng,
-                groups[r],
-                gap,
-                False,
-                noise[r],
-                lapse[r],
-                tie_threshold[r],
-                seed,
-                100_000 + g,
-                0,
-                1,
+                group=groups[r],
+                gap=gap,
+                on_style=False,
+                noise=noise[r],
+                lapse=lapse[r],
+                tie_threshold=tie_threshold[r],
+                offset_key=[seed, 100_000 + g, 0, 1, int(noise[r] * 1e6)],
             )
             correct[r] += vote == (FIRST if gap > 0 else SECOND)
     return {
