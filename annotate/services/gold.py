@@ -87,9 +87,15 @@ def _read(image: Image) -> bytes:
 
 
 @transaction.atomic
-def gold_build(*, campaign: Campaign, count: int, seed: int = 0) -> list[Comparison]:
-    """Create up to `count` gold comparisons from the campaign's images, kinds in rotation."""
-    rng = random.Random(f"gold:{campaign.pk}:{seed}")
+def gold_build(
+    *, campaign: Campaign, count: int, seed: int = 0, rng: random.Random | None = None
+) -> list[Comparison]:
+    """Create up to `count` gold comparisons from the campaign's images, kinds in rotation.
+
+    `rng` (a simulation's) replaces the generator seeded by the campaign and `seed`, so a
+    simulated campaign gets the same gold whatever its primary key.
+    """
+    rng = rng or random.Random(f"gold:{campaign.pk}:{seed}")
     criterion = campaign.criteria[0]
     key = criterion["key"]
     sources = list(
