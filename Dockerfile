@@ -34,7 +34,7 @@ RUN DEBUG=0 SECRET_KEY=collectstatic-only PICKWISE_VAR_DIR=/tmp/build-var \
     && rm -rf /tmp/build-var
 USER pickwise
 EXPOSE 8000
-CMD ["gunicorn", "pickwise.wsgi:application", "--bind=0.0.0.0:8000", "--access-logfile=-"]
+CMD ["gunicorn", "--config=gunicorn.conf.py", "--bind=0.0.0.0:8000", "--access-logfile=-"]
 
 FROM base AS ml
 COPY requirements/web.txt requirements/ml.txt requirements/

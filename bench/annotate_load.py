@@ -71,6 +71,8 @@ def build_data(*, comparisons: int, judgments: int, clients: int, overlap: int) 
     from django.core.management import call_command
     from django.db import connection
 
+    from annotate.models import Campaign, Comparison
+
     call_command("migrate", verbosity=0)
     history_raters = max(10, judgments // 500)
     with connection.cursor() as cur:
@@ -87,19 +89,27 @@ def build_data(*, comparisons: int, judgments: int, clients: int, overlap: int) 
             """,
             [history_raters + clients],
         )
-        cur.execute(
-            """
-            INSERT INTO annotate_campaign (slug, title, instructions, kind, k, criteria, overlap,
-                gold_rate, repeat_rate, qualification_size, lease_seconds, qc_policy, status,
-                created_at)
-            VALUES ('bench', 'Load benchmark', '', 'pairwise', 2,
-                '[{"key": "overall", "question": "Which is better?", "allow_tie": true,
-                   "allow_both_bad": true}]', %s, 0.02, 0.05, 0, 600, '{}', 'active', now())
-            RETURNING id
-            """,
-            [overlap],
-        )
-        campaign_id = cur.fetchone()[0]
+        # One row, through the model: its defaults cover the options added since.
+        campaign_id = Campaign.objects.create(
+            slug="bench",
+            title="Load benchmark",
+            kind=Campaign.Kind.PAIRWISE,
+            k=2,
+            criteria=[
+                {
+                    "key": "overall",
+                    "question": "Which is better?",
+                    "allow_tie": True,
+                    "allow_both_bad": True,
+                }
+            ],
+            overlap=overlap,
+            gold_rate=0.02,
+            repeat_rate=0.05,
+            qualification_size=0,
+            lease_seconds=600,
+            status=Campaign.Status.ACTIVE,
+        ).pk
         cur.execute(
             """
             INSERT INTO annotate_membership (user_id, campaign_id, role, gate_state, gate_reason,
@@ -132,12 +142,13 @@ def build_data(*, comparisons: int, judgments: int, clients: int, overlap: int) 
         cur.execute(
             """
             INSERT INTO annotate_comparison (campaign_id, prompt_id, key, role, gold_kind, wanted,
-                done, in_flight, status, created_at)
-            SELECT %s, p.id, min(i.id) || '-' || max(i.id), 'regular', '', %s, 0, 0, 'open', now()
+                done, in_flight, status, priority, created_at)
+            SELECT %s, p.id, min(i.id) || '-' || max(i.id), 'regular', '', %s, 0, 0, 'open', %s,
+                   now()
             FROM annotate_prompt p JOIN annotate_image i ON i.prompt_id = p.id
             WHERE p.campaign_id = %s GROUP BY p.id
             """,
-            [campaign_id, overlap, campaign_id],
+            [campaign_id, overlap, Comparison._meta.get_field("priority").default, campaign_id],
         )
         # Slots by a window, not a min(id) subquery per row: on fresh tables without
         # statistics PostgreSQL answered that subquery by walking the image primary key,
@@ -579,6 +590,9 @@ def start_gunicorn(port: int, args, database_url: str) -> subprocess.Popen:
             f"127.0.0.1:{port}",
             "--log-level",
             "warning",
+            # Production logs every request (docker-compose.yml); pay for the line here too.
+            "--access-logfile",
+            "/dev/null",
             *(["--workers", str(args.workers)] if args.workers else []),
             *(["--threads", str(args.threads)] if args.threads else []),
         ],

@@ -127,7 +127,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # process, so parallel runs do not clobber each other.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
+    # Ten minutes: a web thread that opens a connection pays the set-up and a cold backend
+    # (catalogue and plan caches) on one request, 5 to 25 ms (bench/RESULTS.md); with 60 s
+    # each of gunicorn's threads did so every minute, often enough to show in the p99.
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=600))
     # Off by default: a health check is one more round trip (SELECT 1) at the start of every
     # request, on the annotation hot path too. Without it a connection the server dropped
     # fails one request and is then replaced (Django closes connections that saw errors).

@@ -7,6 +7,7 @@ scratch, so the variables of this test run (CI exports DATABASE_URL) cannot leak
 import json
 import os
 import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +38,7 @@ print(json.dumps({
 """
 
 # Variables the containers set for programs other than Django (gunicorn, Hugging Face).
-_NOT_DJANGO_SETTINGS = {"WEB_CONCURRENCY", "HF_HOME", "HF_HUB_OFFLINE"}
+_NOT_DJANGO_SETTINGS = {"WEB_CONCURRENCY", "WEB_THREADS", "HF_HOME", "HF_HUB_OFFLINE"}
 
 
 def load_settings(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
@@ -99,7 +100,7 @@ def test_database_url_switches_to_postgresql(tmp_path):
 
     assert values["engine"] == "django.db.backends.postgresql"
     assert (values["name"], values["host"], values["port"]) == ("pickwise", "db.internal", 5433)
-    assert values["conn_max_age"] == 60
+    assert values["conn_max_age"] == 600
     assert "init_command" not in values["options"]
 
 
@@ -254,6 +255,18 @@ def test_compose_runs_the_production_services_on_postgresql_and_redis():
         condition = app[name]["depends_on"]["migrate"]["condition"]
         assert condition == "service_completed_successfully", name
     assert "gunicorn" in app["web"]["command"]
+
+
+def test_compose_serves_with_the_gunicorn_settings_the_load_benchmark_measures():
+    command = compose_services()["web"]["command"]
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+
+    assert "--config=gunicorn.conf.py" in command
+    # Sizes come from the file (or WEB_CONCURRENCY / WEB_THREADS), not from a second copy here.
+    assert not [arg for arg in command if arg.startswith(("--workers", "--threads", "--worker"))]
+    assert '"gunicorn.conf.py"' in (ROOT / "bench" / "annotate_load.py").read_text()
+    assert conf["worker_class"] == "gthread"
+    assert conf["wsgi_app"] == "pickwise.wsgi:application"
 
 
 def test_the_cpu_worker_consumes_the_default_queue_without_a_gpu():
