@@ -11,7 +11,7 @@ UNet (block_out_channels 320,640,1280,1280, cross_attention_dim 768, attention_h
 layers_per_block 2, sample_size 64), the VAE (128,256,512,512) and the CLIP ViT-L/14 text
 encoder. LoRA rank 8 on to_q, to_k, to_v, to_out.0 in every path. Steps measured:
 
-- ours: ``training.dpo.compute_pair_loss`` on cached latent mean/std and caption embeddings, the
+- ours: ``training.trainer.step.compute_pair_loss`` on cached latent mean/std and caption embeddings, the
   reference by disabling the adapters, frozen base in bf16, bf16 autocast, AdamW on fp32 LoRA
   weights, clipping 1.0, and the trainer's speed and memory options: by default what we expect
   to be best on an H100/H200, selective activation checkpointing (``--ours-checkpointing``),
@@ -51,8 +51,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.dpo_losses import diffusion_target, dpo_loss, per_sample_mse  # noqa: E402
-from training.dpo_step import (  # noqa: E402
+from training.trainer.losses import diffusion_target, dpo_loss, per_sample_mse  # noqa: E402
+from training.trainer.step import (  # noqa: E402
     ACTIVATION_CHECKPOINTING,
     Objective,
     add_lora,

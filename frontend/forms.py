@@ -29,7 +29,7 @@ class TrainingStartForm(forms.Form):
     """The common trainer settings; everything else keeps the trainer's documented defaults.
 
     Blank numbers mean "the trainer's default", which for the learning rate and the LoRA rank
-    depends on the mode (training.dpo_config); blank steps and resolution mean the chosen
+    depends on the mode (training.trainer.config); blank steps and resolution mean the chosen
     base model's defaults (its native resolution, training.base_models). The form starts
     from the first model's defaults; training_start.js follows the model chosen."""
 

@@ -1,4 +1,4 @@
-"""The trainer's options as a training job sets them, derived from ``training.dpo_config``.
+"""The trainer's options as a training job sets them, derived from ``training.trainer.config``.
 
 Names, types, defaults and constraints all come from the fields of ``DPOConfig`` (which
 imports no torch), and so do the checks of combinations; this module adds only what the web
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.dpo_config import FIELDS as CONFIG_FIELDS
-from training.dpo_config import (
+from training.trainer.config import FIELDS as CONFIG_FIELDS
+from training.trainer.config import (
     JOB_OPTIONS,
     METHODS,  # noqa: F401 (the web side's name for them)
     MODES,  # noqa: F401

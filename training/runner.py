@@ -26,7 +26,6 @@ from pathlib import Path
 from django.conf import settings
 
 from pickwise.errors import without_paths
-from training.metrics_file import lines_kept_on_resume
 from training.models import TrainingJob
 from training.options import trainer_argv
 from training.services.jobs import CANCELLED
@@ -37,6 +36,7 @@ from training.services.runs import (
     training_run_end,
     training_run_restart_at,
 )
+from training.trainer.metrics_file import lines_kept_on_resume
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class MetricsTail:
     """Reads the lines appended to the metrics file since the last read, whole lines only.
 
     Before the trainer starts, prepare() cuts the file by the rule the trainer's own writer
-    applies on a resume (training.metrics_file), so the trainer's rewrite leaves the
+    applies on a resume (training.trainer.metrics_file), so the trainer's rewrite leaves the
     bytes already read unchanged and reading goes on from the same offset.
     """
 

@@ -187,7 +187,7 @@ def test_rankdpo_takes_a_ranked_export_and_refuses_one_whose_rankings_all_tie(
 
 
 def test_every_impossible_combination_refused_here_is_refused_by_the_trainer(tmp_path):
-    from training.dpo_config import DPOConfig, TrainerInputError
+    from training.trainer.config import DPOConfig, TrainerInputError
 
     model = tmp_path / "model"
     model.mkdir()

@@ -1,4 +1,4 @@
-"""The web side's trainer options come from training.dpo_config, both ways, without torch."""
+"""The web side's trainer options come from training.trainer.config, both ways, without torch."""
 
 import subprocess
 import sys
@@ -7,14 +7,14 @@ from dataclasses import fields
 import pytest
 
 from frontend.forms import TrainingStartForm
-from training.dpo_config import (
+from training.options import OPTIONS, options_clean
+from training.trainer.config import (
     JOB_OPTIONS,
     METHODS,
     MODES,
     DPOConfig,
     TrainerInputError,
 )
-from training.options import OPTIONS, options_clean
 
 NOT_JOB_OPTIONS = {
     "data",
@@ -102,7 +102,7 @@ def test_the_fine_tune_form_offers_the_config_choices_and_defaults():
 
 def test_the_config_and_web_options_load_without_torch():
     code = (
-        "import sys, training.options, training.dpo_config; "
+        "import sys, training.options, training.trainer.config; "
         "assert 'torch' not in sys.modules and 'django' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

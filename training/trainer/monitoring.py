@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from training.metrics_file import lines_kept_on_resume
+from training.trainer.metrics_file import lines_kept_on_resume
 
 
 class MseTrend:

@@ -5,7 +5,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tests.training.conftest import random_jpeg, write_export  # noqa: E402
-from training.dpo_data import (  # noqa: E402
+from training.trainer.data import (  # noqa: E402
     CachedPairDataset,
     FeatureCache,
     PairBatchSampler,

@@ -10,9 +10,9 @@ pytest.importorskip("peft")
 
 from safetensors.torch import load_file  # noqa: E402
 
-from training.dpo import DPOConfig, main  # noqa: E402
-from training.dpo_monitoring import MseTrend  # noqa: E402
-from training.dpo_step import Objective, add_lora, compute_pair_loss, lora_reference  # noqa: E402
+from training.trainer.dpo import DPOConfig, main  # noqa: E402
+from training.trainer.monitoring import MseTrend  # noqa: E402
+from training.trainer.step import Objective, add_lora, compute_pair_loss, lora_reference  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +63,7 @@ def test_a_fresh_lora_starts_at_ln2_with_half_accuracy(tiny_model_dir, export_di
 
 
 def test_it_logs_the_tie_count_and_every_step(tiny_model_dir, export_dir, tmp_path, caplog):
-    caplog.set_level("INFO", logger="training.dpo")
+    caplog.set_level("INFO", logger="training.trainer")
     result = main(_config(tiny_model_dir, export_dir, tmp_path / "out", max_train_steps=2))
     assert (result.pairs, result.ties_dropped) == (5, 1)
     assert "dropped 1 ties (label_0 == 0.5) of 6 rows in 1 file(s); 5 pairs remain" in caplog.text

@@ -6,9 +6,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tests.training.conftest import write_export  # noqa: E402
-from training.checkpoints import CheckpointError  # noqa: E402
-from training.dpo import DPOConfig, build_parser, cli  # noqa: E402
-from training.dpo_config import TrainerInputError  # noqa: E402
+from training.trainer.checkpoints import CheckpointError  # noqa: E402
+from training.trainer.config import TrainerInputError  # noqa: E402
+from training.trainer.dpo import DPOConfig, build_parser, cli  # noqa: E402
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ def test_the_module_exits_non_zero_with_one_error_line_on_a_missing_model(export
 def test_only_the_trainers_own_input_errors_are_reported_as_refused_input(
     export_dir, tiny_model_dir, tmp_path, monkeypatch, capsys
 ):
-    import training.dpo
+    import training.trainer.dpo
 
     argv = ["--data", str(export_dir), "--pretrained", str(tiny_model_dir)]
     argv += ["--output", str(tmp_path / "out")]
@@ -112,7 +112,7 @@ def test_only_the_trainers_own_input_errors_are_reported_as_refused_input(
     def fault(config):
         raise ValueError("a tensor of the wrong shape, deep in the step")
 
-    monkeypatch.setattr(training.dpo, "main", fault)
+    monkeypatch.setattr(training.trainer.dpo, "main", fault)
     with pytest.raises(ValueError, match="wrong shape"):
         cli(argv)
     assert "error:" not in capsys.readouterr().err
@@ -120,7 +120,7 @@ def test_only_the_trainers_own_input_errors_are_reported_as_refused_input(
     def refused(config):
         raise TrainerInputError("no preference pairs in the export")
 
-    monkeypatch.setattr(training.dpo, "main", refused)
+    monkeypatch.setattr(training.trainer.dpo, "main", refused)
     assert cli(argv) == 2
     assert capsys.readouterr().err.strip() == "error: no preference pairs in the export"
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.dpo_config import TrainerInputError
+from training.trainer.config import TrainerInputError
 
 CHECKPOINTS_DIR = "checkpoints"
 LATEST_FILE = "latest"

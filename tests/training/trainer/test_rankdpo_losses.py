@@ -6,8 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from training.dpo_data import relevance_from_ranking  # noqa: E402
-from training.dpo_losses import (  # noqa: E402
+from training.trainer.data import relevance_from_ranking  # noqa: E402
+from training.trainer.losses import (  # noqa: E402
     dpo_loss,
     rankdpo_loss,
     rankdpo_pair_weights,

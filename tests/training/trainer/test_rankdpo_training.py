@@ -11,13 +11,13 @@ pytest.importorskip("peft")
 from safetensors.torch import load_file  # noqa: E402
 
 from tests.training.conftest import write_ranked_export  # noqa: E402
-from training.dpo import DPOConfig, main  # noqa: E402
-from training.dpo_data import (  # noqa: E402
+from training.trainer.data import (  # noqa: E402
     TrainerInputError,
     count_ranked_lists,
     find_parquet_files,
     iter_ranked_lists,
 )
+from training.trainer.dpo import DPOConfig, main  # noqa: E402
 
 
 def _config(tiny_model_dir, data, output, **options) -> DPOConfig:

@@ -1,6 +1,6 @@
 """The UNet side of the trainer: one preference-loss step, the reference, LoRA helpers.
 
-Shared by ``training.dpo`` and ``bench/gpu_dpo.py`` so the benchmark times the trainer's step.
+Shared by ``training.trainer.dpo`` and ``bench/gpu_dpo.py`` so the benchmark times the trainer's step.
 """
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ from pathlib import Path
 
 import torch
 
-from training.dpo_config import (
+from training.trainer.config import (
     ACTIVATION_CHECKPOINTING,
     DEFAULT_BETA,
     MAPO_ALPHA,
     MAPO_BETA,
     MAPO_TEMPERATURE,
 )
-from training.dpo_losses import (
+from training.trainer.losses import (
     LossOutput,
     diffusion_target,
     dpo_loss,
@@ -29,7 +29,7 @@ from training.dpo_losses import (
 
 @dataclass(frozen=True)
 class Objective:
-    """Which preference loss, with its constants; see training.dpo_losses."""
+    """Which preference loss, with its constants; see training.trainer.losses."""
 
     method: str = "dpo"
     beta: float = DEFAULT_BETA

@@ -7,7 +7,7 @@ torch = pytest.importorskip("torch")
 # Every test here compares float32 arithmetic with a float64 hand computation.
 pytestmark = pytest.mark.numerics
 
-from training.dpo_losses import (  # noqa: E402
+from training.trainer.losses import (  # noqa: E402
     diffusion_target,
     dpo_loss,
     implicit_accuracy,

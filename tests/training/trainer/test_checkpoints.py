@@ -2,7 +2,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from training.checkpoints import (  # noqa: E402
+from training.trainer.checkpoints import (  # noqa: E402
     CheckpointError,
     latest_checkpoint,
     list_checkpoints,

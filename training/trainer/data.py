@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from training.dpo_config import TrainerInputError  # noqa: F401 (raised here; tests import it from here)
+from training.trainer.config import TrainerInputError  # noqa: F401 (raised here; tests import it from here)
 
 REQUIRED_COLUMNS = ("jpg_0", "jpg_1", "label_0", "caption")
 # The ranked export: one row per ranking, `ranking` holding each image's rank (1 = best,

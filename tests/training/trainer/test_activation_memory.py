@@ -12,9 +12,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from training.dpo import DPOConfig, build_parser, main  # noqa: E402
-from training.dpo_losses import DEFAULT_BETA  # noqa: E402
-from training.dpo_step import (  # noqa: E402
+from training.trainer.dpo import DPOConfig, build_parser, main  # noqa: E402
+from training.trainer.losses import DEFAULT_BETA  # noqa: E402
+from training.trainer.step import (  # noqa: E402
     Objective,
     add_lora,
     compute_pair_loss,

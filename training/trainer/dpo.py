@@ -14,7 +14,7 @@ Usage::
 with the Pick-a-Pic columns ``jpg_0``, ``jpg_1``, ``label_0``, ``caption``; ties are dropped.
 ``--method rankdpo`` reads the ranked format instead (``images``, ``ranking``, ``prompt``: one
 row per ranking of k images) and trains with RankDPO's DCG-weighted ranking loss
-(training.dpo_losses); rankings where every image ties are dropped, and ``--train-batch-size``
+(training.trainer.losses); rankings where every image ties are dropped, and ``--train-batch-size``
 counts lists of k images.
 ``MODEL_DIR`` is a diffusers Stable Diffusion pipeline folder.
 
@@ -48,7 +48,7 @@ from pathlib import Path
 
 import torch
 
-from training.checkpoints import (
+from training.trainer.checkpoints import (
     capture_rng_state,
     load_training_state,
     resolve_resume,
@@ -56,13 +56,13 @@ from training.checkpoints import (
     save_training_state,
     write_checkpoint,
 )
-from training.dpo_config import (
+from training.trainer.config import (
     EXIT_BAD_INPUT,
     RESUME_MUST_MATCH,
     DPOConfig,
     TrainerInputError,
 )
-from training.dpo_data import (
+from training.trainer.data import (
     CachedListDataset,
     CachedPairDataset,
     FeatureCache,
@@ -75,14 +75,14 @@ from training.dpo_data import (
     find_parquet_files,
     module_fingerprint,
 )
-from training.dpo_monitoring import (
+from training.trainer.monitoring import (
     MetricsWriter,
     MseTrend,
     finite_or_none,
     memory_metrics,
     nan_if_none,
 )
-from training.dpo_step import (
+from training.trainer.step import (
     Objective,
     add_lora,
     compute_list_loss,
@@ -95,7 +95,7 @@ from training.dpo_step import (
     save_lora,
 )
 
-logger = logging.getLogger("training.dpo")
+logger = logging.getLogger("training.trainer")
 
 
 @dataclass

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from training.dpo_config import DEFAULT_BETA, MAPO_ALPHA, MAPO_BETA, MAPO_TEMPERATURE
+from training.trainer.config import DEFAULT_BETA, MAPO_ALPHA, MAPO_BETA, MAPO_TEMPERATURE
 
 
 @dataclass(frozen=True)
