@@ -6,7 +6,8 @@
 Rows are generated with set-based SQL (generate_series), not through the services: a
 pairwise campaign, 4 models per prompt (6 pairs), overlap 3, 1000 raters (5% of them
 near chance), 2% gold and 5% side-swapped repeats on top. The database is dropped and
-rebuilt on each run unless --reuse is given. Then:
+rebuilt on each run unless --reuse is given; its random draws are seeded (SEED), so two
+databases built by the same script hold the same ratings. Then:
 - the full recompute (every rater's counters and kappa, side by side with alpha and its
   1000-replicate unit-bootstrap intervals), median of --repeats runs, split into steps;
 - the gating sweep after it (applies the rules to every rater);
@@ -30,6 +31,7 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/pickwi
 os.environ.setdefault("CELERY_BROKER_URL", "memory://")
 
 RATERS = 1000
+SEED = 0.42  # PostgreSQL's setseed() for the generated rows
 OPEN_FOR_SUBMITS = 300  # comparisons left with two of three ratings, for the submit timing
 
 
@@ -112,10 +114,11 @@ SELECT %(campaign)s, comparison_id, user_id,
 FROM plan;
 
 INSERT INTO annotate_judgment (assignment_id, campaign_id, comparison_id, annotator_id, answers, presented,
-                               duration_ms, server_ms, is_gold, is_repeat, excluded, created_at)
+                               duration_ms, server_ms, is_gold, is_repeat, excluded, never_shown,
+                               created_at)
 SELECT a.id, %(campaign)s, p.comparison_id, p.user_id,
        jsonb_build_object('overall', CASE p.value WHEN 0 THEN p.lo_uid WHEN 2 THEN p.hi_uid ELSE 'tie' END),
-       a.presented, p.ms, p.ms + 200, false, false, false,
+       a.presented, p.ms, p.ms + 200, false, false, false, false,
        now() - interval '1 day' + (p.n || ' milliseconds')::interval
 FROM plan p JOIN annotate_assignment a
   ON a.comparison_id = p.comparison_id AND a.annotator_id = p.user_id AND NOT a.is_repeat;
@@ -147,9 +150,10 @@ SELECT %(campaign)s, comparison_id, user_id, '[]'::jsonb, now(), now(), 'submitt
 FROM gold_plan;
 
 INSERT INTO annotate_judgment (assignment_id, campaign_id, comparison_id, annotator_id, answers, presented,
-                               duration_ms, server_ms, is_gold, is_repeat, gold_correct, excluded, created_at)
+                               duration_ms, server_ms, is_gold, is_repeat, gold_correct, excluded,
+                               never_shown, created_at)
 SELECT a.id, %(campaign)s, g.comparison_id, g.user_id, '{"overall": "tie"}'::jsonb, '[]'::jsonb, 3000, 3200,
-       true, false, g.correct, false, now()
+       true, false, g.correct, false, false, now()
 FROM gold_plan g JOIN annotate_assignment a
   ON a.comparison_id = g.comparison_id AND a.annotator_id = g.user_id AND a.is_gold;
 
@@ -168,9 +172,10 @@ SELECT %(campaign)s, comparison_id, annotator_id, presented, now(), now(), 'subm
 FROM repeat_plan;
 
 INSERT INTO annotate_judgment (assignment_id, campaign_id, comparison_id, annotator_id, answers, presented,
-                               duration_ms, server_ms, is_gold, is_repeat, excluded, created_at)
+                               duration_ms, server_ms, is_gold, is_repeat, excluded, never_shown,
+                               created_at)
 SELECT a.id, %(campaign)s, r.comparison_id, r.annotator_id, r.answers, r.presented, 2500, 2700,
-       false, true, false, now()
+       false, true, false, false, now()
 FROM repeat_plan r JOIN annotate_assignment a ON a.repeat_of_id = r.original_id;
 
 UPDATE annotate_membership SET issued = 5000 WHERE campaign_id = %(campaign)s;
@@ -210,6 +215,9 @@ def generate(args) -> "object":
         "edges": SPEED_EDGES_MS,
     }
     with connection.cursor() as cursor:
+        # The same draws on every run, so two databases generated for a before/after compare
+        # hold the same ratings (random() below is PostgreSQL's, seeded per session).
+        cursor.execute("SELECT setseed(%s)", [SEED])
         for statement in GENERATE.split(";\n"):
             if statement.strip():
                 cursor.execute(statement, params)
