@@ -193,3 +193,28 @@ def test_a_ranking_campaign_keeps_every_priority_at_zero():
     campaign.refresh_from_db()
     assert active_sampling_refresh(campaign=campaign)["written"] == 0
     assert not Comparison.objects.filter(campaign=campaign, priority__gt=0).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_leaves_existing_campaigns_off_and_their_comparisons_at_zero():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("annotate", "0010_image_import_claim")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    campaign = old.get_model("annotate", "Campaign").objects.create(slug="old", title="Old")
+    prompt = old.get_model("annotate", "Prompt").objects.create(campaign=campaign, text="a cat")
+    old.get_model("annotate", "Comparison").objects.create(
+        campaign=campaign, prompt=prompt, key="1-2"
+    )
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())  # this migration and any after it
+
+    assert Campaign.objects.get(slug="old").active_sampling is False
+    assert Comparison.objects.get(campaign__slug="old").priority == 0
+    with connection.cursor() as cursor:
+        indexes = connection.introspection.get_constraints(cursor, "annotate_comparison")
+    assert "comparison_open_queue" in indexes
