@@ -44,6 +44,7 @@ ACTIVE_REFRESH_EVERY = 25
 WIN_RATE_TARGET = 0.05
 STRENGTH_TARGET = 0.2
 _UPDATE_CHUNK = 500
+MAX_PRIORITY = 32767  # PositiveSmallIntegerField's largest value on every backend
 _NEWTON_STEPS = 50
 
 
@@ -126,7 +127,13 @@ def pair_priorities(scores: dict[tuple[str, str], float]) -> dict[tuple[str, str
     Equal scores (as before any judgment) share a rank, so they keep the engine's own order,
     and comparisons made after the last refresh (priority 0) rank with the most certain."""
     levels = sorted({round(score, 12) for score in scores.values()})
-    rank = {level: i for i, level in enumerate(levels)}
+    # Comparison.priority is a small integer: with more distinct scores than MAX_PRIORITY + 1
+    # (some 260 models), neighbouring ranks share a level; the order between levels holds.
+    spread = max(1, len(levels) - 1)
+    rank = {
+        level: i if spread <= MAX_PRIORITY else i * MAX_PRIORITY // spread
+        for i, level in enumerate(levels)
+    }
     return {pair: rank[round(score, 12)] for pair, score in scores.items()}
 
 

@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from annotate.models import ACTIVE_SAMPLING_PAIRWISE_ONLY, Campaign, Comparison
 from annotate.quality import hooks
 from annotate.quality.active import (
+    MAX_PRIORITY,
     active_sampling_refresh,
     bradley_terry_fit,
     judgments_needed,
@@ -53,6 +54,14 @@ def test_a_pair_nobody_judged_outranks_a_settled_one():
     ranks = pair_priorities(pair_scores(cells, ["A", "B", "C"]))
     assert ranks[("A", "B")] == min(ranks.values())
     assert ranks[("A", "C")] > ranks[("A", "B")] and ranks[("B", "C")] > ranks[("A", "B")]
+
+
+def test_more_pairs_than_priority_levels_share_levels_in_order():
+    scores = {(f"m{i:05d}", "z"): float(i) for i in range(MAX_PRIORITY + 10)}
+    ranks = pair_priorities(scores)
+    assert min(ranks.values()) == 0 and max(ranks.values()) == MAX_PRIORITY
+    ordered = [ranks[pair] for pair in sorted(scores, key=scores.get)]
+    assert ordered == sorted(ordered)
 
 
 def test_before_any_judgment_every_pair_shares_rank_zero():
