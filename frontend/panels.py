@@ -84,6 +84,11 @@ def rater_panel(*, campaign: Campaign) -> dict:
             {
                 **row,
                 "gold": f"{row['gold_correct']} / {gold_seen}" if gold_seen else None,
+                "recent_gold": (
+                    f"{row['recent_gold_n'] - row['recent_gold_wrong']} / {row['recent_gold_n']}"
+                    if row["recent_gold_n"]
+                    else None
+                ),
                 "repeat_figure": (
                     f"{row['repeat_consistency']:.2f} ({row['repeats']})"
                     if row["repeat_consistency"] is not None

@@ -16,7 +16,7 @@ from django.db.models.lookups import GreaterThanOrEqual
 from django.utils import timezone
 
 from annotate.models import Assignment, Comparison, Judgment, Membership
-from annotate.quality.models import GateEvent, Rating
+from annotate.quality.models import GateEvent, RaterStats, Rating
 
 
 def gate_transition(
@@ -165,3 +165,27 @@ def judgments_restore(*, membership: Membership) -> dict[str, int]:
         "judgments_restored": len(restored) + others,
         "judgments_kept_excluded": len(rows) - len(restored),
     }
+
+
+def drift_check_open(*, stats: RaterStats) -> None:
+    """Open a drift check (quality.rules.drift_check_due): more gold follows and the gold
+    answered from now on decides. Needs the submit's transaction, whose UPDATE of the
+    counters holds the stats row lock already."""
+    RaterStats.objects.filter(pk=stats.pk).update(
+        drift_check_at=max(1, stats.judgments), drift_gold_correct=0, drift_gold_wrong=0
+    )
+
+
+def drift_check_record(*, stats: RaterStats, correct: bool, outcome: str | None) -> None:
+    """Count a gold answer given while a drift check is open. A passed check closes and
+    starts the CUSUM afresh; after a block the figures stay as they were, for the record.
+    Needs the submit's transaction, after any gate transition (stats rows lock last)."""
+    if outcome == "pass":
+        RaterStats.objects.filter(pk=stats.pk).update(
+            drift_check_at=0, drift_gold_correct=0, drift_gold_wrong=0, drift_cusum=0.0
+        )
+        return
+    RaterStats.objects.filter(pk=stats.pk).update(
+        drift_gold_correct=F("drift_gold_correct") + int(correct),
+        drift_gold_wrong=F("drift_gold_wrong") + int(not correct),
+    )

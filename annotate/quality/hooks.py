@@ -8,7 +8,7 @@ heavier rules run in a task enqueued on commit every few judgments.
 
 from annotate.models import Judgment, Membership
 from annotate.quality.active import ACTIVE_REFRESH_EVERY
-from annotate.quality.gating import gate_transition
+from annotate.quality.gating import drift_check_open, drift_check_record, gate_transition
 from annotate.quality.rater_stats import (
     primary_criterion,
     same_answer,
@@ -18,9 +18,12 @@ from annotate.quality.rater_stats import (
     stats_on_regular,
 )
 from annotate.quality.rules import (
+    DRIFT_COUNTERS,
     GOLD_COUNTERS,
     QUALIFIED,
     REASONS,
+    drift_check_due,
+    drift_gold_outcome,
     gold_step,
     gold_verdict,
     policy_for,
@@ -58,16 +61,21 @@ def _on_gold(*, judgment: Judgment, membership: Membership, policy: dict) -> Non
     )
     after = {name: getattr(stats, name) + step.get(name, 0) for name in GOLD_COUNTERS}
     gold = gold_verdict(after, policy=policy)
+    drift = {name: getattr(stats, name) for name in DRIFT_COUNTERS}
+    drift["drift_gold_correct"] += int(judgment.gold_correct)
+    drift["drift_gold_wrong"] += int(not judgment.gold_correct)
+    outcome = drift_gold_outcome(drift, policy=policy)
     if not stats.manual_hold:
         state = membership.gate_state
         figures = {**stats_figures(stats, policy=policy, gold=gold), **after}
-        if gold.block and state != Membership.Gate.BLOCKED:
+        block = gold.block or ("drift_gold" if outcome == "block" else None)
+        if block and state != Membership.Gate.BLOCKED:
             gate_transition(
                 membership=membership,
                 to_state=Membership.Gate.BLOCKED,
-                rule=gold.block,
-                reason=REASONS[gold.block],
-                figures=figures,
+                rule=block,
+                reason=REASONS[block],
+                figures={**figures, **drift},
             )
         elif gold.qualified and state == Membership.Gate.QUALIFYING:
             gate_transition(
@@ -78,6 +86,8 @@ def _on_gold(*, judgment: Judgment, membership: Membership, policy: dict) -> Non
                 figures=figures,
             )
     stats_add(stats=stats, **step)
+    if stats.drift_check_at:
+        drift_check_record(stats=stats, correct=judgment.gold_correct, outcome=outcome)
 
 
 def repeat_agrees(judgment: Judgment) -> bool:
@@ -109,7 +119,10 @@ def quality_on_submit(
         _on_repeat(judgment=judgment)
     else:
         stats = stats_on_regular(judgment=judgment, campaign=judgment.campaign, images=images)
-        if stats.judgments % max(1, int(policy["evaluate_every"])) == 0:
+        due = drift_check_due(stats, policy=policy)
+        if due:
+            drift_check_open(stats=stats)
+        if due or stats.judgments % max(1, int(policy["evaluate_every"])) == 0:
             _enqueue_evaluation(judgment)
         if judgment.campaign.active_sampling and judgment.pk % ACTIVE_REFRESH_EVERY == 0:
             _enqueue_active_refresh(judgment)

@@ -100,6 +100,19 @@ class RaterStats(models.Model):
     # latest was wrong; gold_recent_n of them are in the window.
     gold_recent_bits = models.PositiveIntegerField(default=0)
     gold_recent_n = models.PositiveSmallIntegerField(default=0)
+    # Recent figures beside the lifetime ones, moved by each submit and never rebuilt by
+    # the recompute (they follow the order the evidence arrived in; see quality.rules):
+    # co-rater pairs and agreements weighted (1 - 1/recent_pairs) per later pair ...
+    co_recent_pairs = models.FloatField(default=0.0)
+    co_recent_agree = models.FloatField(default=0.0)
+    # ... the log of the typical judgment time, weighted per later judgment (null: none yet),
+    speed_recent_log = models.FloatField(null=True, blank=True)
+    # ... and the drift CUSUM on co-rater agreement; at its bound a drift check opens (at
+    # drift_check_at counted judgments; 0: none open) and the gold answered since decides.
+    drift_cusum = models.FloatField(default=0.0)
+    drift_check_at = models.PositiveIntegerField(default=0)
+    drift_gold_correct = models.PositiveIntegerField(default=0)
+    drift_gold_wrong = models.PositiveIntegerField(default=0)
     repeats = models.PositiveIntegerField(default=0)
     repeats_same = models.PositiveIntegerField(default=0)
     # Counts of judgment durations in log-spaced buckets (quality.encoding.SPEED_EDGES_MS).

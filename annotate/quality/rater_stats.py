@@ -12,6 +12,7 @@ stats rows in id order and moves all of them.
 """
 
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
@@ -43,7 +44,13 @@ from annotate.quality.pair_columns import (
     pair_columns_fetch,
     pair_counters,
 )
-from annotate.quality.rules import GOLD_COUNTERS, gold_step, policy_for
+from annotate.quality.rules import (
+    GOLD_COUNTERS,
+    drift_steps,
+    gold_step,
+    policy_for,
+    recent_decay,
+)
 from annotate.selectors import comparison_canonical_images
 
 COUNTERS = (
@@ -275,13 +282,100 @@ def stats_on_regular(
     )
     bucket = increments.pop("bucket")
     increments.update(own_pairs)
+    milliseconds = judgment_ms(duration_ms=judgment.duration_ms, server_ms=judgment.server_ms)
     return stats_increment(
         campaign_id=campaign.pk,
         annotator_id=judgment.annotator_id,
         own=increments,
         bucket=bucket,
         theirs=theirs,
+        recent=recent_steps(
+            policy=policy_for(campaign),
+            annotator_id=judgment.annotator_id,
+            own=increments,
+            theirs=theirs,
+            milliseconds=milliseconds,
+        ),
     )
+
+
+@dataclass(frozen=True)
+class RecentStep:
+    """What one submit does to a rater's recent figures (quality.rules): the pairs' weight
+    decay and counts, the CUSUM's step, and for the submitting rater the judgment time's."""
+
+    decay: float
+    pairs: int
+    agree: int
+    drift: float
+    speed_decay: float | None = None
+    log_ms: float | None = None
+
+
+def recent_steps(
+    *,
+    policy: dict,
+    annotator_id: int,
+    own: dict[str, int],
+    theirs: dict[int, dict[str, int]],
+    milliseconds: int,
+) -> dict[int, RecentStep]:
+    """The recent figures' steps for the submitting rater and each co-rater who gained pairs."""
+    up_agree, up_disagree = drift_steps(policy)
+    steps = {}
+    for rater, inc in {**theirs, annotator_id: own}.items():
+        pairs, agree = inc.get("co_pairs", 0), inc.get("co_agree", 0)
+        steps[rater] = RecentStep(
+            decay=recent_decay(policy, steps=pairs, span_key="recent_pairs"),
+            pairs=pairs,
+            agree=agree,
+            drift=agree * up_agree + (pairs - agree) * up_disagree,
+        )
+    steps[annotator_id] = RecentStep(
+        **{
+            **steps[annotator_id].__dict__,
+            "speed_decay": recent_decay(policy, steps=1, span_key="recent_judgments"),
+            "log_ms": math.log(max(1, milliseconds)),
+        }
+    )
+    return steps
+
+
+def _recent_assignments(recent: dict[int, RecentStep]) -> tuple[list[str], list[Any]]:
+    """SET clauses moving the recent figures (the arithmetic of quality.rules'
+    drift_cusum_step and recent_decay), one CASE per column over the raters."""
+    floor = "GREATEST" if connection.vendor == "postgresql" else "MAX"
+    columns = {
+        "co_recent_pairs": "co_recent_pairs * %s + %s",
+        "co_recent_agree": "co_recent_agree * %s + %s",
+        "drift_cusum": f"{floor}(0.0, drift_cusum + %s)",
+    }
+    assignments, params = [], []
+    moved = {rater: step for rater, step in recent.items() if step.pairs}
+    for column, expression in columns.items():
+        if not moved:
+            break
+        whens = []
+        for rater, step in moved.items():
+            whens.append(f"WHEN %s THEN {expression}")
+            params.append(rater)
+            if column == "co_recent_pairs":
+                params.extend([step.decay, float(step.pairs)])
+            elif column == "co_recent_agree":
+                params.extend([step.decay, float(step.agree)])
+            else:
+                params.append(step.drift)
+        assignments.append(f"{column} = CASE annotator_id {' '.join(whens)} ELSE {column} END")
+    for rater, step in recent.items():
+        if step.log_ms is not None:
+            assignments.append(
+                "speed_recent_log = CASE WHEN annotator_id = %s THEN "
+                "COALESCE(speed_recent_log * %s + %s, %s) ELSE speed_recent_log END"
+            )
+            params.extend(
+                [rater, step.speed_decay, (1 - step.speed_decay) * step.log_ms, step.log_ms]
+            )
+    return assignments, params
 
 
 _STATS_COLUMNS = [f.attname for f in RaterStats._meta.concrete_fields]
@@ -336,10 +430,12 @@ def stats_increment(
     bucket: int | None = None,
     theirs: dict[int, dict[str, int]] | None = None,
     bucket_step: int = 1,
+    recent: dict[int, RecentStep] | None = None,
 ) -> RaterStats:
     """Add `own` to the rater's counters (and `bucket_step` to speed bucket `bucket`),
     `theirs` to other raters' counters, in one statement; the rater's row as updated.
-    Negative steps take a judgment back out. Needs a transaction.
+    Negative steps take a judgment back out. `recent` (a submit's, from recent_steps)
+    moves the recent figures in the same statement. Needs a transaction.
 
     The rater's row is created on their first counted judgment.
     """
@@ -361,6 +457,10 @@ def stats_increment(
             "ELSE speed_hist END"
         )
         params.append(annotator_id)
+    recent = {a: step for a, step in (recent or {}).items() if a in everyone}
+    recent_sql, recent_params = _recent_assignments(recent)
+    assignments.extend(recent_sql)
+    params.extend(recent_params)
     if not assignments:  # nothing to add: a no-op that still reads the row back
         assignments.append("judgments = judgments")
     sql = _STATS_INCREMENT_SQL.format(
@@ -379,11 +479,20 @@ def stats_increment(
     hist = [0] * SPEED_BUCKETS
     if bucket is not None:
         hist[bucket] = 1
+    first = {}
+    if (step := recent.get(annotator_id)) is not None:
+        first = {
+            "co_recent_pairs": float(step.pairs),
+            "co_recent_agree": float(step.agree),
+            "drift_cusum": max(0.0, step.drift),
+            "speed_recent_log": step.log_ms,
+        }
     return RaterStats.objects.create(
         campaign_id=campaign_id,
         annotator_id=annotator_id,
         speed_hist=hist,
         **own,
+        **first,
     )
 
 

@@ -27,6 +27,10 @@ DEFAULT_POLICY: dict[str, Any] = {
     # tenure, so at ln(19) an honest one at 0.93 gold accuracy was blocked 1.3% of the time
     # in 1,000 tasks (bench/gating_monte_carlo.py).
     "sprt_block_bound": math.log(99),
+    # The block bound while qualifying; 0: sprt_bound, as the spec says (three early misses
+    # block). At 0.93 gold accuracy that blocks about 0.8% of honest raters before their
+    # first judgment; ln(99) (four misses) brings it under 0.1% (bench/gating_monte_carlo.py).
+    "sprt_qualify_block_bound": 0.0,
     # After qualifying, gold keeps coming at this rate (instead of the campaign's gold_rate)
     # until the SPRT on the gold answered since qualifying passes again, so a rater cannot
     # behave only while every task is a test. 0 turns it off; campaigns with gold_rate 0
@@ -61,6 +65,25 @@ DEFAULT_POLICY: dict[str, Any] = {
     # Agreement with the crowd (Cohen's kappa vs the leave-one-out majority): warn only.
     "kappa_warn": 0.1,
     "kappa_min": 30,
+    # Drift: a CUSUM on agreement with co-raters (H0 a co-rater agrees with probability
+    # drift_p_honest, H1 with drift_p_random: a rater answering at random among left, right
+    # and tie), kept on RaterStats and moved in the submit's UPDATE. It never blocks on its
+    # own (a minority taste also agrees less): at drift_bound it opens a drift check, gold
+    # comes at drift_gold_rate, and the SPRT on the gold answered since then decides: a
+    # block at -drift_block_bound (ln 999: a check may open several times in an honest
+    # rater's tenure), the check closed and the CUSUM reset at +sprt_bound. 0 turns it off.
+    # Tuned in bench/gating_monte_carlo.py: a rater who turns random is blocked within 50
+    # judgments of the switch, an honest one is not.
+    "drift_p_honest": 0.6,
+    "drift_p_random": 1 / 3,
+    "drift_bound": 4.0,
+    "drift_gold_rate": 0.5,
+    "drift_block_bound": math.log(999),
+    # The recent figures beside the lifetime ones: agreement with co-raters weighted by
+    # (1 - 1/recent_pairs) per later pair, the typical judgment time (a geometric mean)
+    # weighted by (1 - 1/recent_judgments) per later judgment.
+    "recent_pairs": 100,
+    "recent_judgments": 50,
     # Dataset-level alpha.
     "alpha_min_units": 200,
     "alpha_window_units": 200,
@@ -79,6 +102,7 @@ BLOCK_RULES = (
     "position_bias",
     "tie_spam",
     "self_consistency",
+    "drift_gold",
 )
 REASONS = {
     "gold_sprt": "Too many wrong answers on items with a known answer.",
@@ -91,6 +115,15 @@ REASONS = {
     "speed": "Answers come much faster than the campaign's usual pace.",
     "speed_with_suspicion": "Very fast answers that also look careless.",
     "crowd_kappa": "Answers often differ from the majority; worth a review (taste may differ).",
+    "drift_check": (
+        "Recent answers agree with other raters much less than before, so a few more items "
+        "with a known answer follow."
+    ),
+    "drift_gold": (
+        "Recent answers stopped agreeing with other raters, and too many of the items with "
+        "a known answer given since then were wrong."
+    ),
+    "speed_recent": "Recent answers come much faster than the campaign's usual pace.",
 }
 QUALIFIED = "Passed the qualification items."
 CLEARED = "No warning applies any more."
@@ -205,7 +238,7 @@ def gold_verdict(counters: Mapping[str, Any], *, policy: dict) -> GoldVerdict:
     evaluation (rules_evaluate): the SPRT over all gold answers blocks first, then the one
     over the gold answered since qualifying, then, once qualified, the one over the latest
     gold_window answers; the first SPRT's upper bound qualifies. Before qualifying a block
-    needs -sprt_bound, after it -sprt_block_bound. `counters`: GOLD_COUNTERS."""
+    needs -sprt_qualify_block_bound, after it -sprt_block_bound. `counters`: GOLD_COUNTERS."""
     llr = policy_llr(policy, correct=counters["gold_correct"], wrong=counters["gold_wrong"])
     post_llr = policy_llr(
         policy, correct=counters["post_gold_correct"], wrong=counters["post_gold_wrong"]
@@ -214,7 +247,11 @@ def gold_verdict(counters: Mapping[str, Any], *, policy: dict) -> GoldVerdict:
     recent_llr = policy_llr(policy, correct=right, wrong=wrong)
     bound = policy["sprt_bound"]
     qualified_before = bool(counters.get("gold_passed_at"))
-    block_bound = policy["sprt_block_bound"] if qualified_before else bound
+    block_bound = (
+        policy["sprt_block_bound"]
+        if qualified_before
+        else (policy["sprt_qualify_block_bound"] or bound)
+    )
     block = None
     if llr <= -block_bound:
         block = "gold_sprt"
@@ -238,19 +275,90 @@ def gold_rate_for(
     gold_passed_at: int | None,
     post_gold_correct: int = 0,
     post_gold_wrong: int = 0,
+    drift_check_at: int | None = 0,
 ) -> float:
     """The share of a qualified rater's tasks that are gold: the campaign's gold_rate, or
     the policy's confirm_gold_rate while the SPRT on the gold answered since qualifying
-    (the rater's counters since gold_passed_at) has not passed; room is left for the
-    campaign's repeats."""
+    (the rater's counters since gold_passed_at) has not passed, or its drift_gold_rate
+    while a drift check is open; room is left for the campaign's repeats."""
     policy = policy_for(campaign)
     rate = campaign.gold_rate
+    if rate > 0 and gold_passed_at and drift_check_at:
+        rate = max(rate, min(policy["drift_gold_rate"], 1 - campaign.repeat_rate))
     confirm = min(policy["confirm_gold_rate"], 1 - campaign.repeat_rate)
     if rate <= 0 or confirm <= rate or not gold_passed_at:
         return rate
     if policy_llr(policy, correct=post_gold_correct, wrong=post_gold_wrong) >= policy["sprt_bound"]:
         return rate
     return confirm
+
+
+# -- drift: windowed evidence on the regular judgments ---------------------------------------
+
+DRIFT_COUNTERS = ("drift_check_at", "drift_gold_correct", "drift_gold_wrong")
+
+
+def drift_steps(policy: dict) -> tuple[float, float]:
+    """The CUSUM's step for an agreeing and for a disagreeing co-rater pair:
+    ln(p_random / p_honest) < 0 and ln((1 - p_random) / (1 - p_honest)) > 0."""
+    honest, random = policy["drift_p_honest"], policy["drift_p_random"]
+    return math.log(random / honest), math.log((1 - random) / (1 - honest))
+
+
+def drift_cusum_step(cusum: float, *, pairs: int, agree: int, policy: dict) -> float:
+    """The CUSUM after `pairs` more co-rater pairs, `agree` of them agreeing: never below 0,
+    so a long honest record cannot bank credit against a later switch. The submit's UPDATE
+    computes the same (rater_stats.stats_increment)."""
+    if pairs <= 0:
+        return cusum
+    up_agree, up_disagree = drift_steps(policy)
+    return max(0.0, cusum + agree * up_agree + (pairs - agree) * up_disagree)
+
+
+def recent_decay(policy: dict, *, steps: int, span_key: str) -> float:
+    """The weight left to the earlier figures after `steps` more (pairs or judgments)."""
+    span = max(1.0, float(policy[span_key]))
+    return (1 - 1 / span) ** max(0, steps)
+
+
+def drift_check_due(stats: RaterStats, *, policy: dict) -> bool:
+    """Whether a qualified rater's agreement CUSUM reached drift_bound with no check open."""
+    bound = policy["drift_bound"]
+    return (
+        bool(bound > 0 and stats.gold_passed_at and not stats.drift_check_at)
+        and stats.drift_cusum >= bound
+    )
+
+
+def drift_gold_llr(counters: Mapping[str, Any], *, policy: dict) -> float:
+    return policy_llr(
+        policy, correct=counters["drift_gold_correct"], wrong=counters["drift_gold_wrong"]
+    )
+
+
+def drift_gold_outcome(counters: Mapping[str, Any], *, policy: dict) -> str | None:
+    """What the gold answered since a drift check opened says (`counters`: DRIFT_COUNTERS,
+    that answer counted): "block" at or below -drift_block_bound, "pass" at or above
+    sprt_bound, None while undecided or when no check is open."""
+    if not counters["drift_check_at"]:
+        return None
+    llr = drift_gold_llr(counters, policy=policy)
+    if llr <= -policy["drift_block_bound"]:
+        return "block"
+    if llr >= policy["sprt_bound"]:
+        return "pass"
+    return None
+
+
+def recent_agreement(stats: RaterStats) -> float | None:
+    """Agreement with co-raters, the latest pairs weighted most (about recent_pairs)."""
+    return stats.co_recent_agree / stats.co_recent_pairs if stats.co_recent_pairs else None
+
+
+def recent_median_ms(stats: RaterStats) -> float | None:
+    """The typical time of the latest judgments (about recent_judgments): a geometric mean."""
+    log_ms = stats.speed_recent_log
+    return math.exp(log_ms) if log_ms is not None else None
 
 
 @dataclass
@@ -335,6 +443,17 @@ def rules_evaluate(
         (verdict.block if suspicious else verdict.warn).append(
             "speed_with_suspicion" if suspicious else "speed"
         )
+    recent_ms = recent_median_ms(stats)
+    if (
+        not fast
+        and stats.judgments >= policy["speed_min"]
+        and recent_ms is not None
+        and campaign_median_ms
+        and recent_ms < policy["speed_ratio"] * campaign_median_ms
+    ):
+        verdict.warn.append("speed_recent")
+    if stats.drift_check_at and policy["drift_bound"] > 0:
+        verdict.warn.append("drift_check")
     if (
         stats.kappa is not None
         and stats.kappa_n >= policy["kappa_min"]
@@ -345,6 +464,7 @@ def rules_evaluate(
         stats, policy=policy, p_e=p_e, campaign_median_ms=campaign_median_ms
     )
     verdict.figures["rater_median_ms"] = rater_median
+    verdict.figures["recent_median_ms"] = recent_ms and round(recent_ms)
     return verdict
 
 
@@ -391,4 +511,14 @@ def stats_figures(
         "repeats_same": stats.repeats_same,
         "kappa": stats.kappa,
         "campaign_median_ms": campaign_median_ms,
+        "recent_agreement": _rounded(recent_agreement(stats)),
+        "recent_pairs": round(stats.co_recent_pairs or 0.0, 2),
+        "drift_cusum": round(stats.drift_cusum or 0.0, 4),
+        "drift_check_at": stats.drift_check_at,
+        "drift_gold_correct": stats.drift_gold_correct,
+        "drift_gold_wrong": stats.drift_gold_wrong,
     }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)

@@ -15,7 +15,15 @@ from annotate.quality.encoding import DERIVED, PAIR, speed_median_ms
 from annotate.quality.leaderboard import bradley_terry_leaderboard
 from annotate.quality.models import GateEvent, RaterStats
 from annotate.quality.rater_stats import primary_criterion
-from annotate.quality.rules import policy_for, wilson
+from annotate.quality.rules import (
+    GOLD_COUNTERS,
+    gold_window,
+    gold_window_size,
+    policy_for,
+    recent_agreement,
+    recent_median_ms,
+    wilson,
+)
 from annotate.quality.services import agreement_kinds, campaign_chance_agreement
 
 
@@ -77,11 +85,16 @@ def _rate(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
 
+def _gold_of(stats: RaterStats) -> dict:
+    return {name: getattr(stats, name) for name in GOLD_COUNTERS}
+
+
 def rater_table(*, campaign: Campaign) -> list[dict]:
     """One row per annotator: gate state and the figures the rules use, worst first."""
     stats = {s.annotator_id: s for s in RaterStats.objects.filter(campaign=campaign)}
     p_e = campaign_chance_agreement(campaign=campaign)
-    z = policy_for(campaign)["chance_z"]
+    policy = policy_for(campaign)
+    z = policy["chance_z"]
     rows = []
     memberships = Membership.objects.filter(
         campaign=campaign, role=Membership.Role.ANNOTATOR
@@ -116,6 +129,14 @@ def rater_table(*, campaign: Campaign) -> list[dict]:
                 "median_seconds": (
                     m / 1000 if (m := speed_median_ms(list(s.speed_hist or []))) else None
                 ),
+                # The recent figures beside the lifetime ones (quality.rules).
+                "recent_agreement": recent_agreement(s),
+                "recent_median_seconds": (
+                    m / 1000 if (m := recent_median_ms(s)) is not None else None
+                ),
+                "recent_gold_wrong": gold_window(_gold_of(s), policy=policy)[1],
+                "recent_gold_n": min(s.gold_recent_n, gold_window_size(policy)),
+                "drift_check": bool(s.drift_check_at),
                 "kappa": s.kappa,
                 "flags": list(s.flags or []),
                 "manual_hold": s.manual_hold,

@@ -6,6 +6,8 @@ the undo's counter update. The undo service only lets the rater's latest judgmen
 the gold counters can be replayed from the rater's remaining gold answers.
 """
 
+from django.db.models import F
+
 from annotate.models import Judgment
 from annotate.quality.encoding import BOTH_BAD_VALUE, DERIVED, PAIR, judgment_ms
 from annotate.quality.hooks import repeat_agrees
@@ -59,7 +61,10 @@ def _off_regular(*, judgment: Judgment) -> None:
 
 
 def _off_gold(*, judgment: Judgment) -> None:
-    """Replay the rater's other gold answers in order, as the recompute does."""
+    """Replay the rater's other gold answers in order, as the recompute does.
+
+    A drift check still open was open when this answer came (checks open on regular
+    submits only), so the answer leaves its counters too; one it closed stays closed."""
     policy = policy_for(judgment.campaign)
     figures = dict.fromkeys(GOLD_COUNTERS, 0)
     answers = (
@@ -74,9 +79,13 @@ def _off_gold(*, judgment: Judgment) -> None:
         if correct is not None:
             for name, step in gold_step(figures, correct=correct, policy=policy).items():
                 figures[name] += step
-    RaterStats.objects.filter(
+    name = "drift_gold_correct" if judgment.gold_correct else "drift_gold_wrong"
+    rows = RaterStats.objects.filter(
         campaign_id=judgment.campaign_id, annotator_id=judgment.annotator_id
-    ).update(**figures)
+    )
+    rows.update(**figures)
+    if judgment.gold_correct is not None:
+        rows.filter(drift_check_at__gt=0, **{f"{name}__gt": 0}).update(**{name: F(name) - 1})
 
 
 def _off_repeat(*, judgment: Judgment) -> None:

@@ -291,6 +291,7 @@ def _choose_kind(*, campaign: Campaign, membership: Membership) -> str:
             gold_passed_at=membership.gold_passed_at,
             post_gold_correct=membership.post_gold_correct or 0,
             post_gold_wrong=membership.post_gold_wrong or 0,
+            drift_check_at=membership.drift_check_at or 0,
         )
     if draw < gold_rate:
         return "gold"
@@ -352,7 +353,12 @@ def _membership_for_update(
         .annotate(
             **{
                 name: Subquery(stats.values(name)[:1])
-                for name in ("gold_passed_at", "post_gold_correct", "post_gold_wrong")
+                for name in (
+                    "gold_passed_at",
+                    "post_gold_correct",
+                    "post_gold_wrong",
+                    "drift_check_at",
+                )
             },
             open_count=Coalesce(
                 Subquery(open_now.values("annotator").annotate(n=Count("pk")).values("n")), 0

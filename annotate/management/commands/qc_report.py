@@ -50,15 +50,17 @@ class Command(BaseCommand):
             )
         out("\nRaters")
         out(
-            f"  {'user':<18}{'state':<11}{'judg':>6}{'gold':>8}{'agree':>7}{'left':>6}"
-            f"{'ties':>6}{'repeat':>7}{'sec':>6}{'kappa':>7}  flags"
+            f"  {'user':<18}{'state':<11}{'judg':>6}{'gold':>8}{'agree':>7}{'recent':>7}"
+            f"{'left':>6}{'ties':>6}{'repeat':>7}{'sec':>6}{'recent':>7}{'kappa':>7}  flags"
         )
         for row in summary["raters"][:raters]:
             out(
                 f"  {row['username'][:17]:<18}{row['gate_state']:<11}{row['judgments']:>6}"
                 f"{row['gold_correct']:>4}/{row['gold_wrong']:<3}{_num(row['agreement'], 2):>7}"
+                f"{_num(row['recent_agreement'], 2):>7}"
                 f"{_num(row['left_share'], 2):>6}{_num(row['tie_rate'], 2):>6}"
                 f"{_num(row['repeat_consistency'], 2):>7}{_num(row['median_seconds'], 1):>6}"
+                f"{_num(row['recent_median_seconds'], 1):>7}"
                 f"{_num(row['kappa'], 2):>7}  {','.join(row['flags'])}"
             )
         out("\nRecent gate events")
