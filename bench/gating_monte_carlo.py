@@ -33,6 +33,7 @@ repeat 1 in 3. One generator (numpy default_rng(seed)) draws everything in order
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from pathlib import Path
@@ -95,6 +96,17 @@ def run_rater(rng, *, gold, agree, repeat, ties, tasks, switch_at=None, qc_polic
     policy = policy_for(campaign)
     stats = RaterStats(speed_hist=[])
     checks = 0
+    # Pure functions of their arguments: asked once per distinct argument, not per task.
+    rate_for = functools.lru_cache(maxsize=None)(
+        lambda *figures: gold_rate_for(
+            campaign=campaign,
+            gold_passed_at=figures[0],
+            post_gold_correct=figures[1],
+            post_gold_wrong=figures[2],
+            drift_check_at=figures[3],
+        )
+    )
+    decay = recent_decay(policy, steps=CO_RATERS, span_key="recent_pairs")
     for _task in range(tasks):
         random_now = switch_at is not None and stats.judgments >= switch_at
         g, q, r, t = (1 / 3, 1 / 3, 1 / 3, 1 / 3) if random_now else (gold, agree, repeat, ties)
@@ -102,12 +114,11 @@ def run_rater(rng, *, gold, agree, repeat, ties, tasks, switch_at=None, qc_polic
         rate = (
             1.0
             if qualifying
-            else gold_rate_for(
-                campaign=campaign,
-                gold_passed_at=stats.gold_passed_at,
-                post_gold_correct=stats.post_gold_correct,
-                post_gold_wrong=stats.post_gold_wrong,
-                drift_check_at=stats.drift_check_at,
+            else rate_for(
+                stats.gold_passed_at,
+                stats.post_gold_correct,
+                stats.post_gold_wrong,
+                stats.drift_check_at,
             )
         )
         draw = rng.random()
@@ -151,12 +162,11 @@ def run_rater(rng, *, gold, agree, repeat, ties, tasks, switch_at=None, qc_polic
                 stats.pos_sumsq += 1
                 stats.n_lo += side > 0
                 stats.n_hi += side < 0
-            agreeing = int((rng.random(CO_RATERS) < q).sum())
+            agreeing = sum(rng.random() < q for _ in range(CO_RATERS))
             stats.co_rated += 1
             stats.co_pairs += CO_RATERS
             stats.co_agree += agreeing
             # The submit's UPDATE (rater_stats.recent_steps and stats_increment).
-            decay = recent_decay(policy, steps=CO_RATERS, span_key="recent_pairs")
             stats.co_recent_pairs = stats.co_recent_pairs * decay + CO_RATERS
             stats.co_recent_agree = stats.co_recent_agree * decay + agreeing
             stats.drift_cusum = drift_cusum_step(

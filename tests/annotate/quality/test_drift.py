@@ -169,7 +169,10 @@ def test_the_submit_moves_the_cusum_and_recent_figures_as_the_rules_do():
     row = next(r for r in rater_table(campaign=campaign) if r["user_id"] == user.pk)
     assert row["agreement"] == 0.0 and row["recent_agreement"] == 0.0
     assert row["recent_median_seconds"] is not None and row["drift_check"] is False
-    assert (row["recent_gold_n"], row["recent_gold_wrong"]) == (8, 0)  # the qualifying eight
+    # Every gold answer so far (the qualifying eight and any since) is in the window of 20.
+    stats.refresh_from_db()
+    assert row["recent_gold_n"] == stats.gold_correct + stats.gold_wrong
+    assert row["recent_gold_wrong"] == stats.gold_wrong == 0
 
 
 @pytest.mark.django_db
