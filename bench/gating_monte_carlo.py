@@ -75,7 +75,7 @@ class Campaign:
 
 def run_rater(rng, *, gold, agree, repeat, ties, tasks, switch_at=None, qc_policy=None):
     """(blocked, the rules that fired, counted judgments when blocked, drift checks opened)
-    for one rater."""
+    for one rater; GOLD_SEEN counts the gold tasks after qualifying and all tasks."""
     from annotate.quality.models import RaterStats
     from annotate.quality.rules import (
         DRIFT_COUNTERS,
@@ -122,7 +122,9 @@ def run_rater(rng, *, gold, agree, repeat, ties, tasks, switch_at=None, qc_polic
             )
         )
         draw = rng.random()
+        GOLD_SEEN[1] += not qualifying
         if draw < rate:
+            GOLD_SEEN[0] += not qualifying
             correct = bool(rng.random() < g)
             counters = {k: getattr(stats, k) for k in GOLD_COUNTERS}
             step = gold_step(counters, correct=correct, policy=policy)
@@ -187,10 +189,13 @@ HONEST_AGREE = (0.55, 0.75)  # agreement with a co-rater, honest majority taste
 MINORITY_AGREE = (0.45, 0.55)  # honest, another taste: agrees less, gold as good
 TODAY = {"drift_bound": 0}  # the drift check switched off: the rules before it
 BASE_POLICY: dict = {}  # --policy
+GOLD_SEEN = [0, 0]  # gold tasks after qualifying, tasks after qualifying
 
 
 def honest_cell(rng, *, raters, tasks, gold, repeat, agree=HONEST_AGREE, qc_policy=None):
-    """(blocked, {rule: blocks}, blocked after qualifying, drift checks per rater)."""
+    """(blocked, {rule: blocks}, blocked after qualifying, drift checks per rater); the
+    share of gold among the tasks after qualifying is left in GOLD_SEEN."""
+    GOLD_SEEN[:] = [0, 0]
     blocked, after_qualifying, rules, checks = 0, 0, {}, 0
     for _ in range(raters):
         hit, fired, at, opened = run_rater(
@@ -230,9 +235,9 @@ def main() -> None:
     print("Honest raters (co-rater agreement 0.55 to 0.75), false blocks over the tasks:\n")
     print(
         "| gold accuracy | repeat agreement | blocked | share | 95% interval "
-        "| after qualifying | rules | drift checks per rater |"
+        "| after qualifying | rules | drift checks per rater | gold share after qualifying |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     cells = [(g, r) for g in (0.93, 0.96, 0.99) for r in (0.65, 0.75, 0.85)]
     cells.append(((0.93, 0.99), (0.65, 0.85)))
     worst = (-1, None)
@@ -244,15 +249,18 @@ def main() -> None:
         label = lambda v: f"{v[0]} to {v[1]}" if isinstance(v, tuple) else f"{v}"  # noqa: E731
         print(
             f"| {label(gold)} | {label(repeat)} | {_share(blocked, n)} | {after} | {named} "
-            f"| {checks:.1f} |"
+            f"| {checks:.1f} | {GOLD_SEEN[0] / max(1, GOLD_SEEN[1]):.1%} |"
         )
         if not isinstance(gold, tuple) and blocked > worst[0]:
             worst = (blocked, (gold, repeat))
     print(f"\nworst cell: gold {worst[1][0]}, repeat {worst[1][1]}: {_share(worst[0], n)}\n")
 
     print("Minority taste (co-rater agreement 0.45 to 0.55, gold 0.93 to 0.99), today vs now:\n")
-    print("| rules | blocked | share | 95% interval | after qualifying | rules | drift checks |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| rules | blocked | share | 95% interval | after qualifying | rules | drift checks "
+        "| gold share after qualifying |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for name, qc_policy in (("today (no drift check)", TODAY), ("with the drift check", None)):
         blocked, rules, after, checks = honest_cell(
             rng,
@@ -264,7 +272,10 @@ def main() -> None:
             qc_policy=qc_policy,
         )
         named = ", ".join(f"{k} {v}" for k, v in sorted(rules.items())) or "none"
-        print(f"| {name} | {_share(blocked, n)} | {after} | {named} | {checks:.1f} |")
+        print(
+            f"| {name} | {_share(blocked, n)} | {after} | {named} | {checks:.1f} "
+            f"| {GOLD_SEEN[0] / max(1, GOLD_SEEN[1]):.1%} |"
+        )
 
     print("\nRaters who turn random after S counted judgments (honest before, g 0.93 to 0.99):\n")
     print(

@@ -116,8 +116,8 @@ REASONS = {
     "speed_with_suspicion": "Very fast answers that also look careless.",
     "crowd_kappa": "Answers often differ from the majority; worth a review (taste may differ).",
     "drift_check": (
-        "Recent answers agree with other raters much less than before, so a few more items "
-        "with a known answer follow."
+        "Recent answers agree with other raters much less than before, so they are checked "
+        "more closely for a while."
     ),
     "drift_gold": (
         "Recent answers stopped agreeing with other raters, and too many of the items with "
