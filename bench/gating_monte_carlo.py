@@ -27,7 +27,9 @@ uniformly over those ranges), q in 0.55 to 0.75, ties 5% to 20%; 1,000 tasks eac
 worst cell is printed. Minority taste: honest, gold 0.93 to 0.99, but q in 0.45 to 0.55,
 with and without the drift check. A random rater (after the switch): gold right 1 in 3,
 answers left, right or tie at random, agrees with a co-rater 1 in 3 and with their own
-repeat 1 in 3. One generator (numpy default_rng(seed)) draws everything in order.
+repeat 1 in 3. Seeds: the honest table draws from default_rng(seed) in order, the drift
+table from default_rng([seed, 3]), minority rater i from default_rng([seed, i]) in both of
+its rows, so each table's figures do not depend on which others ran (--sections).
 """
 
 from __future__ import annotations
@@ -55,6 +57,11 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--raters", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument(
+        "--sections",
+        default="honest,minority,drift",
+        help="which tables to print, comma-separated (honest, minority, drift)",
+    )
     parser.add_argument(
         "--policy",
         action="append",
@@ -192,12 +199,18 @@ BASE_POLICY: dict = {}  # --policy
 GOLD_SEEN = [0, 0]  # gold tasks after qualifying, tasks after qualifying
 
 
-def honest_cell(rng, *, raters, tasks, gold, repeat, agree=HONEST_AGREE, qc_policy=None):
+def honest_cell(
+    rng, *, raters, tasks, gold, repeat, agree=HONEST_AGREE, qc_policy=None, paired_seed=None
+):
     """(blocked, {rule: blocks}, blocked after qualifying, drift checks per rater); the
-    share of gold among the tasks after qualifying is left in GOLD_SEEN."""
+    share of gold among the tasks after qualifying is left in GOLD_SEEN. With
+    `paired_seed`, rater i draws from its own generator default_rng([paired_seed, i]), so
+    two policies meet the same raters (same tastes, same answers until they diverge)."""
     GOLD_SEEN[:] = [0, 0]
     blocked, after_qualifying, rules, checks = 0, 0, {}, 0
-    for _ in range(raters):
+    for index in range(raters):
+        if paired_seed is not None:
+            rng = np.random.default_rng([paired_seed, index])
         hit, fired, at, opened = run_rater(
             rng,
             gold=rng.uniform(*gold) if isinstance(gold, tuple) else gold,
@@ -232,6 +245,18 @@ def main() -> None:
         BASE_POLICY[key] = float(value)
 
     print(f"seed {args.seed}, {n} raters per row, {args.tasks} tasks each, policy {BASE_POLICY}\n")
+    sections = set(args.sections.split(","))
+    if "honest" in sections:
+        honest_tables(rng, args)
+    if "minority" in sections:
+        minority_table(args)
+    if "drift" in sections:
+        # Its own generator, so each table's figures do not depend on which others ran.
+        drift_table(np.random.default_rng([args.seed, 3]), args)
+
+
+def honest_tables(rng, args) -> None:
+    n = args.raters
     print("Honest raters (co-rater agreement 0.55 to 0.75), false blocks over the tasks:\n")
     print(
         "| gold accuracy | repeat agreement | blocked | share | 95% interval "
@@ -255,7 +280,13 @@ def main() -> None:
             worst = (blocked, (gold, repeat))
     print(f"\nworst cell: gold {worst[1][0]}, repeat {worst[1][1]}: {_share(worst[0], n)}\n")
 
-    print("Minority taste (co-rater agreement 0.45 to 0.55, gold 0.93 to 0.99), today vs now:\n")
+
+def minority_table(args) -> None:
+    n = args.raters
+    print(
+        "Minority taste (co-rater agreement 0.45 to 0.55, gold 0.93 to 0.99), today vs now, "
+        "the same raters in both rows:\n"
+    )
     print(
         "| rules | blocked | share | 95% interval | after qualifying | rules | drift checks "
         "| gold share after qualifying |"
@@ -263,13 +294,14 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for name, qc_policy in (("today (no drift check)", TODAY), ("with the drift check", None)):
         blocked, rules, after, checks = honest_cell(
-            rng,
+            None,
             raters=n,
             tasks=args.tasks,
             gold=(0.93, 0.99),
             repeat=(0.65, 0.85),
             agree=MINORITY_AGREE,
             qc_policy=qc_policy,
+            paired_seed=args.seed,
         )
         named = ", ".join(f"{k} {v}" for k, v in sorted(rules.items())) or "none"
         print(
@@ -277,6 +309,9 @@ def main() -> None:
             f"| {GOLD_SEEN[0] / max(1, GOLD_SEEN[1]):.1%} |"
         )
 
+
+def drift_table(rng, args) -> None:
+    n = args.raters
     print("\nRaters who turn random after S counted judgments (honest before, g 0.93 to 0.99):\n")
     print(
         "| S | blocked within 50 after the switch | share | 95% interval | blocked at all "
