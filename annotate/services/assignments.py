@@ -304,7 +304,7 @@ def _choose_kind(*, campaign: Campaign, membership: Membership) -> str:
 # asks the same, but building and compiling its five subqueries took about 1.7 ms of CPU on
 # every next, a fifth of the request's (bench/RESULTS.md, "Annotation loop").
 _MEMBERSHIP_FOR_UPDATE_SQL = """
-SELECT m.*, s.gold_passed_at, s.post_gold_correct, s.post_gold_wrong,
+SELECT m.*, s.gold_passed_at, s.post_gold_correct, s.post_gold_wrong, s.drift_check_at,
     (SELECT count(*) FROM annotate_assignment a
      WHERE a.annotator_id = %(annotator)s AND a.campaign_id = %(campaign)s
        AND a.state = %(open)s AND a.expires_at > %(now)s) AS open_count,
