@@ -118,7 +118,9 @@ def quality_on_submit(
     elif judgment.is_repeat:
         _on_repeat(judgment=judgment)
     else:
-        stats = stats_on_regular(judgment=judgment, campaign=judgment.campaign, images=images)
+        stats = stats_on_regular(
+            judgment=judgment, campaign=judgment.campaign, images=images, policy=policy
+        )
         due = drift_check_due(stats, policy=policy)
         if due:
             drift_check_open(stats=stats)

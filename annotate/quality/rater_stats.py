@@ -266,13 +266,18 @@ def co_rater_updates(
 
 
 def stats_on_regular(
-    *, judgment: Judgment, campaign: Campaign, images: list[tuple[int, str]] | None = None
+    *,
+    judgment: Judgment,
+    campaign: Campaign,
+    images: list[tuple[int, str]] | None = None,
+    policy: dict | None = None,
 ) -> RaterStats:
     """Store the ratings and move every affected counter. Needs the submit's transaction.
 
     Runs after the submit updated the comparison row, so concurrent submits on the same
     comparison are serialised by that row lock: each sees the ratings committed before it,
-    and no co-rater pair is missed or counted twice. `images` as for ratings_store.
+    and no co-rater pair is missed or counted twice. `images` as for ratings_store;
+    `policy`: the campaign's (policy_for), when the caller has it already.
     """
     units, others = _store_and_read_others(judgment=judgment, campaign=campaign, images=images)
     own_pairs, theirs = co_rater_updates(units, others)
@@ -290,7 +295,7 @@ def stats_on_regular(
         bucket=bucket,
         theirs=theirs,
         recent=recent_steps(
-            policy=policy_for(campaign),
+            policy=policy or policy_for(campaign),
             annotator_id=judgment.annotator_id,
             own=increments,
             theirs=theirs,
