@@ -376,7 +376,11 @@ async def annotator_loop(
         task = json.loads(data)
         if think_ms:
             await asyncio.sleep(rng.expovariate(1000 / think_ms))
-        answer = rng.choice([task["images"][0]["uid"], task["images"][1]["uid"], "tie"])
+        # A consistent rater: mostly the same side of a pair, whoever asks and in whichever
+        # order it is shown. Answering at random got the simulated annotators blocked by the
+        # quality rules (speed with a suspicion of carelessness) once the worker evaluated them.
+        uids = sorted(image["uid"] for image in task["images"])
+        answer = uids[0] if rng.random() < 0.9 else rng.choice([uids[1], "tie"])
         t0 = time.perf_counter()
         status, data = await conn.post(
             f"/api/assignments/{task['id']}/submit/",
