@@ -147,7 +147,11 @@ class PairBuffer:
         self.bytes = 0
 
     def add(self, batch: pa.RecordBatch, nbytes: int) -> None:
-        """`batch`: BATCH_NAMES columns; `nbytes`: its image bytes."""
+        """`batch`: BATCH_NAMES columns; `nbytes`: its image bytes. What is pending goes out
+        first when this batch's images would take it past BUFFER_BYTES, so no more than
+        about BUFFER_BYTES of images wait at once."""
+        if self.pending and self.bytes + nbytes > BUFFER_BYTES:
+            self.flush()
         self.pending.append(batch)
         self.rows += batch.num_rows
         self.bytes += nbytes
