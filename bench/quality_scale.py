@@ -71,8 +71,9 @@ SELECT gen_random_uuid(), p.id, 'images/' || p.id || '-' || m || '.png', md5(p.i
        'model-' || m, '{}'::jsonb, 'imported', now()
 FROM annotate_prompt p CROSS JOIN generate_series(0, 3) m WHERE p.campaign_id = %(campaign)s;
 
-INSERT INTO annotate_comparison (campaign_id, prompt_id, key, role, gold_kind, wanted, done, in_flight, status, created_at)
-SELECT %(campaign)s, a.prompt_id, a.id || '-' || b.id, 'regular', '', 3, 3, 0, 'full', now()
+INSERT INTO annotate_comparison (campaign_id, prompt_id, key, role, gold_kind, wanted, done, in_flight, status,
+                                 priority, created_at)
+SELECT %(campaign)s, a.prompt_id, a.id || '-' || b.id, 'regular', '', 3, 3, 0, 'full', 0, now()
 FROM annotate_image a JOIN annotate_image b ON a.prompt_id = b.prompt_id AND a.id < b.id
 JOIN annotate_prompt p ON p.id = a.prompt_id AND p.campaign_id = %(campaign)s;
 
@@ -134,9 +135,9 @@ FROM plan p WHERE p.comparison_id = c.id AND p.n > %(full)s;
 
 -- Gold: 100 items, every rater meets 20 of them.
 INSERT INTO annotate_comparison (campaign_id, prompt_id, key, role, gold_answer, gold_kind, wanted, done,
-                                 in_flight, status, created_at)
+                                 in_flight, status, priority, created_at)
 SELECT %(campaign)s, (SELECT min(id) FROM annotate_prompt WHERE campaign_id = %(campaign)s),
-       'gold-' || g, 'gold', '{"overall": "tie"}'::jsonb, 'identical', 3, 0, 0, 'open', now()
+       'gold-' || g, 'gold', '{"overall": "tie"}'::jsonb, 'identical', 3, 0, 0, 'open', 0, now()
 FROM generate_series(1, 100) g;
 
 CREATE TEMP TABLE gold_plan AS
