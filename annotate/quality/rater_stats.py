@@ -47,7 +47,7 @@ from annotate.quality.pair_columns import (
 from annotate.quality.rules import (
     GOLD_COUNTERS,
     drift_steps,
-    gold_step,
+    gold_replay,
     policy_for,
     recent_decay,
 )
@@ -665,13 +665,8 @@ def checks_fetch(*, campaign: Campaign) -> Checks:
 
 def _checks_apply(*, checks: Checks, result: dict, policy: dict) -> None:
     for annotator_id, answers in checks.gold.items():
-        figures = result[annotator_id]
-        # The submit's own arithmetic, answer by answer, in the order they were given.
-        for correct in answers:
-            if correct is not None:
-                step = gold_step(figures, correct=correct, policy=policy)
-                for name, value in step.items():
-                    figures[name] += value
+        # The submit's own arithmetic (gold_step), answer by answer, in the order given.
+        gold_replay(result[annotator_id], answers=answers, policy=policy)
     for annotator_id, (repeats, same) in checks.repeats.items():
         result[annotator_id]["repeats"] = repeats
         result[annotator_id]["repeats_same"] = same

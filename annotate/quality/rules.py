@@ -9,7 +9,7 @@ minority taste shows.
 """
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -217,6 +217,47 @@ def gold_step(counters: dict[str, int], *, correct: bool, policy: dict) -> dict[
     if policy_llr(policy, correct=right, wrong=wrong) >= policy["sprt_bound"]:
         step["gold_passed_at"] = right + wrong
     return step
+
+
+def gold_replay(counters: dict[str, Any], *, answers: Iterable[bool | None], policy: dict) -> None:
+    """Apply gold_step for each answer in order (None: unknown, skipped), in place.
+
+    The recompute's loop over every rater's gold answers: the same arithmetic as summing
+    gold_step's increments answer by answer, with the policy's constants and the LLR's two
+    logarithms taken once instead of per answer (the same float operations, so the
+    qualifying answer is the same one).
+    """
+    size = gold_window_size(policy)
+    mask = (1 << size) - 1
+    per_right = math.log(policy["sprt_p1"] / policy["sprt_p0"])
+    per_wrong = math.log((1 - policy["sprt_p1"]) / (1 - policy["sprt_p0"]))
+    bound = policy["sprt_bound"]
+    right, wrong = counters["gold_correct"], counters["gold_wrong"]
+    passed_at = counters["gold_passed_at"]
+    post_right, post_wrong = counters["post_gold_correct"], counters["post_gold_wrong"]
+    bits, n = counters["gold_recent_bits"], counters["gold_recent_n"]
+    for correct in answers:
+        if correct is None:
+            continue
+        miss = int(not correct)
+        bits = ((bits << 1) | miss) & mask
+        n = min(n + 1, size)
+        right += 1 - miss
+        wrong += miss
+        if passed_at:
+            post_right += 1 - miss
+            post_wrong += miss
+        elif right * per_right + wrong * per_wrong >= bound:
+            passed_at += right + wrong
+    counters.update(
+        gold_correct=right,
+        gold_wrong=wrong,
+        gold_passed_at=passed_at,
+        post_gold_correct=post_right,
+        post_gold_wrong=post_wrong,
+        gold_recent_bits=bits,
+        gold_recent_n=n,
+    )
 
 
 @dataclass(frozen=True)
