@@ -337,6 +337,7 @@ class PhaseResult:
     judgments: int = 0
     errors: int = 0
     empty: int = 0
+    error_samples: list[str] = field(default_factory=list)  # the first few, for the report
     cpu: dict[str, float] = field(default_factory=dict)  # cores used, per process group
     waits: dict = field(default_factory=dict)  # what the database's backends waited on
     load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average at the start and the end
@@ -371,6 +372,8 @@ async def annotator_loop(
             continue
         if status != 200:
             result.errors += 1
+            if len(result.error_samples) < 3:
+                result.error_samples.append(f"next {status} {data[:160]!r}")
             await asyncio.sleep(0.1)
             continue
         task = json.loads(data)
@@ -393,6 +396,8 @@ async def annotator_loop(
             acknowledged.append(json.loads(data)["id"])
         else:
             result.errors += 1
+            if len(result.error_samples) < 3:
+                result.error_samples.append(f"submit {status} {data[:160]!r}")
 
 
 async def run_phase(
@@ -607,10 +612,25 @@ def start_gunicorn(port: int, args, database_url: str) -> subprocess.Popen:
     for _ in range(300):
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
+                wait_until_idle(process.pid)
                 return process
         time.sleep(0.1)
     stop_process(process)
     raise RuntimeError("gunicorn did not start")
+
+
+def wait_until_idle(master: int, timeout: float = 120) -> None:
+    """gunicorn's master listens before its workers have imported Django, and Celery's
+    worker takes seconds to start: wait until no process of the tree used CPU for half a
+    second, so that none boots during a phase."""
+    deadline = time.monotonic() + timeout
+    before = _cpu_seconds(_tree(master))
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = _cpu_seconds(_tree(master))
+        if len(now) > 1 and all(abs(now[pid] - before.get(pid, -1)) < 0.01 for pid in now):
+            return
+        before = now
 
 
 def start_worker(args, database_url: str, schedule: str, log) -> subprocess.Popen:
@@ -800,6 +820,8 @@ def report(results: list[PhaseResult], invariants: dict, ok: bool) -> str:
                 )
     lines.append("")
     lines += [f"- {key}: {value}" for key, value in invariants.items()]
+    for r in results:
+        lines += [f"- error in {r.name}: {sample}" for sample in r.error_samples]
     return "\n".join(lines)
 
 
@@ -885,6 +907,7 @@ def main() -> None:
                 worker = start_worker(
                     args, args.database_url, str(Path(scratch) / "beat"), worker_log
                 )
+                wait_until_idle(worker.pid)
             monitor = Monitor(
                 args.database_url, web=server.pid, worker=worker.pid if worker else None
             )
@@ -963,6 +986,9 @@ def main() -> None:
     )
     print()
     print(report(list(results.values()), invariants, ok))
+    if args.py_spy:
+        print()
+        print(summarise_py_spy(args.py_spy))
     met = targets_met(results)
     parts = []
     if single := results.get("single"):
@@ -1022,6 +1048,46 @@ def gunicorn_settings(args) -> str:
     workers = args.workers or conf["workers"]
     threads = args.threads or conf["threads"]
     return f"{conf['worker_class']} {workers}x{threads} (gunicorn.conf.py)"
+
+
+# Functions whose inclusive share of the web processes' samples the py-spy summary lists.
+SPY_FUNCTIONS = (
+    "AssignmentNextApi.post",
+    "JudgmentSubmitApi.post",
+    "campaign_get_for_annotator",
+    "assignment_get_for_annotator",
+    "assignment_next",
+    "judgment_submit",
+    "quality_on_submit",
+    "SQLCompiler.as_sql",
+    "Connection.wait",
+    "BaseDatabaseWrapper.commit",
+)
+
+
+def summarise_py_spy(folder: str) -> str:
+    """Where the web threads were when sampled: the most frequent innermost frames, and the
+    inclusive share of the hot path's functions (py-spy's collapsed stacks, all processes)."""
+    leaves: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for path in Path(folder).glob("web-*.txt"):
+        for line in path.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            frames = [frame.split(" (")[0] for frame in stack.split(";")]
+            n = int(count)
+            total += n
+            leaves[frames[-1]] = leaves.get(frames[-1], 0) + n
+            for name in set(frames):
+                inclusive[name] = inclusive.get(name, 0) + n
+    if not total:
+        return "py-spy: no samples"
+    lines = [f"py-spy, {total} samples of the web threads (inclusive share):", ""]
+    lines += [f"- {name}: {inclusive.get(name, 0) / total:.1%}" for name in SPY_FUNCTIONS]
+    lines += ["", "innermost frames:", ""]
+    top = sorted(leaves.items(), key=lambda item: -item[1])[:10]
+    lines += [f"- {name}: {n / total:.1%}" for name, n in top]
+    return "\n".join(lines)
 
 
 def start_py_spy(master: int, folder: str, seconds: float) -> list[subprocess.Popen]:
