@@ -34,6 +34,28 @@ READERS = {
         "(`train_diffusion_dpo.py`) and Pickwise's trainer read."
     ),
 }
+# What each format's consensus columns mean (exports.consensus); formats without them absent.
+CONSENSUS = {
+    "pickapic": (
+        "After the Pick-a-Pic columns, each row's image pair's consensus over every judgment "
+        "the export keeps, oriented to image 0 like `label_0`: `consensus_label_0` (1.0 or "
+        "0.0, 0.5 where the pair is contested), `consensus_confidence` (the probability of "
+        "the consensus winner), `consensus_contested`, `majority_label_0` (the plurality of "
+        "votes, for reference), `consensus_votes`, `comparison_judgments` and "
+        "`comparison_settled`. The model and the contested threshold are in the manifest's "
+        "policy."
+    ),
+    "image_preference": (
+        "Each row's image pair's consensus over every judgment the export keeps (ties "
+        "included), oriented to `chosen`: `consensus_label` is 1.0 where the consensus "
+        "prefers the chosen image, 0.0 where it prefers the rejected one (the row's rater "
+        "went against it), 0.5 where the pair is contested; `consensus_confidence` (the "
+        "probability of the consensus winner), `consensus_contested`, `majority_label` (the "
+        "plurality of votes, for reference), `consensus_votes`, `comparison_judgments` and "
+        "`comparison_settled`. The model and the contested threshold are in the manifest's "
+        "policy."
+    ),
+}
 
 
 def _yaml_feature(name: str, feature: dict, indent: str) -> list[str]:
@@ -90,6 +112,12 @@ def card_text(*, result: FormatResult, title: str, format: str, summary: dict) -
         lines.append("## Who reads it")
         lines.append("")
         lines.append(readers)
+    consensus = CONSENSUS.get(format)
+    if consensus:
+        lines.append("")
+        lines.append("## Consensus")
+        lines.append("")
+        lines.append(consensus)
     lines.append("")
     lines.append("## Summary")
     lines.append("")

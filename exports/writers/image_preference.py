@@ -7,17 +7,24 @@ Pick-a-Pic `ranking_id` of the same pair, the judgment id and the rater (`user_i
 
 Rankings expand into pairs; ties and both_bad answers are not preferences and are left out
 (ties counted in the manifest). Splits by prompt: train, validation, test.
+
+Then the pair's consensus over every judgment the export keeps, ties included (as in the
+Pick-a-Pic format, exports.consensus), oriented to `chosen`: `consensus_label` is 1.0 where
+the consensus prefers the chosen image, 0.0 where it prefers the rejected one (this rater
+went against it), 0.5 where the pair is contested; `majority_label` likewise.
 """
 
 import pyarrow as pa
 
+from exports.consensus import FIELDS as CONSENSUS_FIELDS
+from exports.consensus import export_consensus
 from exports.context import BuildContext, FormatResult
 from exports.pairs import PAIR_ID_STRIDE, rank_pairs
 from exports.scan import run_counting_pass
 from exports.splits import TEST, TRAIN, VALIDATION
 from exports.writers.plan import kept_rows, plan_splits
 from exports.writers.shards import schema_with_features
-from exports.writers.table import RowBuffer, format_result, removed_on_error
+from exports.writers.table import ConsensusRowBuffer, format_result, removed_on_error
 
 SPLITS = (TRAIN, VALIDATION, TEST)
 # How `datasets` stores an Image feature in Arrow.
@@ -35,6 +42,13 @@ COLUMNS = [
     ("ranking_id", pa.int64(), "int64"),
     ("judgment_id", pa.int64(), "int64"),
     ("user_id", pa.int64(), "int64"),
+]
+# The consensus columns under the names of this format (no image 0 here: chosen is first).
+CONSENSUS_NAMES = {"consensus_label_0": "consensus_label", "majority_label_0": "majority_label"}
+DTYPES = {pa.float64(): "float64", pa.int64(): "int64", pa.bool_(): "bool"}
+COLUMNS += [
+    (CONSENSUS_NAMES.get(name, name), arrow_type, DTYPES[arrow_type])
+    for name, arrow_type in CONSENSUS_FIELDS
 ]
 SCHEMA = schema_with_features(
     pa.schema([(name, arrow_type) for name, arrow_type, _ in COLUMNS]),
@@ -56,8 +70,11 @@ def _image(ctx: BuildContext, image) -> tuple[dict | None, int]:
 def write_image_preference(ctx: BuildContext) -> FormatResult:
     counted = run_counting_pass(ctx)
     plan = plan_splits(ctx=ctx, tally=counted)
+    consensus = export_consensus(ctx)
     buffers = {
-        ("default", split): RowBuffer(
+        ("default", split): ConsensusRowBuffer(
+            consensus=consensus,
+            uid_columns=("chosen_uid", "rejected_uid"),
             folder=ctx.folder / "data",
             split=split,
             schema=SCHEMA,
@@ -100,5 +117,9 @@ def write_image_preference(ctx: BuildContext) -> FormatResult:
         folder=ctx.folder,
         buffers=buffers,
         tally=counted,
-        extra_counts={"ties_dropped": ties, "prompts": plan.prompts_per_split()},
+        extra_counts={
+            "ties_dropped": ties,
+            "prompts": plan.prompts_per_split(),
+            "consensus": consensus.summary(),
+        },
     )

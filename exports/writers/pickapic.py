@@ -22,14 +22,20 @@ import pyarrow.compute as pc
 
 from exports.column_scan import pairwise_counting_pass
 from exports.consensus import FIELDS as CONSENSUS_FIELDS
-from exports.consensus import PairConsensus, export_consensus
+from exports.consensus import export_consensus
 from exports.context import BuildContext, FormatResult
 from exports.pairs import MASK64, PAIR_ID_STRIDE
 from exports.scan import DataChanged, Tally, run_counting_pass
 from exports.splits import TEST, TRAIN, VALIDATION
 from exports.writers.pair_columns import PairColumns, expanded_pair_batches, pairwise_pair_batches
 from exports.writers.plan import SplitPlan, plan_splits
-from exports.writers.table import BUFFER_BYTES, RowBuffer, format_result, removed_on_error
+from exports.writers.table import (
+    BUFFER_BYTES,
+    ConsensusRowBuffer,
+    RowBuffer,
+    format_result,
+    removed_on_error,
+)
 
 DEFAULT, DPO = "default", "dpo"
 CONFIG_FOLDERS = {DEFAULT: "data", DPO: "dpo"}
@@ -81,6 +87,7 @@ def write_pickapic(ctx: BuildContext) -> FormatResult:
     buffers = {
         (config, split): ConsensusRowBuffer(
             consensus=consensus,
+            uid_columns=("image_0_uid", "image_1_uid"),
             folder=ctx.folder / CONFIG_FOLDERS[config],
             split=split,
             schema=SCHEMA,
@@ -113,23 +120,6 @@ def write_pickapic(ctx: BuildContext) -> FormatResult:
             "consensus": consensus.summary(),
         },
     )
-
-
-class ConsensusRowBuffer(RowBuffer):
-    """A Pick-a-Pic shard set: each batch gets its pairs' consensus columns on the way out."""
-
-    def __init__(self, *, consensus: PairConsensus, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.consensus = consensus
-        self.uid_columns = (
-            SCHEMA.get_field_index("image_0_uid"),
-            SCHEMA.get_field_index("image_1_uid"),
-        )
-
-    def write_arrays(self, arrays: list[pa.Array]) -> None:
-        first, second = self.uid_columns
-        extra = self.consensus.columns(arrays[first], arrays[second])
-        super().write_arrays([*arrays, *extra])
 
 
 class PairBuffer:

@@ -8,11 +8,15 @@ import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from exports.context import FormatResult
 from exports.writers.shards import Shard, ShardSet, schema_with_features
+
+if TYPE_CHECKING:
+    from exports.consensus import PairConsensus
 
 BUFFER_BYTES = 16 * 1024 * 1024
 INDEX_COLUMN = "__index_level_0__"
@@ -94,6 +98,23 @@ class RowBuffer:
 
     def abort(self) -> None:
         self.shards.abort()
+
+
+class ConsensusRowBuffer(RowBuffer):
+    """A shard set of pair rows: each batch gets its pairs' consensus columns
+    (exports.consensus.FIELDS) on the way out, oriented to the first of `uid_columns`."""
+
+    def __init__(
+        self, *, consensus: "PairConsensus", uid_columns: tuple[str, str], **kwargs
+    ) -> None:
+        super().__init__(**kwargs)
+        self.consensus = consensus
+        self.uid_columns = tuple(self.schema.get_field_index(name) for name in uid_columns)
+
+    def write_arrays(self, arrays: list[pa.Array]) -> None:
+        first, second = self.uid_columns
+        extra = self.consensus.columns(arrays[first], arrays[second])
+        super().write_arrays([*arrays, *extra])
 
 
 def close_buffers(

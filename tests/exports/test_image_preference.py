@@ -165,3 +165,53 @@ def test_its_shards_keep_the_image_features_for_any_arrow_reader(small_campaign)
 
     assert b"huggingface" in schema.metadata
     assert '"chosen": {"_type": "Image"}' in schema.metadata[b"huggingface"].decode()
+
+
+def test_each_row_carries_its_pairs_consensus_oriented_to_chosen(tmp_path):
+    campaign = campaign_with_comparisons(prompts=3, models=("model-a", "model-b"))
+    bulk_judge(campaign, [annotator(campaign), annotator(campaign)], prefer_models_ab())
+    bulk_judge(campaign, [annotator(campaign)], prefer_models_ab(reverse=True))
+    export = build(
+        campaign,
+        format=FORMAT,
+        splits={"validation": 0.0, "test": 0.0, "max_prompts": 100},
+        policy={"consensus": "majority", "contested_below": 0.6},
+    )
+    rows = parquet_rows(export.folder, "data/*.parquet")
+    assert len(rows) == 9  # three raters, three pairs
+    for row in rows:
+        agrees = 1.0 if row["chosen_model"] == "model-a" else 0.0
+        assert row["consensus_label"] == row["majority_label"] == agrees
+        # Two votes of three for model-a: confidence 2/3, above the 0.6 threshold.
+        assert row["consensus_confidence"] == pytest.approx(2 / 3)
+        assert not row["consensus_contested"]
+        assert row["consensus_votes"] == 3
+    assert export.manifest["counts"]["consensus"] == {
+        "model": "majority",
+        "contested_below": 0.6,
+        "pairs": 3,
+        "contested_pairs": 0,
+    }
+    card = (Path(export.folder) / "README.md").read_text()
+    assert "## Consensus" in card and "oriented to `chosen`" in card
+    features = _load(export.folder, tmp_path)["train"].features
+    assert features["consensus_label"] == Value("float64")
+    assert features["consensus_contested"] == Value("bool")
+    assert features["consensus_votes"] == Value("int64")
+
+
+def test_a_split_pair_is_contested_not_forced(tmp_path):
+    campaign = campaign_with_comparisons(prompts=2, models=("model-a", "model-b"))
+    bulk_judge(campaign, [annotator(campaign)], prefer_models_ab())
+    bulk_judge(campaign, [annotator(campaign)], prefer_models_ab(reverse=True))
+    export = build(campaign, format=FORMAT)
+    rows = parquet_rows(export.folder, "data/*.parquet")
+    assert {(r["consensus_label"], r["consensus_contested"]) for r in rows} == {(0.5, True)}
+    assert export.manifest["counts"]["consensus"]["contested_pairs"] == 2
+
+
+def prefer_models_ab(*, reverse: bool = False):
+    from tests.exports.helpers import prefer_models
+
+    order = ("model-a", "model-b")
+    return prefer_models(*(order[::-1] if reverse else order))
