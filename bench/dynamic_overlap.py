@@ -26,7 +26,9 @@ and the two crowds of bench/consensus_accuracy.py.
 
 Flags: the chance-agreement block rule and the crowd-kappa warning of annotate.quality.rules,
 on counters computed from each arm's final votes as the full recompute computes them (co-rater
-pairs on the same pair; kappa against the leave-one-out plurality), counted separately.
+pairs on the same pair; kappa against the leave-one-out plurality, in the dynamic arm over
+each pair's first votes only, as many as annotate.quality.rater_stats.kappa_first_raters
+says), counted separately.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ import django  # noqa: E402
 django.setup()
 
 from annotate.quality.posterior import overlap_wanted, rater_accuracy, settled  # noqa: E402
-from annotate.quality.rater_stats import kappa  # noqa: E402
+from annotate.quality.rater_stats import kappa, kappa_first_raters  # noqa: E402
 from annotate.quality.rules import DEFAULT_POLICY, chance_level  # noqa: E402
 from bench.consensus_accuracy import (  # noqa: E402
     MIXTURES,
@@ -182,8 +184,14 @@ def taken_dynamic(w: dict, *, min_raters: int, max_raters: int, confidence: floa
     return taken, was_settled
 
 
-def evaluate(w: dict, taken: np.ndarray) -> dict:
-    """Accuracy of the export's consensus over the votes taken, per-prompt scores, flags."""
+def first_votes(min_raters: int) -> int:
+    """The votes per pair the recompute's kappa counts under dynamic overlap."""
+    return kappa_first_raters(SimpleNamespace(dynamic_overlap=True, min_raters=min_raters))
+
+
+def evaluate(w: dict, taken: np.ndarray, *, kappa_first: int | None = None) -> dict:
+    """Accuracy of the export's consensus over the votes taken, per-prompt scores, flags
+    (the kappa on each pair's first `kappa_first` votes only, None: all of them)."""
     items = np.repeat(np.arange(len(taken)), taken)
     raters = np.concatenate([w["order"][i, :k] for i, k in enumerate(taken)])
     outcomes = np.concatenate([w["votes"][i, :k] for i, k in enumerate(taken)])
@@ -196,13 +204,14 @@ def evaluate(w: dict, taken: np.ndarray) -> dict:
         "accuracy": scores.mean(),
         "per_prompt": per_prompt,
         "judgments": taken.mean(),
-        "flagged": flagged(w, items, raters, outcomes),
+        "flagged": flagged(w, items, raters, outcomes, kappa_first=kappa_first),
     }
 
 
-def flagged(w: dict, items, raters, outcomes) -> dict[str, int]:
+def flagged(w: dict, items, raters, outcomes, *, kappa_first: int | None) -> dict[str, int]:
     """Raters per group that the chance-agreement rule blocks, and that the crowd-kappa rule
-    warns, on counters from the final votes."""
+    warns, on counters from the final votes; the kappa, as the recompute counts it, on each
+    pair's first `kappa_first` votes (all when None)."""
     policy = DEFAULT_POLICY
     by_item = defaultdict(list)
     for item, rater, outcome in zip(items, raters, outcomes, strict=True):
@@ -220,6 +229,11 @@ def flagged(w: dict, items, raters, outcomes) -> dict[str, int]:
             figures["co_rated"] += 1
             figures["co_pairs"] += len(others)
             figures["co_agree"] += sum(v == value for v in others)
+        counted = votes if kappa_first is None else votes[:kappa_first]
+        for index, (rater, value) in enumerate(counted):
+            others = [v for i, (_, v) in enumerate(counted) if i != index]
+            if not others:
+                continue
             tally = np.bincount(others, minlength=3)
             top = np.flatnonzero(tally == tally.max())
             if len(top) == 1:
@@ -260,7 +274,11 @@ def tune(args, n: int) -> tuple[dict, list[str]]:
         if low > high:
             continue
         runs = [
-            evaluate(w, taken_dynamic(w, min_raters=low, max_raters=high, confidence=confidence)[0])
+            evaluate(
+                w,
+                taken_dynamic(w, min_raters=low, max_raters=high, confidence=confidence)[0],
+                kappa_first=first_votes(low),
+            )
             for w in worlds
         ]
         accuracy = np.mean([r["accuracy"] for r in runs])
@@ -305,7 +323,9 @@ def report(args, n: int, chosen: dict) -> list[str]:
             for k in CURVE:
                 curve[k].append(evaluate(w, taken_fixed(w, k))["accuracy"])
             taken, was_settled = taken_dynamic(w, **chosen)
-            arms["dynamic"].append(evaluate(w, taken))
+            arms["dynamic"].append(
+                evaluate(w, taken, kappa_first=first_votes(chosen["min_raters"]))
+            )
             settled_share.append(was_settled.mean())
         pooled = {
             arm: np.concatenate([r["per_prompt"] for r in runs]) for arm, runs in arms.items()

@@ -39,6 +39,7 @@ class PairColumns:
     bucket: np.ndarray  # speed bucket
     excluded: np.ndarray  # bool
     units: int
+    comparisons: np.ndarray | None = None  # comparison id of each unit index
 
     def unit_counts(self) -> np.ndarray:
         """units x 3: each unit's non-excluded lo / tie / hi counts (both-bad left out)."""
@@ -143,6 +144,7 @@ def pair_columns_fetch(*, campaign_id: int, criterion: str) -> PairColumns:
         bucket=(small >> _BUCKET_SHIFT) & ((1 << (_SMALL_BITS - _BUCKET_SHIFT)) - 1),
         excluded=(small & 1).astype(bool),
         units=len(distinct_units),
+        comparisons=distinct_units,
     )
 
 
@@ -221,3 +223,25 @@ def pair_counters(columns: PairColumns) -> dict[str, np.ndarray]:
             )
     figures["confusion"] = confusion
     return figures
+
+
+def confusion_among(columns: PairColumns, keep: np.ndarray) -> np.ndarray:
+    """raters x 3 x 3 like pair_counters' `confusion`, counting only the ratings in `keep`
+    (a mask over the ratings): both the rater's own value and the leave-one-out majority
+    come from the kept ratings alone."""
+    n = len(columns.raters)
+    confusion = np.zeros((n, 3, 3), dtype=np.int64)
+    rated = keep & (columns.value < BOTH_BAD_VALUE)
+    counted = rated & ~columns.excluded
+    counts = np.bincount(
+        columns.unit[counted] * 3 + columns.value[counted], minlength=columns.units * 3
+    ).reshape(columns.units, 3)
+    unit, value, rater = columns.unit[rated], columns.value[rated], columns.rater[rated]
+    others = counts[unit].copy()
+    own = ~columns.excluded[rated]
+    others[np.flatnonzero(own), value[own]] -= 1
+    top = others.max(axis=1)
+    clear = (others.sum(axis=1) > 0) & ((others == top[:, None]).sum(axis=1) == 1)
+    majority = others.argmax(axis=1)
+    np.add.at(confusion, (rater[clear], value[clear], majority[clear]), 1)
+    return confusion

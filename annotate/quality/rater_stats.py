@@ -41,6 +41,7 @@ from annotate.quality.models import RaterStats, Rating
 from annotate.quality.pair_columns import (
     SPEED_BUCKETS,
     PairColumns,
+    confusion_among,
     pair_columns_fetch,
     pair_counters,
 )
@@ -578,6 +579,52 @@ def _co_sql(table: str) -> str:
     )
 
 
+# Under dynamic overlap a comparison gets more judgments only while it is contested, so the
+# ratings past its first min_raters judgments (submission order) are selected by
+# disagreement: a dissenting rater meets more co-raters exactly where it dissents. Cohen's
+# kappa is counted on the first min_raters judgments of each comparison only, the part of
+# the sample that every comparison gets whatever its votes (the first two when min_raters is
+# 1: a second judgment then depends on the first vote and its rater's gold, not on any
+# agreement, and one judgment alone has no co-rater to agree with).
+_FIRST_SQL = """
+SELECT * FROM (
+    SELECT x.*, DENSE_RANK() OVER (PARTITION BY comparison_id ORDER BY judgment_id) AS place
+    FROM {table} AS x
+    WHERE campaign_id = %s AND criterion = %s AND kind IN (0, 2)
+) AS ranked WHERE place <= %s
+"""
+
+
+def kappa_first_raters(campaign: Campaign) -> int | None:
+    """How many of each comparison's first judgments the kappa counts; None: all of them."""
+    return max(campaign.min_raters, 2) if campaign.dynamic_overlap else None
+
+
+def _first_judgments_co_sql(table: str) -> str:
+    return f"WITH first_rated AS ({_FIRST_SQL.format(table=table)}) " + _co_sql("first_rated")
+
+
+def _first_rated_pairs(*, campaign: Campaign) -> list[tuple[int, int]]:
+    """(comparison, rater) of the ratings among their comparison's first min_raters."""
+    table = Rating._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT comparison_id, annotator_id FROM ({_FIRST_SQL.format(table=table)}) "  # noqa: S608
+            "AS first_rated GROUP BY comparison_id, annotator_id",
+            [campaign.pk, primary_criterion(campaign), kappa_first_raters(campaign)],
+        )
+        return cursor.fetchall()
+
+
+def _first_rated_mask(*, columns: PairColumns, campaign: Campaign) -> np.ndarray:
+    """Over the columns' ratings: those among their comparison's first min_raters."""
+    pairs = np.asarray(_first_rated_pairs(campaign=campaign), dtype=np.int64).reshape(-1, 2)
+    n = len(columns.raters)
+    units = np.searchsorted(columns.comparisons, pairs[:, 0])
+    raters = np.searchsorted(columns.raters, pairs[:, 1])
+    return np.isin(columns.unit * n + columns.rater, units * n + raters)
+
+
 def _speed_sql() -> str:
     table = Judgment._meta.db_table
     if connection.vendor == "postgresql":
@@ -697,6 +744,11 @@ def stats_compute(
                 campaign_id=campaign.pk, criterion=primary_criterion(campaign)
             )
         _pair_stats(columns=columns, result=result)
+        if kappa_first_raters(campaign) is not None:
+            confusions = confusion_among(
+                columns, _first_rated_mask(columns=columns, campaign=campaign)
+            )
+            _pair_kappas(columns=columns, confusions=confusions, result=result)
     else:
         _ranking_stats(campaign=campaign, result=result)
     if checks is None:
@@ -710,12 +762,18 @@ def _pair_stats(*, columns: PairColumns, result: dict) -> None:
     names = [name for name in figures if name not in ("speed_hist", "confusion")]
     table = np.stack([figures[name] for name in names], axis=1).tolist()
     hists = figures["speed_hist"].tolist()
-    confusions = figures["confusion"]
     for index, annotator_id in enumerate(columns.raters.tolist()):
         row = result[annotator_id]
         row.update(zip(names, table[index], strict=True))
         row["speed_hist"] = hists[index]
+    _pair_kappas(columns=columns, confusions=figures["confusion"], result=result)
+
+
+def _pair_kappas(*, columns: PairColumns, confusions: np.ndarray, result: dict) -> None:
+    for index, annotator_id in enumerate(columns.raters.tolist()):
+        row = result[annotator_id]
         matrix = confusions[index]
+        row["kappa"], row["kappa_n"] = None, 0
         if matrix.any():
             cells = {(a, b): int(matrix[a, b]) for a, b in zip(*np.nonzero(matrix), strict=True)}
             row["kappa"], row["kappa_n"] = kappa(cells)
@@ -766,6 +824,18 @@ def _ranking_stats(*, campaign: Campaign, result: dict) -> None:
                 confusions[annotator_id][(value, others.index(top))] += count
         for annotator_id, rows in co_rows.items():
             result[annotator_id]["co_rated"] = rows // pairs_per_judgment
+        if kappa_first_raters(campaign) is not None:
+            cursor.execute(
+                _first_judgments_co_sql(table),
+                [campaign.pk, primary, kappa_first_raters(campaign)]
+                + [campaign.pk, primary, campaign.pk, primary],
+            )
+            confusions = defaultdict(lambda: defaultdict(int))
+            for annotator_id, value, o0, o1, o2, count in cursor.fetchall():
+                others = (o0, o1, o2)
+                top = max(others)
+                if top > 0 and others.count(top) == 1:
+                    confusions[annotator_id][(value, others.index(top))] += count
         for annotator_id, confusion in confusions.items():
             result[annotator_id]["kappa"], result[annotator_id]["kappa_n"] = kappa(confusion)
         cursor.execute(_speed_sql(), [campaign.pk])

@@ -1,0 +1,149 @@
+"""Crowd kappa under dynamic overlap counts each comparison's first min_raters judgments only.
+
+A contested comparison gets judgments past min_raters because its raters disagree, so those
+judgments would bias a dissenting rater's kappa; the recompute leaves them out of the kappa
+(both the row path and the column path), and fixed-overlap campaigns count every rating.
+"""
+
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from annotate.models import Campaign, Comparison
+from annotate.quality.models import Rating
+from annotate.quality.pair_columns import confusion_among, pair_columns_fetch, pair_counters
+from annotate.quality.rater_stats import (
+    _empty_figures,
+    _ranking_stats,
+    kappa_first_raters,
+    primary_criterion,
+    stats_compute,
+)
+from annotate.services.assignments import assignment_next
+from annotate.services.judgments import judgment_submit
+from tests.annotate.quality.crowd import prefers, run_crowd
+from tests.factories import annotator, campaign_with_comparisons
+
+pytestmark = pytest.mark.django_db
+
+
+def _judge(campaign: Campaign, user, *, first: bool) -> None:
+    assignment = assignment_next(campaign=campaign, annotator=user)
+    assert assignment is not None
+    comparison = Comparison.objects.get(pk=assignment.comparison_id)
+    uids = [str(image.uid) for image in comparison.images.order_by("id")]
+    judgment_submit(
+        assignment=assignment, answers={"overall": uids[0 if first else 1]}, duration_ms=1500
+    )
+
+
+def _late_ratings(campaign: Campaign, *, first: int | None = None) -> list[Rating]:
+    """Ratings past their comparison's first min_raters (or `first`) judgments, in
+    submission order."""
+    first = first or campaign.min_raters
+    late, seen = [], {}
+    for rating in Rating.objects.filter(campaign=campaign).order_by("judgment_id"):
+        place = seen.setdefault(rating.comparison_id, [])
+        if rating.judgment_id not in place:
+            place.append(rating.judgment_id)
+        if place.index(rating.judgment_id) >= first:
+            late.append(rating)
+    return late
+
+
+def _kappas(computed: dict) -> dict:
+    return {rater: (row["kappa"], row["kappa_n"]) for rater, row in computed.items()}
+
+
+def _leaning(model: str, share: float):
+    """Picks `model`'s image with probability `share`, the other one otherwise."""
+    pick = prefers(model)
+
+    def choose(assignment, models, rng):
+        if rng.random() < share:
+            return pick(assignment, models, rng)
+        return {"overall": next(u for u in assignment.presented if models.get(u) != model)}
+
+    return choose
+
+
+def _row_path_kappas(campaign: Campaign) -> dict:
+    """The ranking recompute's SQL path run on the pairwise ratings (kinds 0 and 2 alike)."""
+    result = defaultdict(_empty_figures)
+    _ranking_stats(campaign=campaign, result=result)
+    return _kappas(result)
+
+
+def _dissent_campaign() -> tuple[Campaign, object]:
+    """Six comparisons, two raters each at first; the dissenter D is late on three of them."""
+    campaign = campaign_with_comparisons(
+        prompts=6, dynamic_overlap=True, min_raters=2, max_raters=4, confidence=0.9
+    )
+    a, b, c, d = (annotator(campaign) for _ in range(4))
+    for _ in range(6):
+        _judge(campaign, a, first=True)
+    for _ in range(3):  # three comparisons contested (1:1), wanting a third rater
+        _judge(campaign, b, first=False)
+    for _ in range(6):  # the contested ones come first: D is their third (late) rater
+        _judge(campaign, d, first=False)
+    while assignment_next(campaign=campaign, annotator=c) is not None:
+        _judge(campaign, c, first=True)
+    return campaign, d
+
+
+def test_a_dissenters_late_judgments_on_contested_comparisons_leave_every_kappa_unchanged():
+    campaign, dissenter = _dissent_campaign()
+    late = _late_ratings(campaign)
+    assert sum(r.annotator_id == dissenter.pk for r in late) == 3
+    before = stats_compute(campaign=campaign)
+    assert before[dissenter.pk]["kappa_n"] == 3  # its three early judgments only
+    # Counted on every rating, the dissenter's kappa would take in its late judgments too.
+    columns = pair_columns_fetch(campaign_id=campaign.pk, criterion=primary_criterion(campaign))
+    every = confusion_among(columns, np.ones(len(columns.unit), dtype=bool))
+    assert (every == pair_counters(columns)["confusion"]).all()
+    index = int(np.searchsorted(columns.raters, dissenter.pk))
+    assert every[index].sum() > before[dissenter.pk]["kappa_n"]
+
+    Rating.objects.filter(pk__in=[r.pk for r in late]).delete()
+    after = stats_compute(campaign=campaign)
+    # A rater whose judgments were all late drops out of the figures; it had no kappa.
+    assert {r: _kappas(after).get(r, (None, 0)) for r in before} == _kappas(before)
+    # The late judgments still count in the other co-rater figures.
+    assert after[dissenter.pk]["co_pairs"] < before[dissenter.pk]["co_pairs"]
+
+
+def test_the_row_path_and_the_column_path_give_the_same_kappa_under_dynamic_overlap():
+    campaign, _ = _dissent_campaign()
+    assert _row_path_kappas(campaign) == _kappas(stats_compute(campaign=campaign))
+
+
+@pytest.mark.parametrize("min_raters", [1, 2])
+def test_both_paths_agree_on_a_scripted_crowd_and_one_first_judgment_counts_as_two(min_raters):
+    crowd = campaign_with_comparisons(
+        prompts=12, dynamic_overlap=True, min_raters=min_raters, max_raters=5, confidence=0.9
+    )
+    # One judgment alone has no co-rater: the kappa then counts the first two.
+    assert kappa_first_raters(crowd) == 2
+    raters = [(annotator(crowd), _leaning("model-a", 0.8)) for _ in range(4)]
+    raters += [(annotator(crowd), _leaning("model-b", 0.8)) for _ in range(2)]
+    run_crowd(crowd, raters, seed=3)
+    assert _late_ratings(crowd, first=2)
+    computed = stats_compute(campaign=crowd)
+    assert any(row["kappa"] is not None for row in computed.values())
+    assert _row_path_kappas(crowd) == _kappas(computed)
+
+
+def test_fixed_overlap_counts_every_rating_in_the_kappa():
+    campaign = campaign_with_comparisons(prompts=12, overlap=4)
+    assert kappa_first_raters(campaign) is None
+    raters = [(annotator(campaign), _leaning("model-a", 0.8)) for _ in range(4)]
+    raters += [(annotator(campaign), _leaning("model-b", 0.8)) for _ in range(2)]
+    run_crowd(campaign, raters, seed=3)
+    computed = stats_compute(campaign=campaign)
+    columns = pair_columns_fetch(campaign_id=campaign.pk, criterion=primary_criterion(campaign))
+    confusion = pair_counters(columns)["confusion"]
+    for index, rater in enumerate(columns.raters.tolist()):
+        assert computed[rater]["kappa_n"] == int(confusion[index].sum())
+    assert any(row["kappa_n"] > 0 for row in computed.values())
+    assert _row_path_kappas(campaign) == _kappas(computed)
