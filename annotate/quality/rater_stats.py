@@ -583,9 +583,10 @@ def _co_sql(table: str) -> str:
 # ratings past its first min_raters judgments (submission order) are selected by
 # disagreement: a dissenting rater meets more co-raters exactly where it dissents. Cohen's
 # kappa is counted on the first min_raters judgments of each comparison only, the part of
-# the sample that every comparison gets whatever its votes (the first two when min_raters is
-# 1: a second judgment then depends on the first vote and its rater's gold, not on any
-# agreement, and one judgment alone has no co-rater to agree with).
+# the sample that every comparison gets whatever its votes. Only from min_raters 3: with
+# fewer, the leave-one-out "majority" among the first judgments is one co-rater's vote, a
+# noisier yardstick that warned more honest raters and no fewer minority-taste ones in
+# bench/dynamic_overlap.py (bench/RESULTS.md), so those campaigns count every rating.
 _FIRST_SQL = """
 SELECT * FROM (
     SELECT x.*, DENSE_RANK() OVER (PARTITION BY comparison_id ORDER BY judgment_id) AS place
@@ -595,9 +596,14 @@ SELECT * FROM (
 """
 
 
+KAPPA_FIRST_FROM = 3  # the fewest first judgments that leave each rating two co-raters
+
+
 def kappa_first_raters(campaign: Campaign) -> int | None:
     """How many of each comparison's first judgments the kappa counts; None: all of them."""
-    return max(campaign.min_raters, 2) if campaign.dynamic_overlap else None
+    if campaign.dynamic_overlap and campaign.min_raters >= KAPPA_FIRST_FROM:
+        return campaign.min_raters
+    return None
 
 
 def _first_judgments_co_sql(table: str) -> str:

@@ -41,7 +41,7 @@ def _judge(campaign: Campaign, user, *, first: bool) -> None:
 def _late_ratings(campaign: Campaign, *, first: int | None = None) -> list[Rating]:
     """Ratings past their comparison's first min_raters (or `first`) judgments, in
     submission order."""
-    first = first or campaign.min_raters
+    first = first or max(campaign.min_raters, 2)
     late, seen = [], {}
     for rating in Rating.objects.filter(campaign=campaign).order_by("judgment_id"):
         place = seen.setdefault(rating.comparison_id, [])
@@ -76,19 +76,22 @@ def _row_path_kappas(campaign: Campaign) -> dict:
 
 
 def _dissent_campaign() -> tuple[Campaign, object]:
-    """Six comparisons, two raters each at first; the dissenter D is late on three of them."""
+    """Six comparisons (served in id order when equally far along); the dissenter D is the
+    fourth, late, rater on the three that B contested and the third on the other three."""
     campaign = campaign_with_comparisons(
-        prompts=6, dynamic_overlap=True, min_raters=2, max_raters=4, confidence=0.9
+        prompts=6, dynamic_overlap=True, min_raters=3, max_raters=5, confidence=0.9
     )
-    a, b, c, d = (annotator(campaign) for _ in range(4))
+    a, b, c, d, e = (annotator(campaign) for _ in range(5))
     for _ in range(6):
         _judge(campaign, a, first=True)
-    for _ in range(3):  # three comparisons contested (1:1), wanting a third rater
-        _judge(campaign, b, first=False)
-    for _ in range(6):  # the contested ones come first: D is their third (late) rater
-        _judge(campaign, d, first=False)
-    while assignment_next(campaign=campaign, annotator=c) is not None:
+    for index in range(6):  # B contests the first three (1:1)
+        _judge(campaign, b, first=index >= 3)
+    for _ in range(3):  # C makes them 2:1: unsettled, a fourth rater wanted
         _judge(campaign, c, first=True)
+    for _ in range(6):  # D: fourth on the contested three, third on the others
+        _judge(campaign, d, first=False)
+    while assignment_next(campaign=campaign, annotator=e) is not None:
+        _judge(campaign, e, first=True)
     return campaign, d
 
 
@@ -118,17 +121,19 @@ def test_the_row_path_and_the_column_path_give_the_same_kappa_under_dynamic_over
     assert _row_path_kappas(campaign) == _kappas(stats_compute(campaign=campaign))
 
 
-@pytest.mark.parametrize("min_raters", [1, 2])
-def test_both_paths_agree_on_a_scripted_crowd_and_one_first_judgment_counts_as_two(min_raters):
+@pytest.mark.parametrize("min_raters", [1, 2, 3])
+def test_both_paths_agree_on_a_scripted_crowd_and_a_kappa_needs_three_first_judgments(
+    min_raters,
+):
     crowd = campaign_with_comparisons(
         prompts=12, dynamic_overlap=True, min_raters=min_raters, max_raters=5, confidence=0.9
     )
-    # One judgment alone has no co-rater: the kappa then counts the first two.
-    assert kappa_first_raters(crowd) == 2
+    # Fewer than three first judgments leave a rating one co-rater: every rating counts then.
+    assert kappa_first_raters(crowd) == (3 if min_raters == 3 else None)
     raters = [(annotator(crowd), _leaning("model-a", 0.8)) for _ in range(4)]
     raters += [(annotator(crowd), _leaning("model-b", 0.8)) for _ in range(2)]
     run_crowd(crowd, raters, seed=3)
-    assert _late_ratings(crowd, first=2)
+    assert _late_ratings(crowd)
     computed = stats_compute(campaign=crowd)
     assert any(row["kappa"] is not None for row in computed.values())
     assert _row_path_kappas(crowd) == _kappas(computed)
