@@ -11,13 +11,17 @@ flagged, gold or a repeat. The three places that apply the policy take it from h
 - `policy_reason_codes`: the rules as numpy's np.select over a batch's fact columns
   (exports.column_scan);
 - `policy_decision_table`: the rules as a lookup table from a judgment's fact bits to its
-  reason, which the per-row loop (exports.scan.decide_batch) indexes.
+  reason, which the per-row loop (exports.scan.decide_batch) indexes;
+- `policy_left_out_q`: the rules whose facts are known before any answer is read, as an ORM
+  filter (the emptiness check before an export starts, exports.selectors).
 """
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from functools import cache
 from typing import Any
+
+from django.db.models import Q
 
 from annotate.criteria import BOTH_BAD as BOTH_BAD_ANSWER
 from annotate.models import Membership
@@ -172,6 +176,29 @@ def policy_decision_table(policy: Policy) -> tuple[str | None, ...]:
         next((rule.reason for rule in rules if bits & BIT[rule.fact]), None)
         for bits in range(1 << len(FACTS))
     )
+
+
+def policy_left_out_q(policy: Policy, *, campaign_id: int) -> Q:
+    """A Judgment filter for the judgments of campaign `campaign_id` that the rules turned
+    on leave out whatever their answer: the rules over the rater, the flag, gold and repeats.
+    The answer's rules are left to the export itself. Q() (nothing left out) when none is on."""
+    raters = Membership.objects.filter(campaign_id=campaign_id)
+    facts = {
+        RATER_BLOCKED: Q(
+            annotator_id__in=raters.filter(gate_state=BLOCKED_STATE).values("user_id")
+        ),
+        FLAGGED: Q(excluded=True),
+        RATER_LEFT_OUT: ~Q(
+            annotator_id__in=raters.filter(gate_state__in=policy.states).values("user_id")
+        ),
+        IS_GOLD: Q(is_gold=True),
+        IS_REPEAT: Q(is_repeat=True),
+    }
+    left_out = Q()
+    for rule in policy_rules(policy):
+        if rule.fact in facts:
+            left_out |= facts[rule.fact]
+    return left_out
 
 
 def _facts_sql(policy: Policy) -> dict[str, tuple[str, list]]:

@@ -26,6 +26,7 @@ from annotate.models import (
     Prompt,
 )
 from exports.models import Export
+from exports.policy import Policy, policy_left_out_q
 from pickwise.errors import ApplicationError
 
 
@@ -118,17 +119,10 @@ def judgment_count(*, campaign: Campaign, last_id: int) -> int:
     return Judgment.objects.filter(campaign=campaign, id__lte=last_id).count()
 
 
-def judgment_count_under_policy(
-    *, campaign: Campaign, states: list[str], gold: bool, repeats: bool
-) -> int:
+def judgment_count_under_policy(*, campaign: Campaign, policy: Policy) -> int:
     """Judgments a policy keeps, before answers are looked at (a cheap emptiness check)."""
-    raters = Membership.objects.filter(campaign=campaign, gate_state__in=states).values("user_id")
-    judgments = Judgment.objects.filter(campaign=campaign, excluded=False, annotator_id__in=raters)
-    if not gold:
-        judgments = judgments.filter(is_gold=False)
-    if not repeats:
-        judgments = judgments.filter(is_repeat=False)
-    return judgments.count()
+    left_out = policy_left_out_q(policy, campaign_id=campaign.pk)
+    return Judgment.objects.filter(campaign=campaign).exclude(left_out).count()
 
 
 def judgment_batches(

@@ -128,13 +128,7 @@ def export_create(
     checked_policy = policy_from_dict(policy, training_format=format in TRAINING_FORMATS)
     checked_splits = splits_from_dict(splits)
     if format != Export.Format.JSONL and not any(
-        judgment_count_under_policy(
-            campaign=source,
-            states=list(checked_policy.states),
-            gold=not checked_policy.exclude_gold,
-            repeats=not checked_policy.exclude_repeats,
-        )
-        for source in campaigns
+        judgment_count_under_policy(campaign=source, policy=checked_policy) for source in campaigns
     ):
         raise ApplicationError(
             EMPTY_BEFORE_START.format(slug=campaign.slug, states=", ".join(checked_policy.states)),

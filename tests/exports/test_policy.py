@@ -1,6 +1,7 @@
-"""The export policy's one table of rules, and its three renderings: the SQL CASE, numpy's
+"""The export policy's one table of rules, and its renderings: the SQL CASE, numpy's
 np.select and the per-row decision table, each checked against the same cases and against
-each other on every combination of a judgment's facts."""
+each other on every combination of a judgment's facts; and the ORM filter of the check before
+an export starts, against the decision table on stored judgments."""
 
 import itertools
 from collections import Counter
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from django.db import connection
 
+from annotate.models import Judgment, Membership
 from exports.policy import (
     ANSWER_BOTH_BAD,
     ANSWER_MISSING,
@@ -31,11 +33,14 @@ from exports.policy import (
     Policy,
     policy_case_sql,
     policy_decision_table,
+    policy_left_out_q,
     policy_reason_codes,
     rater_verdict,
 )
 from exports.scan import Tally, decide_batch
-from exports.selectors import JudgmentRow, Rater
+from exports.selectors import JudgmentRow, Rater, judgment_count_under_policy
+from tests.exports.helpers import bulk_judge, prefer_models
+from tests.factories import annotator, campaign_with_comparisons
 
 UID = "6f1c2a4e-1111-4222-8333-444455556666"
 DEFAULT = Policy()
@@ -242,3 +247,40 @@ def test_the_row_loop_expands_rankings_and_leaves_out_a_malformed_one():
     ]
     prompt = tally.prompts[1]
     assert (prompt.pairs, prompt.labelled_pairs, prompt.first_labelled_judgment) == (6, 2, 1)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("policy", POLICIES)
+def test_the_check_before_an_export_keeps_what_the_decision_table_keeps(policy):
+    """Raters in every gate state and one with no membership; flags, gold and repeats spread
+    over their judgments. Every answer is a preference, so only the rules known before the
+    answers decide, and the ORM filter must leave out exactly what the table leaves out."""
+    campaign = campaign_with_comparisons(prompts=6)
+    users = [annotator(campaign, gate_state=state) for state in GATE_STATES[1:]]
+    users.append(annotator(campaign))  # judges, then leaves the campaign
+    bulk_judge(campaign, users, prefer_models("model-a", "model-b"))
+    Membership.objects.filter(campaign=campaign, user=users[-1]).delete()
+    for position, judgment in enumerate(Judgment.objects.filter(campaign=campaign).order_by("id")):
+        judgment.excluded = position % 5 == 0
+        judgment.is_gold = position % 2 == 1
+        judgment.is_repeat = position % 3 == 0
+        judgment.save(update_fields=["excluded", "is_gold", "is_repeat"])
+    states = dict(Membership.objects.filter(campaign=campaign).values_list("user_id", "gate_state"))
+    kept = [
+        judgment.pk
+        for judgment in Judgment.objects.filter(campaign=campaign)
+        if python_reason(
+            policy,
+            gate_state=states.get(judgment.annotator_id),
+            excluded=judgment.excluded,
+            gold=judgment.is_gold,
+            repeat=judgment.is_repeat,
+            answer=UID,
+        )
+        is None
+    ]
+    assert kept, "the case must keep something for the comparison to mean anything"
+    left_out = policy_left_out_q(policy, campaign_id=campaign.pk)
+    stored = Judgment.objects.filter(campaign=campaign).exclude(left_out)
+    assert sorted(stored.values_list("pk", flat=True)) == sorted(kept)
+    assert judgment_count_under_policy(campaign=campaign, policy=policy) == len(kept)
