@@ -283,33 +283,35 @@ class CacheStats:
     captions_encoded: int = 0
 
 
+@dataclass(frozen=True)
+class Encoding:
+    """How the cache builders turn images and captions into features: the frozen encoders,
+    the training resolution, whether flipped latents are cached too, where and in what
+    precision they run, and how many items go through an encoder at once."""
+
+    vae: object
+    text_encoder: object
+    tokenizer: object
+    resolution: int
+    random_flip: bool
+    device: torch.device
+    dtype: torch.dtype
+    batch_size: int
+
+
 @torch.no_grad()
 def build_feature_cache(
     *,
     files: list[Path],
     cache: FeatureCache,
-    vae,
-    text_encoder,
-    tokenizer,
-    resolution: int,
-    random_flip: bool,
-    device: torch.device,
-    dtype: torch.dtype,
-    batch_size: int,
+    encoding: Encoding,
 ) -> tuple[list[PairKeys], CacheStats]:
     """Encode every image and caption of the pairs not yet cached; return the pairs as keys."""
     groups = (((pair.winner, pair.loser), pair.caption) for pair in iter_pairs(files))
     encoded, stats = _cache_groups(
         groups,
         cache=cache,
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        resolution=resolution,
-        random_flip=random_flip,
-        device=device,
-        dtype=dtype,
-        batch_size=batch_size,
+        encoding=encoding,
     )
     keys = [
         PairKeys(winner=images[0], loser=images[1], caption=caption) for images, caption in encoded
@@ -322,14 +324,7 @@ def build_list_feature_cache(
     *,
     files: list[Path],
     cache: FeatureCache,
-    vae,
-    text_encoder,
-    tokenizer,
-    resolution: int,
-    random_flip: bool,
-    device: torch.device,
-    dtype: torch.dtype,
-    batch_size: int,
+    encoding: Encoding,
 ) -> tuple[list[ListKeys], CacheStats]:
     """The same for ranked lists: every image of every ranking, keyed with its psi."""
     lists, list_psi = [], []
@@ -342,14 +337,7 @@ def build_list_feature_cache(
     encoded, stats = _cache_groups(
         groups(),
         cache=cache,
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        resolution=resolution,
-        random_flip=random_flip,
-        device=device,
-        dtype=dtype,
-        batch_size=batch_size,
+        encoding=encoding,
     )
     for (images, caption), psi in zip(encoded, list_psi, strict=True):
         lists.append(ListKeys(images=images, psi=psi, caption=caption))
@@ -360,16 +348,12 @@ def _cache_groups(
     groups,
     *,
     cache: FeatureCache,
-    vae,
-    text_encoder,
-    tokenizer,
-    resolution: int,
-    random_flip: bool,
-    device: torch.device,
-    dtype: torch.dtype,
-    batch_size: int,
+    encoding: Encoding,
 ) -> tuple[list[tuple[tuple[str, ...], str]], CacheStats]:
     """Encode the images and captions of (images, caption) groups that are not cached yet."""
+    vae, text_encoder, tokenizer = encoding.vae, encoding.text_encoder, encoding.tokenizer
+    resolution, random_flip = encoding.resolution, encoding.random_flip
+    device, dtype, batch_size = encoding.device, encoding.dtype, encoding.batch_size
     stats = CacheStats()
     keys: list[tuple[tuple[str, ...], str]] = []
     pending_images: dict[str, bytes] = {}

@@ -65,6 +65,7 @@ from training.trainer.config import (
 from training.trainer.data import (
     CachedListDataset,
     CachedPairDataset,
+    Encoding,
     FeatureCache,
     PairBatchSampler,
     build_feature_cache,
@@ -197,9 +198,7 @@ def main(config: DPOConfig) -> TrainResult:
     text_encoder.to(device)
     with accelerator.main_process_first():
         build_cache = build_list_feature_cache if ranked else build_feature_cache
-        pair_keys, cache_stats = build_cache(
-            files=files,
-            cache=cache,
+        encoding = Encoding(
             vae=vae,
             text_encoder=text_encoder,
             tokenizer=tokenizer,
@@ -209,6 +208,7 @@ def main(config: DPOConfig) -> TrainResult:
             dtype=torch.float32,
             batch_size=config.encode_batch_size,
         )
+        pair_keys, cache_stats = build_cache(files=files, cache=cache, encoding=encoding)
         empty_key = ensure_caption_cached(
             caption="", cache=cache, text_encoder=text_encoder, tokenizer=tokenizer, device=device
         )
