@@ -14,8 +14,9 @@ cap and weight, from here.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -83,3 +84,75 @@ def overlap_wanted(
     if is_settled:
         return used
     return max(used, min(max_raters, max(wanted, done + 1)))
+
+
+# Dynamic overlap's assignment order: what the next judgments of a comparison are worth.
+# A pair's easiness e in [0, 1] scales how far above a coin flip its raters are: on a pair of
+# easiness e a rater of accuracy a names the better image with probability 1/2 + e (a - 1/2)
+# (e = 1: as clear as the gold pairs a was measured on; e = 0: a coin flip for everyone).
+# The prior over e is uniform on this grid, so raters who split make a close pair likely, and
+# on a close pair more judgments change little: a 2-2 split is worth less than a 1-1.
+EASE = np.linspace(0.0, 1.0, 21)
+# Comparison.priority is a small integer: the worth (a probability gain per judgment, at most
+# 1/2) in steps of 1e-4, plus one so that every started comparison ranks above the fresh ones
+# (priority 0).
+WORTH_STEPS = 10_000
+# The look-ahead stops here whatever max_raters allows, so a submit's cost stays bounded.
+LOOKAHEAD = 8
+
+
+def _ease_posterior(votes: Iterable[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Joint posterior over (which image is better, easiness): the weights on the grid for
+    "the first" and for "the second", summing to 1 together."""
+    first = np.zeros_like(EASE)
+    second = np.zeros_like(EASE)
+    for sign, accuracy in votes:
+        if sign == 0:
+            continue
+        lift = EASE * (max(0.5, accuracy) - 0.5)
+        agree, dissent = np.log(0.5 + lift), np.log(0.5 - lift)
+        first += agree if sign > 0 else dissent
+        second += dissent if sign > 0 else agree
+    top = max(first.max(), second.max())
+    first, second = np.exp(first - top), np.exp(second - top)
+    total = first.sum() + second.sum()
+    return first / total, second / total
+
+
+@functools.cache
+def _binomial(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Columns j = 0..k and the binomial coefficients C(k, j)."""
+    j = np.arange(k + 1)[:, None]
+    return j, np.array([[math.comb(k, i)] for i in range(k + 1)], dtype=float)
+
+
+def judgment_worth(
+    votes: Sequence[tuple[int, float]], *, remaining: int, next_accuracy: float
+) -> float:
+    """What one more judgment of a comparison is worth: the expected gain in the chance that
+    its leading image is the better one, per judgment, for the best number k <= `remaining`
+    (and <= LOOKAHEAD) of further judgments by raters of `next_accuracy` (looking ahead k
+    judgments, not one: one vote that cannot overturn the lead gains nothing on its own). 0
+    when nothing remains.
+
+    In the easiness model above, not the one-coin model: the one-coin model reads every split
+    as a coin still to be tossed, however many raters have split it already.
+    """
+    if remaining <= 0:
+        return 0.0
+    first, second = _ease_posterior(votes)
+    now = max(first.sum(), second.sum())
+    right = 0.5 + EASE * (max(0.5, next_accuracy) - 0.5)
+    best = 0.0
+    for k in range(1, min(remaining, LOOKAHEAD) + 1):
+        j, ways = _binomial(k)
+        # P(j of the k name the first image | first better, e), rows j, columns e.
+        if_first = ways * right**j * (1.0 - right) ** (k - j)
+        expected = np.maximum(if_first @ first, if_first[::-1] @ second).sum()
+        best = max(best, (expected - now) / k)
+    return float(best)
+
+
+def worth_priority(worth: float) -> int:
+    """Comparison.priority for a started comparison of this worth: 1 and up."""
+    return 1 + min(WORTH_STEPS // 2, round(worth * WORTH_STEPS))

@@ -14,12 +14,19 @@ Settled: the comparison wants no more than it has done or in flight. Not settled
 one judgment more than it has done, up to `max_raters`; so a contested comparison draws one
 rater at a time and stops at the first judgment that settles it.
 
-Which comparison the assignment engine serves next is unchanged: the open one with the most
-judgments done or in flight (after the active-sampling priority, which is 0 unless that is on). With dynamic overlap the open comparisons past `min_raters` are
-exactly the contested ones, so they come first: the one more judgment they want is the one
-that can settle them, and serving them while the crowd is still there keeps the raters who
-have not yet seen them from running out at the end. Which contested comparison comes first
-does not change how many judgments the campaign uses, since each stops on its own votes.
+Which comparison the assignment engine serves next: the open one with the highest
+`Comparison.priority`, then the fullest. Under dynamic overlap (without active sampling,
+which owns the priority when on) each submit writes there what the comparison's next judgment
+is worth (annotate.quality.posterior.judgment_worth: the expected gain in the chance that its
+consensus is right, per judgment, under a model in which raters who split make a close pair
+likely). So of the open comparisons already started, the one whose next judgment is worth
+most is served first: a fresh split before one whose raters agree but have not yet reached
+the confidence, and before a pair split many times over, on which one more rater changes
+little. Comparisons not yet judged keep priority 0 and come after the started ones: finishing
+what is started while the crowd is still there keeps the raters who have not seen a contested
+comparison from running out at the end. The worth is a few array operations on one
+comparison's votes, computed under the row lock the submit already holds; the engine's query
+and its index are unchanged.
 """
 
 from collections import defaultdict
@@ -29,7 +36,13 @@ from django.db.models import OuterRef, Subquery
 from annotate.models import Campaign, Comparison
 from annotate.quality.encoding import HI, LO
 from annotate.quality.models import RaterStats, Rating
-from annotate.quality.posterior import overlap_wanted, rater_accuracy, settled
+from annotate.quality.posterior import (
+    judgment_worth,
+    overlap_wanted,
+    rater_accuracy,
+    settled,
+    worth_priority,
+)
 
 _SIGN = {LO: 1, HI: -1}  # the lower image id better: +1; ties and "both bad": no vote
 
@@ -74,7 +87,8 @@ def comparison_settle(*, campaign: Campaign, comparison_id: int) -> bool:
     update takes it), so the submits of one comparison settle it one after the other, each
     seeing the judgments before it. Keeps done + in_flight <= wanted <= max(max_raters,
     done + in_flight): judgments in flight when it settles still count; none is revoked.
-    Returns whether it is settled.
+    Writes the worth of its next judgment into priority (0 once it wants no more), unless
+    the campaign samples actively. Returns whether it is settled.
     """
     comparison = (
         Comparison.objects.filter(pk=comparison_id)
@@ -96,7 +110,34 @@ def comparison_settle(*, campaign: Campaign, comparison_id: int) -> bool:
     status = comparison["status"]
     if status != Comparison.Status.RETIRED:
         status = Comparison.Status.FULL if used >= wanted else Comparison.Status.OPEN
-    Comparison.objects.filter(pk=comparison_id).update(
-        wanted=wanted, status=status, settled=is_settled
-    )
+    fields = {"wanted": wanted, "status": status, "settled": is_settled}
+    if not campaign.active_sampling:
+        fields["priority"] = next_priority(
+            votes=votes, done=done, wanted=wanted, used=used, max_raters=campaign.max_raters
+        )
+    Comparison.objects.filter(pk=comparison_id).update(**fields)
     return is_settled
+
+
+def next_priority(
+    *,
+    votes: dict[tuple[int, int], list[tuple[int, float]]],
+    done: int,
+    wanted: int,
+    used: int,
+    max_raters: int,
+) -> int:
+    """The assignment order's priority for a started comparison: the worth of its next
+    judgment, summed over its image pairs (one judgment votes on each); 0 when it wants no
+    more than it has. The next rater is taken to be as accurate as its raters so far."""
+    if used >= wanted:
+        return 0
+    cast = [vote for pair in votes.values() for vote in pair]
+    if not cast:  # only ties or nothing counted yet: as a fresh comparison would be
+        return worth_priority(judgment_worth([], remaining=max_raters - done, next_accuracy=0.75))
+    accuracy = sum(max(0.5, a) for _, a in cast) / len(cast)
+    worth = sum(
+        judgment_worth(pair, remaining=max_raters - done, next_accuracy=accuracy)
+        for pair in votes.values()
+    )
+    return worth_priority(worth)

@@ -120,6 +120,53 @@ def test_turning_it_on_for_a_draft_moves_the_comparisons_to_min_raters():
     assert set(Comparison.objects.values_list("wanted", "status")) == {(2, "open")}
 
 
+# The assignment order: the comparison whose next judgment is worth most -------------------
+
+
+def _answer(assignment, *, first: bool) -> None:
+    uids = [str(image.uid) for image in assignment.comparison.images.order_by("id")]
+    judgment_submit(
+        assignment=assignment, answers={"overall": uids[0 if first else 1]}, duration_ms=900
+    )
+
+
+def test_the_next_rater_gets_the_split_before_the_agreed_and_both_before_a_fresh_one():
+    campaign = _dynamic(prompts=3)
+    users = [annotator(campaign) for _ in range(7)]
+    # Four tasks in flight: two on the first comparison, then two on the second.
+    tasks = [assignment_next(campaign=campaign, annotator=user) for user in users[:4]]
+    agreed, split, fresh = Comparison.objects.order_by("id")
+    assert [t.comparison_id for t in tasks] == [agreed.pk, agreed.pk, split.pk, split.pk]
+    for task, first in zip(tasks, (True, True, True, False), strict=True):
+        _answer(task, first=first)
+    agreed.refresh_from_db()
+    split.refresh_from_db()
+    fresh.refresh_from_db()
+    # Both want a third rater (two agreeing new raters: 9/10 < 0.95); the split's third
+    # judgment is worth more, and a comparison nobody has judged stays at 0.
+    assert (agreed.wanted, split.wanted) == (3, 3)
+    assert split.priority > agreed.priority > fresh.priority == 0
+    order = [assignment_next(campaign=campaign, annotator=user) for user in users[4:]]
+    assert [task.comparison_id for task in order] == [split.pk, agreed.pk, fresh.pk]
+
+
+def test_a_comparison_that_wants_no_more_goes_back_to_priority_zero():
+    campaign = _dynamic()
+    users = [annotator(campaign) for _ in range(3)]
+    assert _judge(campaign, users[0], first=True).priority > 0
+    assert _judge(campaign, users[1], first=True).priority > 0
+    third = _judge(campaign, users[2], first=True)
+    assert (third.settled, third.priority) == (True, 0)
+
+
+def test_active_sampling_keeps_the_priority_to_itself():
+    campaign = _dynamic(active_sampling=True)
+    Comparison.objects.filter(campaign=campaign).update(priority=7)
+    users = [annotator(campaign) for _ in range(2)]
+    assert _judge(campaign, users[0], first=True).priority == 7
+    assert _judge(campaign, users[1], first=False).priority == 7
+
+
 # Settings ---------------------------------------------------------------------------------
 
 
@@ -278,3 +325,5 @@ def test_concurrent_annotators_keep_every_comparison_between_min_and_max():
     pairs = Counter(Assignment.objects.values_list("annotator_id", "comparison_id"))
     assert max(pairs.values()) == 1
     assert not Assignment.objects.filter(state=Assignment.State.OPEN).exists()
+    # The worth order was written on every submit and is back to 0 where nothing is wanted.
+    assert set(Comparison.objects.values_list("priority", flat=True)) == {0}

@@ -5,7 +5,15 @@ import math
 import numpy as np
 import pytest
 
-from annotate.quality.posterior import posterior_first, rater_accuracy, settled, vote_weight
+from annotate.quality.posterior import (
+    WORTH_STEPS,
+    judgment_worth,
+    posterior_first,
+    rater_accuracy,
+    settled,
+    vote_weight,
+    worth_priority,
+)
 
 # A rater with no gold: Beta(4, 2) mean 3 / 4, so one vote moves the log-odds by log 3.
 NEW = rater_accuracy(0, 0)
@@ -63,3 +71,42 @@ def test_a_rater_below_chance_on_gold_is_never_read_inverted_when_settling():
     assert not settled([(1, bad)] * 10, confidence=0.6)
     assert not settled([(1, NEW), (1, NEW), (-1, bad)], confidence=0.95)
     assert settled([(1, NEW), (1, NEW), (-1, bad)], confidence=0.9)
+
+
+# The worth of the next judgment (dynamic overlap's assignment order) ----------------------
+
+HONEST = rater_accuracy(17, 1)  # 0.909: a rater with a good gold record
+
+
+def _worth(signs, *, remaining=3, accuracy=HONEST):
+    return judgment_worth([(s, HONEST) for s in signs], remaining=remaining, next_accuracy=accuracy)
+
+
+def test_a_fresh_split_is_worth_more_than_raters_who_agree():
+    assert _worth([1, -1]) > 5 * _worth([1, 1])
+
+
+def test_a_pair_split_many_times_is_worth_less_than_a_fresh_split():
+    # Raters who keep splitting make a close pair likely, where more votes change little.
+    assert _worth([1, -1, 1, -1, 1, -1]) < _worth([1, -1, 1, -1]) < _worth([1, -1])
+
+
+def test_nothing_remaining_is_worth_nothing_and_ties_count_as_no_vote():
+    assert _worth([1, -1], remaining=0) == 0.0
+    assert _worth([1, 0, 0, -1]) == pytest.approx(_worth([1, -1]))
+
+
+def test_the_look_ahead_sees_a_lead_that_one_vote_cannot_overturn():
+    # After 3 to 1 a single vote cannot change the lead; two or three can, so it is worth
+    # something, and more the more judgments remain.
+    assert 0 < _worth([1, 1, 1, -1], remaining=2) < _worth([1, 1, 1, -1], remaining=3)
+
+
+def test_a_more_accurate_next_rater_is_worth_more():
+    assert _worth([1, -1], accuracy=0.95) > _worth([1, -1], accuracy=0.7)
+
+
+def test_the_priority_is_at_least_one_and_fits_a_small_integer():
+    assert worth_priority(0.0) == 1
+    assert worth_priority(0.1742) == 1743
+    assert worth_priority(5.0) == 1 + WORTH_STEPS // 2 <= 32767
