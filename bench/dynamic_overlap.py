@@ -26,9 +26,15 @@ and the two crowds of bench/consensus_accuracy.py.
 
 Flags: the chance-agreement block rule and the crowd-kappa warning of annotate.quality.rules,
 on counters computed from each arm's final votes as the full recompute computes them (co-rater
-pairs on the same pair; kappa against the leave-one-out plurality, in the dynamic arm over
-each pair's first votes only, as many as annotate.quality.rater_stats.kappa_first_raters
-says), counted separately.
+pairs on the same pair; the kappa as annotate.quality.rater_stats counts it: against the
+leave-one-out plurality under fixed overlap, over each pair's first min_raters votes under
+dynamic overlap from min_raters 3, against the gold-weighted consensus of the other votes
+below 3), counted separately.
+
+--stop-below adds a stopping rule to the tuning grid (evaluated, not adopted): a contested
+pair also stops, unsettled, once the worth of its next judgment
+(annotate.quality.posterior.judgment_worth, what the assignment order ranks by) is below the
+value given.
 """
 
 from __future__ import annotations
@@ -52,8 +58,19 @@ import django  # noqa: E402
 
 django.setup()
 
-from annotate.quality.posterior import overlap_wanted, rater_accuracy, settled  # noqa: E402
-from annotate.quality.rater_stats import kappa, kappa_first_raters  # noqa: E402
+from annotate.quality.pair_columns import confusion_against_consensus  # noqa: E402
+from annotate.quality.posterior import (  # noqa: E402
+    judgment_worth,
+    overlap_wanted,
+    rater_accuracy,
+    settled,
+    vote_weight,
+)
+from annotate.quality.rater_stats import (  # noqa: E402
+    kappa,
+    kappa_against_consensus,
+    kappa_first_raters,
+)
 from annotate.quality.rules import DEFAULT_POLICY, chance_level  # noqa: E402
 from bench.consensus_accuracy import (  # noqa: E402
     MIXTURES,
@@ -93,6 +110,13 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--prompts", type=int, default=200)
     parser.add_argument("--raters", type=int, default=60)
     parser.add_argument("--bootstrap", type=int, default=2000)
+    parser.add_argument(
+        "--stop-below",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        help="also tune the worth below which a contested pair stops unsettled (0: never)",
+    )
     return parser.parse_args()
 
 
@@ -164,8 +188,14 @@ def taken_fixed(w: dict, n: int) -> np.ndarray:
     return np.full(len(w["truth"]), n)
 
 
-def taken_dynamic(w: dict, *, min_raters: int, max_raters: int, confidence: float):
-    """Per pair: judgments taken and whether it settled, one rater at a time as on submit."""
+def taken_dynamic(
+    w: dict, *, min_raters: int, max_raters: int, confidence: float, stop_below: float = 0.0
+):
+    """Per pair: judgments taken and whether it settled, one rater at a time as on submit.
+
+    `stop_below` > 0 is the stopping rule evaluated (and not adopted, bench/RESULTS.md) for
+    contested pairs: stop, unsettled, once judgment_worth (the value the assignment order
+    ranks by) falls below it, the next rater as accurate as the pair's raters so far."""
     taken = np.zeros(len(w["truth"]), dtype=int)
     was_settled = np.zeros(len(w["truth"]), dtype=bool)
     for item, (raters, votes) in enumerate(zip(w["order"], w["votes"], strict=True)):
@@ -180,18 +210,19 @@ def taken_dynamic(w: dict, *, min_raters: int, max_raters: int, confidence: floa
             wanted = overlap_wanted(
                 done=done, in_flight=0, wanted=wanted, is_settled=is_settled, max_raters=max_raters
             )
+            if stop_below and done >= min_raters and not is_settled and done < max_raters:
+                accuracy = float(np.mean([max(0.5, a) for _, a in cast]))
+                worth = judgment_worth(cast, remaining=max_raters - done, next_accuracy=accuracy)
+                if worth < stop_below:
+                    break
         taken[item], was_settled[item] = done, is_settled
     return taken, was_settled
 
 
-def first_votes(min_raters: int) -> int:
-    """The votes per pair the recompute's kappa counts under dynamic overlap."""
-    return kappa_first_raters(SimpleNamespace(dynamic_overlap=True, min_raters=min_raters))
-
-
-def evaluate(w: dict, taken: np.ndarray, *, kappa_first: int | None = None) -> dict:
+def evaluate(w: dict, taken: np.ndarray, *, min_raters: int | None = None) -> dict:
     """Accuracy of the export's consensus over the votes taken, per-prompt scores, flags
-    (the kappa on each pair's first `kappa_first` votes only, None: all of them)."""
+    (the kappa as the recompute counts it under dynamic overlap with `min_raters`, or under
+    fixed overlap when None)."""
     items = np.repeat(np.arange(len(taken)), taken)
     raters = np.concatenate([w["order"][i, :k] for i, k in enumerate(taken)])
     outcomes = np.concatenate([w["votes"][i, :k] for i, k in enumerate(taken)])
@@ -204,15 +235,21 @@ def evaluate(w: dict, taken: np.ndarray, *, kappa_first: int | None = None) -> d
         "accuracy": scores.mean(),
         "per_prompt": per_prompt,
         "judgments": taken.mean(),
-        "flagged": flagged(w, items, raters, outcomes, kappa_first=kappa_first),
+        "flagged": flagged(w, items, raters, outcomes, min_raters=min_raters),
     }
 
 
-def flagged(w: dict, items, raters, outcomes, *, kappa_first: int | None) -> dict[str, int]:
+def flagged(w: dict, items, raters, outcomes, *, min_raters: int | None) -> dict[str, int]:
     """Raters per group that the chance-agreement rule blocks, and that the crowd-kappa rule
-    warns, on counters from the final votes; the kappa, as the recompute counts it, on each
-    pair's first `kappa_first` votes (all when None)."""
+    warns, on counters from the final votes; the kappa as the recompute counts it
+    (annotate.quality.rater_stats): under fixed overlap (min_raters None) against the
+    leave-one-out majority of every other vote, under dynamic overlap from min_raters 3 the
+    same on each pair's first min_raters votes, below 3 against the gold-weighted consensus
+    of the other votes (the product's confusion_against_consensus)."""
     policy = DEFAULT_POLICY
+    campaign = SimpleNamespace(dynamic_overlap=min_raters is not None, min_raters=min_raters)
+    kappa_first = kappa_first_raters(campaign) if min_raters is not None else None
+    by_consensus = min_raters is not None and kappa_against_consensus(campaign)
     by_item = defaultdict(list)
     for item, rater, outcome in zip(items, raters, outcomes, strict=True):
         by_item[item].append((rater, VALUE[int(outcome)]))
@@ -238,6 +275,21 @@ def flagged(w: dict, items, raters, outcomes, *, kappa_first: int | None) -> dic
             top = np.flatnonzero(tally == tally.max())
             if len(top) == 1:
                 confusion[rater][(value, int(top[0]))] += 1
+    if by_consensus:
+        weight = vote_weight(np.maximum(0.5, w["accuracy"]))
+        matrices = confusion_against_consensus(
+            unit=np.asarray(items),
+            rater=np.asarray(raters),
+            value=np.array([VALUE[int(o)] for o in outcomes]),
+            excluded=np.zeros(len(items), dtype=bool),
+            weight=weight,
+            n_raters=w["raters"],
+            units=int(np.max(items)) + 1,
+        )
+        confusion = {
+            r: {(a, b): int(m[a, b]) for a, b in zip(*np.nonzero(m), strict=True)}
+            for r, m in enumerate(matrices)
+        }
     result: dict[str, int] = defaultdict(int)  # "block group" and "warn group" -> raters
     for rater, figures in stats.items():
         blocked = chance_level(
@@ -247,7 +299,7 @@ def flagged(w: dict, items, raters, outcomes, *, kappa_first: int | None) -> dic
             z=policy["chance_z"],
             minimum=policy["chance_min"],
         )
-        k, n = kappa(dict(confusion[rater]))
+        k, n = kappa(dict(confusion.get(rater, {})))
         warned = k is not None and n >= policy["kappa_min"] and k < policy["kappa_warn"]
         group = str(w["groups"][rater])
         if blocked:
@@ -270,31 +322,28 @@ def tune(args, n: int) -> tuple[dict, list[str]]:
     ]
     fixed = np.mean([evaluate(w, taken_fixed(w, n))["accuracy"] for w in worlds])
     lines, best = [], None
-    for low, high, confidence in itertools.product(*GRID.values()):
+    for low, high, confidence, stop in itertools.product(*GRID.values(), args.stop_below):
         if low > high:
             continue
-        runs = [
-            evaluate(
-                w,
-                taken_dynamic(w, min_raters=low, max_raters=high, confidence=confidence)[0],
-                kappa_first=first_votes(low),
-            )
-            for w in worlds
-        ]
+        setting = {"min_raters": low, "max_raters": high, "confidence": confidence}
+        if stop:
+            setting["stop_below"] = stop
+        runs = [evaluate(w, taken_dynamic(w, **setting)[0], min_raters=low) for w in worlds]
         accuracy = np.mean([r["accuracy"] for r in runs])
         judgments = np.mean([r["judgments"] for r in runs])
         ok = accuracy >= fixed
         lines.append(
-            f"| {low} | {high} | {confidence} | {judgments:.2f} | {accuracy:.3f} | "
+            f"| {low} | {high} | {confidence} | {stop} | {judgments:.2f} | {accuracy:.3f} | "
             f"{'yes' if ok else 'no'} |"
         )
         if ok and (best is None or judgments < best[0]):
-            best = (judgments, {"min_raters": low, "max_raters": high, "confidence": confidence})
+            best = (judgments, setting)
     header = [
         f"tuning for fixed overlap {n} (accuracy {fixed:.3f} on the tuning crowd, seeds "
         f"{args.tune_seeds}):",
-        "| min | max | confidence | judgments per pair | accuracy | at least fixed's |",
-        "|---|---|---|---|---|---|",
+        "| min | max | confidence | stop below | judgments per pair | accuracy | at least "
+        "fixed's |",
+        "|---|---|---|---|---|---|---|",
     ]
     return (best[1] if best else None), header + lines
 
@@ -303,7 +352,9 @@ def report(args, n: int, chosen: dict) -> list[str]:
     rng = np.random.default_rng(0)
     lines = [
         f"### fixed overlap {n} against dynamic (min {chosen['min_raters']}, max "
-        f"{chosen['max_raters']}, confidence {chosen['confidence']}), seeds {args.seeds}",
+        f"{chosen['max_raters']}, confidence {chosen['confidence']}"
+        f"{', stop below ' + str(chosen['stop_below']) if 'stop_below' in chosen else ''}), "
+        f"seeds {args.seeds}",
         "| crowd | arm | judgments per pair | saved | accuracy (pooled) | 95% interval | "
         "dynamic minus fixed, 95% interval | settled | minority-taste raters blocked, "
         "warned (of) | other raters blocked or warned |",
@@ -323,9 +374,7 @@ def report(args, n: int, chosen: dict) -> list[str]:
             for k in CURVE:
                 curve[k].append(evaluate(w, taken_fixed(w, k))["accuracy"])
             taken, was_settled = taken_dynamic(w, **chosen)
-            arms["dynamic"].append(
-                evaluate(w, taken, kappa_first=first_votes(chosen["min_raters"]))
-            )
+            arms["dynamic"].append(evaluate(w, taken, min_raters=chosen["min_raters"]))
             settled_share.append(was_settled.mean())
         pooled = {
             arm: np.concatenate([r["per_prompt"] for r in runs]) for arm, runs in arms.items()

@@ -25,6 +25,8 @@ SPEED_BUCKETS = len(SPEED_EDGES_MS) + 1
 _BUCKET_SHIFT = 5
 _SMALL_BITS = _BUCKET_SHIFT + (SPEED_BUCKETS - 1).bit_length()
 _WORD_BITS = 63  # a signed bigint
+# Log-odds closer to 0 than this are a draw: two equal weights cancel up to rounding.
+LEAN_TOLERANCE = 1e-9
 
 
 @dataclass
@@ -244,4 +246,30 @@ def confusion_among(columns: PairColumns, keep: np.ndarray) -> np.ndarray:
     clear = (others.sum(axis=1) > 0) & ((others == top[:, None]).sum(axis=1) == 1)
     majority = others.argmax(axis=1)
     np.add.at(confusion, (rater[clear], value[clear], majority[clear]), 1)
+    return confusion
+
+
+def confusion_against_consensus(
+    *,
+    unit: np.ndarray,
+    rater: np.ndarray,
+    value: np.ndarray,
+    excluded: np.ndarray,
+    weight: np.ndarray,
+    n_raters: int,
+    units: int,
+) -> np.ndarray:
+    """raters x 3 x 3: each rating's own value against the side its unit's other votes lean
+    to in the one-coin model (annotate.quality.posterior): a non-excluded lo or hi vote
+    moves the unit's log-odds by its rater's `weight` (indexed by rater), a tie or "both
+    bad" moves nothing. Where the others' votes cancel out, or there are none, the rating is
+    left out. Aligned arrays over the ratings, `unit` and `rater` dense indices."""
+    rated = value < BOTH_BAD_VALUE
+    sign = np.where(value == 0, 1.0, np.where(value == 2, -1.0, 0.0))
+    push = np.where(rated & ~excluded, sign * weight[rater], 0.0)
+    others = np.bincount(unit, weights=push, minlength=units)[unit] - push
+    keep = rated & (np.abs(others) > LEAN_TOLERANCE)
+    side = np.where(others > 0, 0, 2)
+    confusion = np.zeros((n_raters, 3, 3), dtype=np.int64)
+    np.add.at(confusion, (rater[keep], value[keep], side[keep]), 1)
     return confusion

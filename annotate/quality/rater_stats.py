@@ -41,10 +41,12 @@ from annotate.quality.models import RaterStats, Rating
 from annotate.quality.pair_columns import (
     SPEED_BUCKETS,
     PairColumns,
+    confusion_against_consensus,
     confusion_among,
     pair_columns_fetch,
     pair_counters,
 )
+from annotate.quality.posterior import rater_accuracy, vote_weight
 from annotate.quality.rules import (
     GOLD_COUNTERS,
     drift_steps,
@@ -581,12 +583,15 @@ def _co_sql(table: str) -> str:
 
 # Under dynamic overlap a comparison gets more judgments only while it is contested, so the
 # ratings past its first min_raters judgments (submission order) are selected by
-# disagreement: a dissenting rater meets more co-raters exactly where it dissents. Cohen's
-# kappa is counted on the first min_raters judgments of each comparison only, the part of
-# the sample that every comparison gets whatever its votes. Only from min_raters 3: with
-# fewer, the leave-one-out "majority" among the first judgments is one co-rater's vote, a
-# noisier yardstick that warned more honest raters and no fewer minority-taste ones in
-# bench/dynamic_overlap.py (bench/RESULTS.md), so those campaigns count every rating.
+# disagreement: a dissenting rater meets more co-raters exactly where it dissents, and a
+# rater who agrees meets one co-rater, or none, where the first judgments settled it.
+# From min_raters 3, Cohen's kappa is counted on the first min_raters judgments of each
+# comparison only, the part of the sample every comparison gets whatever its votes. Below
+# 3 that leaves a rating one co-rater, a noisier yardstick that warned more honest raters
+# and no fewer minority-taste ones in bench/dynamic_overlap.py; there the yardstick is the
+# one-coin consensus of the other votes instead, each weighed by its rater's gold record as
+# dynamic overlap weighs it (_consensus_kappas), so a lone co-rater with a good record counts
+# as much as the record says, and random clickers count nothing (bench/RESULTS.md).
 _FIRST_SQL = """
 SELECT * FROM (
     SELECT x.*, DENSE_RANK() OVER (PARTITION BY comparison_id ORDER BY judgment_id) AS place
@@ -597,6 +602,11 @@ SELECT * FROM (
 
 
 KAPPA_FIRST_FROM = 3  # the fewest first judgments that leave each rating two co-raters
+
+
+def kappa_against_consensus(campaign: Campaign) -> bool:
+    """Whether the kappa's yardstick is the weighted consensus of the other votes."""
+    return campaign.dynamic_overlap and campaign.min_raters < KAPPA_FIRST_FROM
 
 
 def kappa_first_raters(campaign: Campaign) -> int | None:
@@ -754,13 +764,52 @@ def stats_compute(
             confusions = confusion_among(
                 columns, _first_rated_mask(columns=columns, campaign=campaign)
             )
-            _pair_kappas(columns=columns, confusions=confusions, result=result)
+            _pair_kappas(raters=columns.raters, confusions=confusions, result=result)
     else:
         _ranking_stats(campaign=campaign, result=result)
     if checks is None:
         checks = checks_fetch(campaign=campaign)
     _checks_apply(checks=checks, result=result, policy=policy_for(campaign))
+    if kappa_against_consensus(campaign):
+        _consensus_kappas(campaign=campaign, columns=columns, result=result)
     return dict(result)
+
+
+def _consensus_kappas(*, campaign: Campaign, columns: PairColumns | None, result: dict) -> None:
+    """Every rater's kappa against the gold-weighted consensus of the other votes on each
+    unit (see kappa_against_consensus); needs the gold counters in `result`. A ranking's
+    derived pairs are fetched here (a pairwise campaign's columns are passed in)."""
+    if columns is not None:
+        unit, rater, raters = columns.unit, columns.rater, columns.raters
+        value, excluded, units = columns.value, columns.excluded, columns.units
+    else:
+        rows = np.asarray(
+            Rating.objects.filter(
+                campaign=campaign,
+                criterion=primary_criterion(campaign),
+                kind__in=(Rating.Kind.PAIR, Rating.Kind.DERIVED),
+            ).values_list(
+                "comparison_id", "image_lo_id", "image_hi_id", "annotator_id", "value", "excluded"
+            ),
+            dtype=np.int64,
+        ).reshape(-1, 6)
+        keys, unit = np.unique(rows[:, :3], axis=0, return_inverse=True)
+        raters, rater = np.unique(rows[:, 3], return_inverse=True)
+        unit, rater, units = unit.reshape(-1), rater.reshape(-1), len(keys)
+        value, excluded = rows[:, 4], rows[:, 5].astype(bool)
+    correct = np.array([result[r]["gold_correct"] for r in raters.tolist()], dtype=float)
+    wrong = np.array([result[r]["gold_wrong"] for r in raters.tolist()], dtype=float)
+    weight = vote_weight(np.maximum(0.5, rater_accuracy(correct, wrong)))
+    confusions = confusion_against_consensus(
+        unit=unit,
+        rater=rater,
+        value=value,
+        excluded=excluded,
+        weight=np.atleast_1d(weight),
+        n_raters=len(raters),
+        units=units,
+    )
+    _pair_kappas(raters=raters, confusions=confusions, result=result)
 
 
 def _pair_stats(*, columns: PairColumns, result: dict) -> None:
@@ -772,11 +821,11 @@ def _pair_stats(*, columns: PairColumns, result: dict) -> None:
         row = result[annotator_id]
         row.update(zip(names, table[index], strict=True))
         row["speed_hist"] = hists[index]
-    _pair_kappas(columns=columns, confusions=figures["confusion"], result=result)
+    _pair_kappas(raters=columns.raters, confusions=figures["confusion"], result=result)
 
 
-def _pair_kappas(*, columns: PairColumns, confusions: np.ndarray, result: dict) -> None:
-    for index, annotator_id in enumerate(columns.raters.tolist()):
+def _pair_kappas(*, raters: np.ndarray, confusions: np.ndarray, result: dict) -> None:
+    for index, annotator_id in enumerate(raters.tolist()):
         row = result[annotator_id]
         matrix = confusions[index]
         row["kappa"], row["kappa_n"] = None, 0

@@ -1,8 +1,10 @@
-"""Crowd kappa under dynamic overlap counts each comparison's first min_raters judgments only.
+"""Crowd kappa under dynamic overlap: a yardstick that optional stopping does not bias.
 
 A contested comparison gets judgments past min_raters because its raters disagree, so those
-judgments would bias a dissenting rater's kappa; the recompute leaves them out of the kappa
-(both the row path and the column path), and fixed-overlap campaigns count every rating.
+judgments would bias a dissenting rater's kappa. From min_raters 3 the recompute leaves them
+out of the kappa (both the row path and the column path); below 3 it measures each rating
+against the gold-weighted consensus of the other votes instead. Fixed-overlap campaigns
+count every rating against the leave-one-out majority.
 """
 
 from collections import defaultdict
@@ -12,10 +14,17 @@ import pytest
 
 from annotate.models import Campaign, Comparison
 from annotate.quality.models import Rating
-from annotate.quality.pair_columns import confusion_among, pair_columns_fetch, pair_counters
+from annotate.quality.pair_columns import (
+    confusion_against_consensus,
+    confusion_among,
+    pair_columns_fetch,
+    pair_counters,
+)
 from annotate.quality.rater_stats import (
+    Checks,
     _empty_figures,
     _ranking_stats,
+    kappa_against_consensus,
     kappa_first_raters,
     primary_criterion,
     stats_compute,
@@ -128,8 +137,10 @@ def test_both_paths_agree_on_a_scripted_crowd_and_a_kappa_needs_three_first_judg
     crowd = campaign_with_comparisons(
         prompts=12, dynamic_overlap=True, min_raters=min_raters, max_raters=5, confidence=0.9
     )
-    # Fewer than three first judgments leave a rating one co-rater: every rating counts then.
+    # Fewer than three first judgments leave a rating one co-rater: every rating counts then,
+    # against the weighted consensus; with no gold and no ties that is the plain majority.
     assert kappa_first_raters(crowd) == (3 if min_raters == 3 else None)
+    assert kappa_against_consensus(crowd) == (min_raters < 3)
     raters = [(annotator(crowd), _leaning("model-a", 0.8)) for _ in range(4)]
     raters += [(annotator(crowd), _leaning("model-b", 0.8)) for _ in range(2)]
     run_crowd(crowd, raters, seed=3)
@@ -152,3 +163,67 @@ def test_fixed_overlap_counts_every_rating_in_the_kappa():
         assert computed[rater]["kappa_n"] == int(confusion[index].sum())
     assert any(row["kappa_n"] > 0 for row in computed.values())
     assert _row_path_kappas(campaign) == _kappas(computed)
+
+
+# Below min_raters 3: the gold-weighted consensus of the other votes --------------------------
+
+LO, TIE, HI, BOTH_BAD = 0, 1, 2, 3
+
+
+def _against(unit, rater, value, weight, excluded=None):
+    value = np.array(value)
+    return confusion_against_consensus(
+        unit=np.array(unit),
+        rater=np.array(rater),
+        value=value,
+        excluded=np.zeros(len(value), bool) if excluded is None else np.array(excluded),
+        weight=np.array(weight, dtype=float),
+        n_raters=len(weight),
+        units=max(unit) + 1,
+    )
+
+
+def test_a_heavy_vote_outweighs_two_light_ones_as_yardstick():
+    # Unit 0: rater 0 (weight 3) says lo, raters 1 and 2 (weight 1) say hi.
+    confusion = _against([0, 0, 0], [0, 1, 2], [LO, HI, HI], [3.0, 1.0, 1.0])
+    assert confusion[0, LO, HI] == 1  # the others: -2, towards hi
+    assert confusion[1, HI, LO] == 1 and confusion[2, HI, LO] == 1  # +3 - 1 = +2
+    assert confusion.sum() == 3
+
+
+def test_ties_excluded_ratings_both_bad_and_others_that_say_nothing():
+    # Unit 0: a tie (moves nothing, measured as its own value), an excluded hi (moves
+    # nothing), a lo. Unit 1: a lo and a hi of equal weight, and a both-bad.
+    confusion = _against(
+        [0, 0, 0, 1, 1, 1],
+        [0, 1, 2, 0, 1, 2],
+        [TIE, HI, LO, LO, HI, BOTH_BAD],
+        [1.0, 1.0, 1.0],
+        excluded=[False, True, False, False, False, False],
+    )
+    assert confusion[0, TIE, LO] == 1  # unit 0: its yardstick is rater 2's lo alone
+    assert confusion[0, LO, HI] == 1  # unit 1
+    # Unit 0 (excluded, still measured against the others) and unit 1.
+    assert confusion[1, HI, LO] == 2
+    # Unit 0: the tie and the excluded hi move nothing; unit 1: both bad is left out.
+    assert confusion[2].sum() == 0
+    assert confusion.sum() == 4
+
+
+def test_a_co_rater_whose_gold_is_no_better_than_chance_is_no_yardstick():
+    """D judges six comparisons first (min = max = 2); G, with a good gold record, agrees on
+    the first three; X, whose gold is all wrong, disagrees on the other three."""
+    campaign = campaign_with_comparisons(
+        prompts=6, dynamic_overlap=True, min_raters=2, max_raters=2, confidence=0.9
+    )
+    d, g, x = (annotator(campaign) for _ in range(3))
+    for user, first, times in ((d, True, 6), (g, True, 3), (x, False, 3)):
+        for _ in range(times):
+            _judge(campaign, user, first=first)
+    records = Checks(gold={g.pk: [True] * 17 + [False], x.pk: [False] * 10})
+    weighted = stats_compute(campaign=campaign, checks=records)
+    # X's three dissents weigh nothing: D is measured on G's three agreements only.
+    assert weighted[d.pk]["kappa_n"] == 3
+    # Without gold every co-rater weighs the same: all six count, three against.
+    plain = stats_compute(campaign=campaign, checks=Checks())
+    assert plain[d.pk]["kappa_n"] == 6
