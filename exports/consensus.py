@@ -5,17 +5,22 @@ The votes are exactly those of the exported rows: the same policy decides which 
 count, and a ranking gives one vote per pair of its images, as it gives one row per pair. An
 item is an unordered pair of images, so the votes of two comparisons that share a pair (k-way
 comparisons of the same prompt) pool. Memory: three integers per vote.
+
+With `rankings`, the pass also keeps each comparison's images and the Borda points of its
+kept rankings, from which exports.consensus_ranking orders a comparison's images (the ranked
+and jsonl formats); a few numbers per comparison.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
 from annotate.selectors import comparison_overlap_figures
 from exports.consensus_model import FIRST, SECOND, TIE, Consensus, consensus
+from exports.consensus_ranking import borda_points
 from exports.context import BuildContext
 from exports.pairs import answer_ranks, rank_pairs
 from exports.scan import Tally, decide_batch
@@ -44,6 +49,18 @@ class PairConsensus:
     model: str
     judgments: np.ndarray  # per item, the comparisons' counted judgments
     settled: list[bool | None]  # per item
+    # With `rankings`: per comparison, its images and kept rankings' Borda points, and its
+    # (counted judgments, settled) figures.
+    rankings: dict[int, RankingTotals] = field(default_factory=dict)
+    figures: dict[int, tuple[int, bool | None]] = field(default_factory=dict)
+
+    def p_better(self, first: str, second: str) -> float:
+        """P(image `first` is better than image `second`); 0.5 for a pair without votes."""
+        item = self.item_of.get((first, second))
+        if item is not None:
+            return float(self.result.p_first[item])
+        item = self.item_of.get((second, first))
+        return 0.5 if item is None else 1.0 - float(self.result.p_first[item])
 
     def columns(self, uids_0: pa.Array, uids_1: pa.Array) -> list[pa.Array]:
         """The FIELDS columns for rows whose images are uids_0 and uids_1."""
@@ -91,9 +108,21 @@ class PairConsensus:
         }
 
 
-def export_consensus(ctx: BuildContext) -> PairConsensus:
-    """Gather the kept judgments' votes per image pair and fit the policy's model."""
+@dataclass(slots=True)
+class RankingTotals:
+    """A comparison's images (canonical order) and the sum of its kept rankings' Borda
+    points per image (exports.consensus_ranking.borda_points)."""
+
+    uids: tuple[str, ...]
+    points: np.ndarray
+    rankings: int = 0
+
+
+def export_consensus(ctx: BuildContext, *, rankings: bool = False) -> PairConsensus:
+    """Gather the kept judgments' votes per image pair and fit the policy's model; with
+    `rankings`, keep each comparison's Borda points too."""
     item_of: dict[tuple[str, str], int] = {}
+    totals: dict[int, RankingTotals] = {}
     rater_of: dict[int, int] = {}
     items: list[int] = []
     raters: list[int] = []
@@ -110,6 +139,14 @@ def export_consensus(ctx: BuildContext) -> PairConsensus:
             if ranks is None:
                 continue  # the writing pass reports the inconsistent judgment
             rater = rater_of.setdefault(row.annotator_id, len(rater_of))
+            if rankings:
+                total = totals.get(row.comparison_id)
+                if total is None:
+                    total = totals[row.comparison_id] = RankingTotals(
+                        uids=tuple(uids), points=np.zeros(len(uids))
+                    )
+                total.points += borda_points(ranks)
+                total.rankings += 1
             for _, a, b, label in rank_pairs(ranks):
                 item = item_of.setdefault((uids[a], uids[b]), len(item_of))
                 items.append(item)
@@ -124,7 +161,10 @@ def export_consensus(ctx: BuildContext) -> PairConsensus:
         n_raters=len(rater_of),
         model=ctx.policy.consensus,
     )
-    judgments, settled = _overlap_figures(comparisons_of, n_items=len(item_of))
+    figures = comparison_overlap_figures(
+        comparison_ids=sorted({c for ids in comparisons_of.values() for c in ids})
+    )
+    judgments, settled = _overlap_figures(comparisons_of, figures, n_items=len(item_of))
     return PairConsensus(
         item_of=item_of,
         result=result,
@@ -132,16 +172,15 @@ def export_consensus(ctx: BuildContext) -> PairConsensus:
         model=ctx.policy.consensus,
         judgments=judgments,
         settled=settled,
+        rankings=totals,
+        figures=figures if rankings else {},
     )
 
 
 def _overlap_figures(
-    comparisons_of: dict[int, set[int]], *, n_items: int
+    comparisons_of: dict[int, set[int]], figures: dict, *, n_items: int
 ) -> tuple[np.ndarray, list[bool | None]]:
     """Per item: its comparisons' counted judgments and whether all of them settled."""
-    figures = comparison_overlap_figures(
-        comparison_ids=sorted({c for ids in comparisons_of.values() for c in ids})
-    )
     judgments = np.zeros(n_items, dtype=np.int64)
     settled: list[bool | None] = [None] * n_items
     for item, ids in comparisons_of.items():

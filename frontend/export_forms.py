@@ -26,7 +26,7 @@ class ExportStartForm(forms.Form):
     include_gold = forms.BooleanField(label=_("Keep gold checks (JSON lines only)"), required=False)
     include_repeats = forms.BooleanField(label=_("Keep repeats (JSON lines only)"), required=False)
     consensus = forms.ChoiceField(
-        label=_("Consensus per pair (Pick-a-Pic)"),
+        label=_("Consensus per pair and comparison (every format)"),
         choices=[
             ("dawid_skene", _("Dawid-Skene, raters weighted by their accuracy")),
             ("majority", _("Majority of votes")),
@@ -34,7 +34,7 @@ class ExportStartForm(forms.Form):
         initial=Policy.consensus,
     )
     contested_below = forms.FloatField(
-        label=_("Mark a pair contested below this confidence"),
+        label=_("Mark a pair or ranking contested below this confidence"),
         min_value=0.5,
         max_value=1.0,
         initial=Policy.contested_below,

@@ -55,6 +55,20 @@ CONSENSUS = {
         "`comparison_settled`. The model and the contested threshold are in the manifest's "
         "policy."
     ),
+    "ranked": (
+        "Each row's comparison's consensus over every ranking of it the export keeps, in the "
+        "row's own image order. The model gives each pair of images the probability that one "
+        "is better (the rankings expanded into their pairs); `consensus_ranking` (1 = best) "
+        "is the finest ranking in which every order it states is a pair decided with at "
+        "least the contested threshold's confidence: images whose order is contested, or "
+        "which beat one another round a cycle, share a rank rather than being forced apart. "
+        "`consensus_confidence` is the least certain pair's confidence (the probability of "
+        "its more likely winner), `consensus_contested` says the consensus ranking leaves "
+        "images level, `majority_ranking` orders the images by their Borda points over the "
+        "comparison's rankings (for reference), `consensus_votes` counts those rankings; "
+        "then `comparison_judgments` and `comparison_settled`. The model and the contested "
+        "threshold are in the manifest's policy."
+    ),
 }
 
 

@@ -1,19 +1,30 @@
 """The audit format: every judgment in the snapshot, one JSON object per line, no image
 bytes. Nothing is left out; each line says whether this export's policy keeps it and, if
 not, why (both_bad answers are kept: they are not preferences but they are answers).
+
+Each line also carries its comparison's consensus over the judgments the policy keeps
+(exports.consensus_ranking), over the line's `image_uids`: `consensus_ranking` (for a pair,
+[1, 2] where the first image wins, [1, 1] where contested), `consensus_confidence`,
+`consensus_contested`, `majority_ranking`, `consensus_votes`, `comparison_judgments` and
+`comparison_settled`; null where the export keeps no judgment of the comparison.
 """
 
 import json
 
+from exports.consensus import export_consensus
+from exports.consensus_ranking import FIELDS as CONSENSUS_FIELDS
+from exports.consensus_ranking import RankingConsensus
 from exports.context import BuildContext, FormatResult
 from exports.scan import Tally, decide_batch, empty_result_message
 from exports.selectors import prompt_texts
 from pickwise.errors import ApplicationError
 
 FILE_NAME = "judgments.jsonl"
+CONSENSUS_KEYS = [name for name, _ in CONSENSUS_FIELDS]
 
 
 def write_jsonl(ctx: BuildContext) -> FormatResult:
+    consensus = RankingConsensus(export_consensus(ctx, rankings=True))
     tally = Tally()
     path = ctx.folder / FILE_NAME
     with path.open("w", encoding="utf-8") as handle:
@@ -55,6 +66,7 @@ def write_jsonl(ctx: BuildContext) -> FormatResult:
                     "included": decision.reason is None,
                     "exclusion_reason": decision.reason,
                 }
+                record.update(zip(CONSENSUS_KEYS, consensus.values(row.comparison_id), strict=True))
                 lines.append(json.dumps(record, sort_keys=True, ensure_ascii=False))
             handle.write("\n".join(lines) + "\n")
             ctx.progress(len(batch))
@@ -64,4 +76,5 @@ def write_jsonl(ctx: BuildContext) -> FormatResult:
         tally=tally,
         rows={"default": {"judgments": tally.considered}},
         configs={},
+        extra_counts={"consensus": consensus.summary()},
     )

@@ -4,10 +4,20 @@
 convention: lower is better). Images are in a seeded random order per row. Campaigns with
 several criteria get a `ranking_<criterion>` column per criterion (null where that answer
 is not a preference). Splits by prompt: train, validation, test.
+
+Then the comparison's consensus over every ranking of it the export keeps
+(exports.consensus_ranking), in the row's own image order: `consensus_ranking` (level where
+the pairwise consensus is contested or cyclic, never forced), `consensus_confidence`,
+`consensus_contested`, `majority_ranking` (Borda, for reference), `consensus_votes`,
+`comparison_judgments` and `comparison_settled`. Readers of the ranking columns (`datasets`,
+the RankDPO trainer) read by name and are unaffected.
 """
 
 import pyarrow as pa
 
+from exports.consensus import export_consensus
+from exports.consensus_ranking import FIELDS as CONSENSUS_FIELDS
+from exports.consensus_ranking import RankingConsensus
 from exports.context import BuildContext, FormatResult
 from exports.pairs import answer_ranks, seeded_order
 from exports.scan import run_counting_pass
@@ -31,12 +41,13 @@ def ranked_schema(criteria_keys: list[str]) -> pa.Schema:
     fields = list(BASE_FIELDS)
     if len(criteria_keys) > 1:
         fields += [(f"ranking_{key}", pa.list_(pa.int64())) for key in criteria_keys]
-    return pa.schema(fields)
+    return pa.schema(fields + CONSENSUS_FIELDS)
 
 
 def write_ranked(ctx: BuildContext) -> FormatResult:
     counted = run_counting_pass(ctx)
     plan = plan_splits(ctx=ctx, tally=counted)
+    consensus = RankingConsensus(export_consensus(ctx, rankings=True))
     keys = [c["key"] for c in ctx.campaign.criteria]
     per_criterion = len(keys) > 1
     schema = ranked_schema(keys)
@@ -70,10 +81,11 @@ def write_ranked(ctx: BuildContext) -> FormatResult:
                 for key in keys:
                     ranks = answer_ranks(answer=kept.audit.answers.get(key), uids=uids)
                     values.append(None if ranks is None else [ranks[i] for i in order])
+            values += consensus.values(row.comparison_id, order)
             buffers[("default", kept.split)].add(values, sum(len(j) for j in jpegs))
     return format_result(
         folder=ctx.folder,
         buffers=buffers,
         tally=counted,
-        extra_counts={"prompts": plan.prompts_per_split()},
+        extra_counts={"prompts": plan.prompts_per_split(), "consensus": consensus.summary()},
     )

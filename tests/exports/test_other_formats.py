@@ -51,6 +51,13 @@ def test_ranked_rows_rank_each_image_with_ties_sharing_a_rank(db, tmp_path):
         "ranking",
         "user_id",
         "created_at",
+        "consensus_ranking",
+        "consensus_confidence",
+        "consensus_contested",
+        "majority_ranking",
+        "consensus_votes",
+        "comparison_judgments",
+        "comparison_settled",
     ]
 
 
@@ -97,3 +104,31 @@ def test_jsonl_keeps_every_judgment_and_says_why_one_is_left_out(db):
     assert len(first["image_uids"]) == 2 and "jpg_0" not in first
     assert export.manifest["counts"]["excluded"] == {"blocked_rater": 2, "both_bad": 2}
     assert [f["name"] for f in export.manifest["files"]] == ["judgments.jsonl"]
+
+
+def test_jsonl_lines_carry_their_comparisons_consensus_whether_kept_or_not(db):
+    campaign = campaign_with_comparisons(prompts=3, models=("model-a", "model-b"))
+    bulk_judge(
+        campaign, [annotator(campaign), annotator(campaign)], prefer_models("model-a", "model-b")
+    )
+    blocked = annotator(campaign)
+    bulk_judge(campaign, [blocked], prefer_models("model-b", "model-a"))
+    Membership.objects.filter(user=blocked).update(gate_state=Membership.Gate.BLOCKED)
+    flagged = Judgment.objects.order_by("comparison_id").first().comparison_id
+    Judgment.objects.filter(comparison_id=flagged).update(excluded=True)
+
+    export = build(campaign, format="jsonl", policy={"consensus": "majority"})
+    lines = Path(export.folder, "judgments.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert len(records) == 9
+    for record in records:
+        if record["comparison_id"] == flagged:  # no judgment of it is kept
+            assert record["consensus_ranking"] is None and record["consensus_votes"] is None
+            continue
+        # The blocked rater's lines carry the consensus of the two kept judgments.
+        by_model = dict(zip(record["models"], record["consensus_ranking"], strict=True))
+        assert by_model == {"model-a": 1, "model-b": 2}
+        assert record["majority_ranking"] == record["consensus_ranking"]
+        assert (record["consensus_confidence"], record["consensus_contested"]) == (1.0, False)
+        assert (record["consensus_votes"], record["comparison_judgments"]) == (2, 3)
+    assert export.manifest["counts"]["consensus"]["comparisons"] == 2
