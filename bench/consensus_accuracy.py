@@ -2,6 +2,7 @@
 
     python bench/consensus_accuracy.py                       # 3 seeds x 2 crowds (about a minute)
     python bench/consensus_accuracy.py --seeds 7 2024 99 --items-per-prompt 6
+    python bench/consensus_accuracy.py --variants            # candidate models against ours
 
 A world of its own, in numpy, on the lines of bench/simulate_crowd.py's: each prompt has four
 images (one per model); an image has a latent quality (its model's effect plus noise) and a
@@ -23,6 +24,10 @@ the votes with ties dropped, and BradleyTerry over images (ties dropped; a pair'
 the image with the higher score). Intervals: 95% bootstrap over prompts, pooled over seeds;
 the paired difference against the best crowd-kit aggregator is bootstrapped the same way.
 (crowd-kit 1.4.2's Wawa fails under scikit-learn 1.6 and later, so it is left out.)
+
+`--variants` scores candidate models that are not in the app (a two-coin Dawid-Skene: one
+accuracy per rater and class) against the export's one-coin model, paired over prompts, fast
+and without crowd-kit; a candidate becomes the default only if it is better on both crowds.
 """
 
 from __future__ import annotations
@@ -63,6 +68,11 @@ def parse() -> argparse.Namespace:
         action="store_true",
         help="only our Dawid-Skene: the share of pairs contested at the export's default "
         "threshold (0.9) and the accuracy on the settled ones (fast, no crowd-kit)",
+    )
+    parser.add_argument(
+        "--variants",
+        action="store_true",
+        help="candidate models against the export's one-coin Dawid-Skene (fast, no crowd-kit)",
     )
     return parser.parse_args()
 
@@ -205,10 +215,83 @@ def contested_report(args) -> None:
             print(f"| {name} | {seed} | {len(keys)} | {1 - settled.mean():.1%} | {accuracy:.3f} |")
 
 
+def two_coin_dawid_skene(items, raters, outcomes, n_items, n_raters) -> np.ndarray:
+    """P(first is better) under a two-coin Dawid-Skene: per rater a_r = P(votes first | first
+    is better) and b_r = P(votes second | second is better), with the one-coin model's Beta
+    prior on each and its cap; ties left out. A candidate, not in the app."""
+    from annotate.quality.posterior import PRIOR_CORRECT, PRIOR_WRONG
+
+    decided = outcomes != TIE
+    items, raters = items[decided], raters[decided]
+    voted_first = (outcomes[decided] == FIRST).astype(float)
+    total = np.bincount(items, minlength=n_items)
+    p = np.divide(
+        np.bincount(items, weights=voted_first, minlength=n_items),
+        total,
+        out=np.full(n_items, 0.5),
+        where=total > 0,
+    )
+    for _ in range(100):
+        q = p[items]
+
+        def rate(hits, seen):
+            counts = np.bincount(raters, weights=hits, minlength=n_raters)
+            trials = np.bincount(raters, weights=seen, minlength=n_raters)
+            return np.clip(
+                (counts + PRIOR_CORRECT) / (trials + PRIOR_CORRECT + PRIOR_WRONG), 0.01, 0.99
+            )
+
+        a = rate(q * voted_first, q)
+        b = rate((1 - q) * (1 - voted_first), 1 - q)
+        prior = np.clip(p.mean(), 0.05, 0.95)
+        ar, br = a[raters], b[raters]
+        weight = np.where(voted_first > 0, np.log(ar / (1 - br)), np.log((1 - ar) / br))
+        log_odds = np.log(prior / (1 - prior)) + np.bincount(
+            items, weights=weight, minlength=n_items
+        )
+        updated = 1 / (1 + np.exp(-log_odds))
+        change, p = np.max(np.abs(updated - p)), updated
+        if change < 1e-7:
+            break
+    return p
+
+
+def variants_report(args) -> None:
+    rng = np.random.default_rng(0)
+    print("| crowd | one-coin (the app's) | two-coin | two-coin minus one-coin, 95% interval |")
+    print("|---|---|---|---|")
+    for name, mixture in MIXTURES.items():
+        scores: dict[str, list] = {"one": [], "two": []}
+        for seed in args.seeds:
+            table, _ = simulate(seed, mixture, prompts=args.prompts, raters=args.raters)
+            prompt, a, b, rater, outcome = (table[:, i] for i in (0, 1, 2, 5, 6))
+            keys, item = np.unique(prompt * 100 + a * 10 + b, return_inverse=True)
+            truth = dict(zip(prompt * 100 + a * 10 + b, table[:, 4].astype(bool), strict=True))
+            truth_first = np.array([truth[k] for k in keys])
+            n_raters = int(rater.max()) + 1
+            one = consensus(
+                items=item, raters=rater, outcomes=outcome, n_items=len(keys), n_raters=n_raters
+            ).p_first
+            two = two_coin_dawid_skene(item, rater, outcome, len(keys), n_raters)
+            prompt_of = keys // 100
+            for key, p_first in (("one", one), ("two", two)):
+                right = score(np.where(p_first == 0.5, 0.5, (p_first > 0.5) * 1.0), truth_first)
+                scores[key].append(np.bincount(prompt_of, weights=right) / np.bincount(prompt_of))
+        one, two = np.concatenate(scores["one"]), np.concatenate(scores["two"])
+        low, high = bootstrap(two - one, rng, args.bootstrap)
+        print(
+            f"| {name} | {one.mean():.4f} | {two.mean():.4f} | "
+            f"{(two - one).mean():+.4f} ({low:+.4f} to {high:+.4f}) |"
+        )
+
+
 def main() -> None:
     args = parse()
     if args.contested:
         contested_report(args)
+        return
+    if args.variants:
+        variants_report(args)
         return
     started = time.perf_counter()
     rng = np.random.default_rng(0)
