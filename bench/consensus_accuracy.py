@@ -192,16 +192,21 @@ def bootstrap(per_prompt: np.ndarray, rng, rounds: int) -> tuple[float, float]:
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+def pair_votes(table: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The pair keys, each vote's pair index, rater and outcome, and each pair's truth."""
+    prompt, a, b, rater, outcome = (table[:, i] for i in (0, 1, 2, 5, 6))
+    keys, item = np.unique(prompt * 100 + a * 10 + b, return_inverse=True)
+    truth = dict(zip(prompt * 100 + a * 10 + b, table[:, 4].astype(bool), strict=True))
+    return keys, item, rater, outcome, np.array([truth[k] for k in keys])
+
+
 def contested_report(args) -> None:
     print("| crowd | seed | pairs | contested (confidence < 0.9) | accuracy, settled pairs |")
     print("|---|---|---|---|---|")
     for name, mixture in MIXTURES.items():
         for seed in args.seeds:
             table, _ = simulate(seed, mixture, prompts=args.prompts, raters=args.raters)
-            prompt, a, b, rater, outcome = (table[:, i] for i in (0, 1, 2, 5, 6))
-            keys, item = np.unique(prompt * 100 + a * 10 + b, return_inverse=True)
-            truth = dict(zip(prompt * 100 + a * 10 + b, table[:, 4].astype(bool), strict=True))
-            truth_first = np.array([truth[k] for k in keys])
+            keys, item, rater, outcome, truth_first = pair_votes(table)
             result = consensus(
                 items=item,
                 raters=rater,
@@ -264,10 +269,7 @@ def variants_report(args) -> None:
         scores: dict[str, list] = {"one": [], "two": []}
         for seed in args.seeds:
             table, _ = simulate(seed, mixture, prompts=args.prompts, raters=args.raters)
-            prompt, a, b, rater, outcome = (table[:, i] for i in (0, 1, 2, 5, 6))
-            keys, item = np.unique(prompt * 100 + a * 10 + b, return_inverse=True)
-            truth = dict(zip(prompt * 100 + a * 10 + b, table[:, 4].astype(bool), strict=True))
-            truth_first = np.array([truth[k] for k in keys])
+            keys, item, rater, outcome, truth_first = pair_votes(table)
             n_raters = int(rater.max()) + 1
             one = consensus(
                 items=item, raters=rater, outcomes=outcome, n_items=len(keys), n_raters=n_raters

@@ -9,6 +9,17 @@ from annotate.services.judgments import judgment_submit
 from exports.models import Export
 from exports.services import export_build, export_create
 
+# The consensus columns a ranked row ends with (exports.consensus_ranking.FIELDS).
+RANKED_CONSENSUS_COLUMNS = [
+    "consensus_ranking",
+    "consensus_confidence",
+    "consensus_contested",
+    "majority_ranking",
+    "consensus_votes",
+    "comparison_judgments",
+    "comparison_settled",
+]
+
 
 def model_of(uid: str) -> str:
     return Image.objects.get(uid=uid).model_name

@@ -8,7 +8,14 @@ import pytest
 from datasets import load_dataset
 
 from annotate.models import Judgment, Membership
-from tests.exports.helpers import build, bulk_judge, model_of, parquet_rows, prefer_models
+from tests.exports.helpers import (
+    RANKED_CONSENSUS_COLUMNS,
+    build,
+    bulk_judge,
+    model_of,
+    parquet_rows,
+    prefer_models,
+)
 from tests.factories import annotator, campaign_with_comparisons
 
 pytestmark = pytest.mark.django_db
@@ -51,13 +58,7 @@ def test_ranked_rows_rank_each_image_with_ties_sharing_a_rank(db, tmp_path):
         "ranking",
         "user_id",
         "created_at",
-        "consensus_ranking",
-        "consensus_confidence",
-        "consensus_contested",
-        "majority_ranking",
-        "consensus_votes",
-        "comparison_judgments",
-        "comparison_settled",
+        *RANKED_CONSENSUS_COLUMNS,
     ]
 
 

@@ -14,20 +14,17 @@ from exports.consensus_ranking import borda_points, consensus_ranks, dense_ranks
 from exports.policy import POLICY_BAD_CONSENSUS, POLICY_BAD_CONTESTED
 from exports.services import export_create
 from pickwise.errors import ApplicationError
-from tests.exports.helpers import build, bulk_judge, model_of, parquet_rows
+from tests.exports.helpers import (
+    RANKED_CONSENSUS_COLUMNS,
+    build,
+    bulk_judge,
+    model_of,
+    parquet_rows,
+)
 from tests.factories import annotator, campaign_with_comparisons
 
 MODELS = ("m1", "m2", "m3")
 ALL_TRAIN = {"validation": 0.0, "test": 0.0, "max_prompts": 100}
-CONSENSUS_COLUMNS = [
-    "consensus_ranking",
-    "consensus_confidence",
-    "consensus_contested",
-    "majority_ranking",
-    "consensus_votes",
-    "comparison_judgments",
-    "comparison_settled",
-]
 
 
 def _p(*wins):
@@ -220,7 +217,9 @@ def test_the_default_model_orders_what_raters_agree_on_and_levels_what_they_call
         assert row["consensus_contested"] is True
         assert row["consensus_confidence"] < 0.9
     data = load_dataset(export.folder, cache_dir=str(tmp_path / "hf"))
-    assert list(data["train"].features)[-len(CONSENSUS_COLUMNS) :] == CONSENSUS_COLUMNS
+    assert (
+        list(data["train"].features)[-len(RANKED_CONSENSUS_COLUMNS) :] == RANKED_CONSENSUS_COLUMNS
+    )
     first = data["train"][0]
     assert first["consensus_ranking"] == rows[0]["consensus_ranking"]
     card = (Path(export.folder) / "README.md").read_text()
