@@ -94,9 +94,10 @@ def overlap_wanted(
 # on a close pair more judgments change little: a 2-2 split is worth less than a 1-1.
 EASE = np.linspace(0.0, 1.0, 21)
 # Comparison.priority is a small integer: the worth (a probability gain per judgment, at most
-# 1/2) in steps of 1e-4, plus one so that every started comparison ranks above the fresh ones
-# (priority 0).
+# 1/2 per image pair) in steps of 1e-4, plus one, so that a comparison that wants more ranks
+# above those at 0; capped at the field's largest value.
 WORTH_STEPS = 10_000
+MAX_PRIORITY = 32767
 # The look-ahead stops here whatever max_raters allows, so a submit's cost stays bounded.
 LOOKAHEAD = 8
 
@@ -154,5 +155,5 @@ def judgment_worth(
 
 
 def worth_priority(worth: float) -> int:
-    """Comparison.priority for a started comparison of this worth: 1 and up."""
-    return 1 + min(WORTH_STEPS // 2, round(worth * WORTH_STEPS))
+    """Comparison.priority for a comparison whose next judgment is worth `worth`: 1 and up."""
+    return 1 + min(MAX_PRIORITY - 1, round(worth * WORTH_STEPS))

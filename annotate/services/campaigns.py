@@ -10,6 +10,7 @@ from django.utils.text import slugify
 
 from annotate.criteria import normalise_criteria, validate_criteria
 from annotate.models import Campaign, Comparison, Membership
+from annotate.services.overlap import fresh_priority
 from pickwise.enqueue import enqueue_on_commit
 from pickwise.errors import ApplicationError
 
@@ -176,8 +177,11 @@ def _apply_overlap(campaign: Campaign) -> None:
 
     With dynamic overlap a comparison's target starts at min_raters and submits move it
     (annotate.services.overlap): one found unsettled keeps asking for one more rater, within
-    the new max_raters."""
+    the new max_raters. Unless active sampling owns the priority: comparisons nobody has
+    judged take the priority a new one starts at, the others keep theirs until their next
+    submit; with a fixed overlap every priority goes back to 0."""
     regular = Comparison.objects.filter(campaign=campaign, role=Comparison.Role.REGULAR)
+    fresh = fresh_priority(campaign)
     # Never below what is already done or in flight: the invariant holds at every moment.
     for comparison in regular.select_for_update().only(
         "id", "done", "in_flight", "status", "settled"
@@ -192,7 +196,13 @@ def _apply_overlap(campaign: Campaign) -> None:
                 if comparison.done + comparison.in_flight >= wanted
                 else Comparison.Status.OPEN
             )
-        Comparison.objects.filter(pk=comparison.pk).update(wanted=wanted, status=status)
+        fields = {"wanted": wanted, "status": status}
+        if not campaign.active_sampling:
+            if not campaign.dynamic_overlap:
+                fields["priority"] = 0  # a fixed overlap serves the fullest first
+            elif comparison.done + comparison.in_flight == 0:
+                fields["priority"] = fresh
+        Comparison.objects.filter(pk=comparison.pk).update(**fields)
 
 
 def rater_key_new() -> int:

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from django.db import transaction
 
 from annotate.models import Campaign, Comparison, ComparisonImage, Image, Prompt
+from annotate.services.overlap import fresh_priority
 
 
 def comparison_key(image_ids: Iterable[int]) -> str:
@@ -73,7 +74,9 @@ def _comparisons_insert(
     existing = set(
         Comparison.objects.filter(campaign=campaign, key__in=keys).values_list("key", flat=True)
     )
-    overlap = campaign.initial_wanted() if role == Comparison.Role.REGULAR else 0
+    regular = role == Comparison.Role.REGULAR
+    overlap = campaign.initial_wanted() if regular else 0
+    priority = fresh_priority(campaign) if regular else 0
     new: list[Comparison] = []
     new_groups: list[list[Image]] = []
     for (prompt_id, _, answer), key, group in zip(wanted, keys, groups, strict=True):
@@ -89,6 +92,7 @@ def _comparisons_insert(
                 gold_answer=answer,
                 gold_kind=gold_kind,
                 wanted=overlap,
+                priority=priority,
             )
         )
         new_groups.append(group)

@@ -19,14 +19,14 @@ Which comparison the assignment engine serves next: the open one with the highes
 which owns the priority when on) each submit writes there what the comparison's next judgment
 is worth (annotate.quality.posterior.judgment_worth: the expected gain in the chance that its
 consensus is right, per judgment, under a model in which raters who split make a close pair
-likely). So of the open comparisons already started, the one whose next judgment is worth
-most is served first: a fresh split before one whose raters agree but have not yet reached
-the confidence, and before a pair split many times over, on which one more rater changes
-little. Comparisons not yet judged keep priority 0 and come after the started ones: finishing
-what is started while the crowd is still there keeps the raters who have not seen a contested
-comparison from running out at the end. The worth is a few array operations on one
-comparison's votes, computed under the row lock the submit already holds; the engine's query
-and its index are unchanged.
+likely), and a new comparison starts at the worth of its first judgment (fresh_priority). So
+the judgment served is the one worth most: first judgments before further ones, then a fresh
+split before raters who agree but have not yet reached the confidence, and before a pair
+split many times over, on which one more rater changes little. bench/overlap_order.py
+measures the order: the same accuracy at the end, more part-way through than serving the
+fullest comparison first. The worth is a few array operations on one comparison's votes,
+computed under the row lock the submit already holds; the engine's query and its index are
+unchanged.
 """
 
 from collections import defaultdict
@@ -133,11 +133,25 @@ def next_priority(
     if used >= wanted:
         return 0
     cast = [vote for pair in votes.values() for vote in pair]
-    if not cast:  # only ties or nothing counted yet: as a fresh comparison would be
-        return worth_priority(judgment_worth([], remaining=max_raters - done, next_accuracy=0.75))
+    if not cast:  # nothing counted yet
+        return 0
     accuracy = sum(max(0.5, a) for _, a in cast) / len(cast)
     worth = sum(
         judgment_worth(pair, remaining=max_raters - done, next_accuracy=accuracy)
         for pair in votes.values()
     )
     return worth_priority(worth)
+
+
+def fresh_priority(campaign: Campaign) -> int:
+    """The priority a regular comparison nobody has judged starts at: under dynamic overlap
+    (without active sampling) the worth of its first judgment, by raters as accurate as a
+    new one, over each of its image pairs; 0 otherwise. That is more than a started
+    comparison's next judgment is worth, so every comparison gets its first judgment before
+    any gets a further one (bench/overlap_order.py: more accurate part-way through, the same
+    at the end)."""
+    if not campaign.dynamic_overlap or campaign.active_sampling:
+        return 0
+    pairs = campaign.k * (campaign.k - 1) // 2  # k is 2 for a pairwise campaign
+    worth = judgment_worth([], remaining=campaign.max_raters, next_accuracy=rater_accuracy(0, 0))
+    return worth_priority(pairs * worth)

@@ -130,9 +130,11 @@ def _answer(assignment, *, first: bool) -> None:
     )
 
 
-def test_the_next_rater_gets_the_split_before_the_agreed_and_both_before_a_fresh_one():
+def test_the_next_rater_gets_a_first_judgment_then_the_split_then_the_agreed():
     campaign = _dynamic(prompts=3)
-    users = [annotator(campaign) for _ in range(7)]
+    users = [annotator(campaign) for _ in range(8)]
+    # Every comparison starts at the worth of its first judgment.
+    assert len(set(Comparison.objects.values_list("priority", flat=True))) == 1
     # Four tasks in flight: two on the first comparison, then two on the second.
     tasks = [assignment_next(campaign=campaign, annotator=user) for user in users[:4]]
     agreed, split, fresh = Comparison.objects.order_by("id")
@@ -142,12 +144,29 @@ def test_the_next_rater_gets_the_split_before_the_agreed_and_both_before_a_fresh
     agreed.refresh_from_db()
     split.refresh_from_db()
     fresh.refresh_from_db()
-    # Both want a third rater (two agreeing new raters: 9/10 < 0.95); the split's third
-    # judgment is worth more, and a comparison nobody has judged stays at 0.
+    # Both want a third rater (two agreeing new raters: 9/10 < 0.95); a first judgment is
+    # worth most, then the split's third, then a third after two who agree.
     assert (agreed.wanted, split.wanted) == (3, 3)
-    assert split.priority > agreed.priority > fresh.priority == 0
+    assert fresh.priority > split.priority > agreed.priority > 0
     order = [assignment_next(campaign=campaign, annotator=user) for user in users[4:]]
-    assert [task.comparison_id for task in order] == [split.pk, agreed.pk, fresh.pk]
+    # The fresh one wants min_raters (2) first judgments; its priority moves on submit.
+    assert [task.comparison_id for task in order] == [fresh.pk, fresh.pk, split.pk, agreed.pk]
+
+
+def test_fixed_overlap_and_active_sampling_start_at_zero_and_switching_moves_the_fresh_ones():
+    assert set(Comparison.objects.filter(campaign=_dynamic()).values_list("priority", flat=True))
+    assert not any(
+        Comparison.objects.filter(
+            campaign=campaign_with_comparisons(prompts=1, overlap=3)
+        ).values_list("priority", flat=True)
+    )
+    assert not Comparison.objects.get(campaign=_dynamic(active_sampling=True)).priority
+    draft = campaign_with_comparisons(prompts=2, overlap=3, status=Campaign.Status.DRAFT)
+    campaign_update(campaign=draft, dynamic_overlap=True, min_raters=2, max_raters=5)
+    on = set(Comparison.objects.filter(campaign=draft).values_list("priority", flat=True))
+    assert len(on) == 1 and on.pop() > 0
+    campaign_update(campaign=draft, dynamic_overlap=False)
+    assert set(Comparison.objects.filter(campaign=draft).values_list("priority", flat=True)) == {0}
 
 
 def test_a_comparison_that_wants_no_more_goes_back_to_priority_zero():

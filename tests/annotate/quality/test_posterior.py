@@ -109,4 +109,5 @@ def test_a_more_accurate_next_rater_is_worth_more():
 def test_the_priority_is_at_least_one_and_fits_a_small_integer():
     assert worth_priority(0.0) == 1
     assert worth_priority(0.1742) == 1743
-    assert worth_priority(5.0) == 1 + WORTH_STEPS // 2 <= 32767
+    assert worth_priority(3.0) == 1 + 3 * WORTH_STEPS  # six image pairs may sum to 3
+    assert worth_priority(50.0) == 32767
